@@ -1,0 +1,456 @@
+//! Prometheus metrics of the storage server (the DESIGN §2.6 contract).
+//!
+//! The dashboard and the alert rules depend on these names and label sets: change them
+//! only together. Every label value comes from a small fixed set, never from a key,
+//! usecase, scope or user.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Metric names, shared with the dashboard, alert rules and Grafana (tests check them).
+pub mod names {
+    /// Storage operations currently running in spawned tasks.
+    pub const TASKS_RUNNING: &str = "strata_service_tasks_running";
+    /// Operations waiting in the service-tier queue.
+    pub const TASKS_QUEUED: &str = "strata_service_tasks_queued";
+    /// The service-tier permit count (`service.max_concurrency`).
+    pub const TASKS_LIMIT: &str = "strata_service_tasks_limit";
+    /// Operations by `operation` and `outcome`.
+    pub const OPERATIONS_TOTAL: &str = "strata_service_operations_total";
+    /// Operation latency by `operation`.
+    pub const OPERATION_DURATION: &str = "strata_service_operation_duration_seconds";
+    /// Service-tier rejections by `reason`.
+    pub const SERVICE_REJECTIONS_TOTAL: &str = "strata_service_rejections_total";
+    /// Panics caught in operation tasks, by `operation`.
+    pub const PANICS_TOTAL: &str = "strata_service_panics_total";
+    /// HTTP requests in flight (internal routes included).
+    pub const HTTP_IN_FLIGHT: &str = "strata_http_requests_in_flight";
+    /// The web-tier limit (`http.max_requests`).
+    pub const HTTP_LIMIT: &str = "strata_http_requests_limit";
+    /// Requests rejected by the web tier with 503.
+    pub const HTTP_REJECTIONS_TOTAL: &str = "strata_http_rejections_total";
+    /// Requests by `method` and `status` class.
+    pub const HTTP_REQUESTS_TOTAL: &str = "strata_http_requests_total";
+    /// Request latency by `method`.
+    pub const HTTP_DURATION: &str = "strata_http_request_duration_seconds";
+    /// Payload bytes by `direction` (`in`, `out`).
+    pub const BYTES_TOTAL: &str = "strata_bytes_total";
+    /// Always 1; carries the `version` label.
+    pub const BUILD_INFO: &str = "strata_build_info";
+}
+
+/// Operation label values (`operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// O1/O2.
+    Insert,
+    /// O3.
+    Get,
+    /// O4.
+    Head,
+    /// O5.
+    Delete,
+    /// E1 (PATCH).
+    ExtendExpiry,
+}
+
+impl Operation {
+    /// Every operation, for pre-registering label sets so series exist at zero.
+    pub const ALL: [Operation; 5] = [
+        Operation::Insert,
+        Operation::Get,
+        Operation::Head,
+        Operation::Delete,
+        Operation::ExtendExpiry,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Insert => "insert",
+            Operation::Get => "get",
+            Operation::Head => "head",
+            Operation::Delete => "delete",
+            Operation::ExtendExpiry => "extend_expiry",
+        }
+    }
+}
+
+/// Outcome label values (`outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Completed successfully.
+    Ok,
+    /// The object did not exist (or had expired).
+    NotFound,
+    /// Backend or I/O failure.
+    Error,
+    /// Refused by the service-tier limiter.
+    Rejected,
+    /// The task panicked.
+    Panic,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Ok,
+        Outcome::NotFound,
+        Outcome::Error,
+        Outcome::Rejected,
+        Outcome::Panic,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::NotFound => "not_found",
+            Outcome::Error => "error",
+            Outcome::Rejected => "rejected",
+            Outcome::Panic => "panic",
+        }
+    }
+}
+
+/// Service-tier rejection reasons (`reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// No permit free and no queue slot (or no queue).
+    AtCapacity,
+    /// Waited in the queue for `queue_timeout` without a permit.
+    QueueTimeout,
+}
+
+impl RejectReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::AtCapacity => "at_capacity",
+            RejectReason::QueueTimeout => "queue_timeout",
+        }
+    }
+}
+
+/// HTTP methods as labels: anything unusual folds into `other` to keep the set bounded.
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::PUT => "PUT",
+        http::Method::POST => "POST",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Status class label (`2xx` … `5xx`).
+pub fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// All server metrics, registered in one registry per server instance (so tests can run
+/// several servers in one process).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `strata_service_tasks_running`.
+    pub tasks_running: IntGauge,
+    /// `strata_service_tasks_queued`.
+    pub tasks_queued: IntGauge,
+    /// `strata_service_tasks_limit`.
+    pub tasks_limit: IntGauge,
+    /// `strata_service_operations_total{operation,outcome}`.
+    pub operations: IntCounterVec,
+    /// `strata_service_operation_duration_seconds{operation}`.
+    pub operation_duration: HistogramVec,
+    /// `strata_service_rejections_total{reason}`.
+    pub service_rejections: IntCounterVec,
+    /// `strata_service_panics_total{operation}`.
+    pub panics: IntCounterVec,
+    /// `strata_http_requests_in_flight`.
+    pub http_in_flight: IntGauge,
+    /// `strata_http_requests_limit`.
+    pub http_limit: IntGauge,
+    /// `strata_http_rejections_total`.
+    pub http_rejections: IntCounter,
+    /// `strata_http_requests_total{method,status}`.
+    pub http_requests: IntCounterVec,
+    /// `strata_http_request_duration_seconds{method}`.
+    pub http_duration: HistogramVec,
+    /// `strata_bytes_total{direction}`.
+    pub bytes: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+impl Metrics {
+    /// Creates and registers every metric; label sets of the fixed enums exist at zero.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique");
+            g
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let histogram_vec = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique");
+            h
+        };
+
+        let metrics = Metrics {
+            tasks_running: gauge(names::TASKS_RUNNING, "Storage operations running now."),
+            tasks_queued: gauge(names::TASKS_QUEUED, "Storage operations waiting for a permit."),
+            tasks_limit: gauge(names::TASKS_LIMIT, "Service-tier concurrency limit."),
+            operations: counter_vec(
+                names::OPERATIONS_TOTAL,
+                "Storage operations by outcome.",
+                &["operation", "outcome"],
+            ),
+            operation_duration: histogram_vec(
+                names::OPERATION_DURATION,
+                "Storage operation latency.",
+                &["operation"],
+            ),
+            service_rejections: counter_vec(
+                names::SERVICE_REJECTIONS_TOTAL,
+                "Storage operations refused by the service-tier limiter (429).",
+                &["reason"],
+            ),
+            panics: counter_vec(
+                names::PANICS_TOTAL,
+                "Panics caught in storage operation tasks.",
+                &["operation"],
+            ),
+            http_in_flight: gauge(names::HTTP_IN_FLIGHT, "HTTP requests in flight."),
+            http_limit: gauge(names::HTTP_LIMIT, "Web-tier in-flight request limit."),
+            http_rejections: {
+                let c = IntCounter::new(
+                    names::HTTP_REJECTIONS_TOTAL,
+                    "HTTP requests refused by the web tier (503).",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique");
+                c
+            },
+            http_requests: counter_vec(
+                names::HTTP_REQUESTS_TOTAL,
+                "HTTP requests by method and status class.",
+                &["method", "status"],
+            ),
+            http_duration: histogram_vec(
+                names::HTTP_DURATION,
+                "HTTP request latency until the response head.",
+                &["method"],
+            ),
+            bytes: counter_vec(
+                names::BYTES_TOTAL,
+                "Payload bytes received (in) and sent (out).",
+                &["direction"],
+            ),
+            registry,
+        };
+
+        let build_info = IntGauge::with_opts(
+            Opts::new(names::BUILD_INFO, "Build information; always 1.")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )
+        .expect("valid metric");
+        build_info.set(1);
+        metrics
+            .registry
+            .register(Box::new(build_info))
+            .expect("unique");
+        #[cfg(target_os = "linux")]
+        metrics
+            .registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique");
+
+        for op in Operation::ALL {
+            metrics.panics.with_label_values(&[op.as_str()]);
+            metrics.operation_duration.with_label_values(&[op.as_str()]);
+            for outcome in Outcome::ALL {
+                metrics
+                    .operations
+                    .with_label_values(&[op.as_str(), outcome.as_str()]);
+            }
+        }
+        for reason in [RejectReason::AtCapacity, RejectReason::QueueTimeout] {
+            metrics.service_rejections.with_label_values(&[reason.as_str()]);
+        }
+        for direction in ["in", "out"] {
+            metrics.bytes.with_label_values(&[direction]);
+        }
+        metrics
+    }
+
+    /// Records one finished (or refused) operation.
+    pub fn record_operation(&self, op: Operation, outcome: Outcome, seconds: Option<f64>) {
+        self.operations
+            .with_label_values(&[op.as_str(), outcome.as_str()])
+            .inc();
+        if let Some(seconds) = seconds {
+            self.operation_duration
+                .with_label_values(&[op.as_str()])
+                .observe(seconds);
+        }
+        if outcome == Outcome::Panic {
+            self.panics.with_label_values(&[op.as_str()]).inc();
+        }
+    }
+
+    /// Counts payload bytes in one direction.
+    pub fn add_bytes(&self, direction_in: bool, n: u64) {
+        self.bytes
+            .with_label_values(&[if direction_in { "in" } else { "out" }])
+            .inc_by(n);
+    }
+
+    /// The whole registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("text format is UTF-8")
+    }
+
+    /// Upstream-compatible autoscaling gauges for `/keda` (objectstore names).
+    pub fn encode_keda(&self) -> String {
+        let bytes: u64 = ["in", "out"]
+            .iter()
+            .map(|d| self.bytes.with_label_values(&[d]).get())
+            .sum();
+        let requests: u64 = self
+            .http_requests
+            .collect()
+            .iter()
+            .flat_map(|mf| mf.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum();
+        let mut out = String::new();
+        let mut push = |name: &str, kind: &str, help: &str, value: i64| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        };
+        push(
+            "objectstore_bytes_total",
+            "counter",
+            "Payload bytes metered in both directions.",
+            bytes as i64,
+        );
+        push(
+            "objectstore_requests_total",
+            "counter",
+            "Requests admitted.",
+            requests as i64,
+        );
+        push(
+            "objectstore_requests_in_flight",
+            "gauge",
+            "HTTP requests in flight.",
+            self.http_in_flight.get(),
+        );
+        push(
+            "objectstore_requests_limit",
+            "gauge",
+            "Web-tier in-flight limit.",
+            self.http_limit.get(),
+        );
+        push(
+            "objectstore_tasks_running",
+            "gauge",
+            "Storage tasks running.",
+            self.tasks_running.get(),
+        );
+        push(
+            "objectstore_tasks_limit",
+            "gauge",
+            "Storage task limit.",
+            self.tasks_limit.get(),
+        );
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Fixed histogram buckets used for operation and request latency (seconds).
+pub fn latency_buckets() -> &'static [f64] {
+    LATENCY_BUCKETS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_contract_name_is_exported() {
+        let text = Metrics::new().encode();
+        for name in [
+            names::TASKS_RUNNING,
+            names::TASKS_QUEUED,
+            names::TASKS_LIMIT,
+            names::OPERATIONS_TOTAL,
+            names::OPERATION_DURATION,
+            names::SERVICE_REJECTIONS_TOTAL,
+            names::PANICS_TOTAL,
+            names::HTTP_IN_FLIGHT,
+            names::HTTP_LIMIT,
+            names::HTTP_REJECTIONS_TOTAL,
+            names::BYTES_TOTAL,
+            names::BUILD_INFO,
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+        }
+        assert!(text.contains("strata_service_panics_total{operation=\"get\"} 0"));
+    }
+
+    #[test]
+    fn panic_outcome_counts_panics() {
+        let m = Metrics::new();
+        m.record_operation(Operation::Get, Outcome::Panic, Some(0.1));
+        assert_eq!(m.panics.with_label_values(&["get"]).get(), 1);
+        assert_eq!(m.operations.with_label_values(&["get", "panic"]).get(), 1);
+    }
+
+    #[test]
+    fn keda_has_upstream_gauges() {
+        let m = Metrics::new();
+        m.http_limit.set(7);
+        let text = m.encode_keda();
+        assert!(text.contains("objectstore_requests_limit 7"));
+        assert!(text.contains("# TYPE objectstore_tasks_limit gauge"));
+    }
+}
