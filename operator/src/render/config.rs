@@ -1,0 +1,120 @@
+//! The server configuration, built from the server crate's own typed config so that
+//! whatever the operator writes is exactly what `strata-server` parses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use strata_server::config::{
+    Config, FaultsConfig, HttpConfig, LogFormat, LoggingConfig, ServiceConfig, StorageConfig,
+};
+
+use super::RenderError;
+use crate::api::validate::parse_duration;
+use crate::api::{LogFormatSpec, StorageBackend, StorageServiceSpec};
+
+/// Port the server listens on inside the pod (container port `http`).
+pub const HTTP_PORT: u16 = 8888;
+/// Where the ConfigMap is mounted.
+pub const CONFIG_DIR: &str = "/etc/strata";
+/// Key of the server YAML inside the ConfigMap.
+pub const CONFIG_KEY: &str = "strata.yaml";
+/// The drain file `strata-server down` creates; `/tmp` is an `emptyDir`.
+pub const DRAIN_FILE: &str = "/tmp/strata.down";
+/// Mount point of the data volume (PVC or `emptyDir`).
+pub const DATA_DIR: &str = "/var/lib/strata";
+/// Filesystem backend root below the data volume (keeps `lost+found` out of the way).
+pub const DATA_PATH: &str = "/var/lib/strata/data";
+/// Default pause between `strata-server down` and SIGTERM.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+
+/// Builds the server configuration for `spec`; fails when the combination is one the
+/// server would reject, naming the offending spec field.
+pub fn server_config(spec: &StorageServiceSpec) -> Result<Config, RenderError> {
+    let mut http = HttpConfig {
+        addr: SocketAddr::from(([0, 0, 0, 0], HTTP_PORT)),
+        drain_file: PathBuf::from(DRAIN_FILE),
+        ..HttpConfig::default()
+    };
+    let mut service = ServiceConfig::default();
+    if let Some(limits) = &spec.limits {
+        if let Some(v) = limits.max_requests {
+            http.max_requests = v as usize;
+        }
+        if let Some(v) = limits.max_concurrency {
+            service.max_concurrency = v as usize;
+        }
+        if let Some(v) = limits.queue_depth {
+            service.queue_depth = v as usize;
+        }
+        if let Some(v) = &limits.queue_timeout {
+            service.queue_timeout = parse_duration("limits.queueTimeout", v)?;
+        }
+        if let Some(v) = limits.bulk_percent {
+            service.bulk_percent = v;
+        }
+    }
+    if let Some(v) = spec
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.shutdown_timeout.as_ref())
+    {
+        http.shutdown_timeout = parse_duration("lifecycle.shutdownTimeout", v)?;
+    }
+    let storage = match spec.storage.backend {
+        StorageBackend::Filesystem => StorageConfig::Filesystem {
+            path: PathBuf::from(DATA_PATH),
+        },
+        StorageBackend::Memory => StorageConfig::Memory {},
+    };
+    let mut faults = FaultsConfig::default();
+    if let Some(f) = &spec.faults {
+        faults.panic_key_prefix = f.panic_key_prefix.clone();
+        faults.delay_key_prefix = f.delay_key_prefix.clone();
+        if let Some(d) = &f.delay {
+            faults.delay = parse_duration("faults.delay", d)?;
+        }
+    }
+    let mut logging = LoggingConfig {
+        format: LogFormat::Json,
+        ..LoggingConfig::default()
+    };
+    if let Some(l) = &spec.logging {
+        if let Some(level) = &l.level {
+            logging.level = level.clone();
+        }
+        if let Some(format) = l.format {
+            logging.format = match format {
+                LogFormatSpec::Text => LogFormat::Text,
+                LogFormatSpec::Json => LogFormat::Json,
+            };
+        }
+    }
+    let config = Config {
+        http,
+        service,
+        storage,
+        faults,
+        logging,
+    };
+    config
+        .validate()
+        .map_err(|e| RenderError::ServerConfig(e.to_string()))?;
+    Ok(config)
+}
+
+/// Short, stable digest of the rendered YAML: the pod annotation that rolls pods
+/// whenever (and only when) the configuration text changes.
+pub fn config_hash(yaml: &str) -> String {
+    let digest = Sha256::digest(yaml.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The pause between readiness failing and SIGTERM.
+pub fn drain_delay(spec: &StorageServiceSpec) -> Result<Duration, RenderError> {
+    match spec.lifecycle.as_ref().and_then(|l| l.drain_delay.as_ref()) {
+        Some(v) => Ok(parse_duration("lifecycle.drainDelay", v)?),
+        None => Ok(DEFAULT_DRAIN_DELAY),
+    }
+}
