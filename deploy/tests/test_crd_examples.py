@@ -1,0 +1,137 @@
+"""The CRD copies equal `strata-operator crd`, and every example StorageService is
+accepted by the generated schema (structure + CEL rules), while broken ones are not."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+import crd_validate
+import strata_pkg as p
+
+EXAMPLES = sorted(p.EXAMPLES.glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def generated_crd_text() -> str:
+    binary = p.operator_bin()
+    if not binary.is_file():
+        raise AssertionError(
+            f"strata-operator binary not found at {binary}: build it "
+            "(cargo build -p strata-operator) or set STRATA_OPERATOR_BIN")
+    return p.run([str(binary), "crd"])
+
+
+@pytest.fixture(scope="module")
+def crd(generated_crd_text) -> dict:
+    docs = p.load_all(generated_crd_text)
+    assert len(docs) == 1
+    return docs[0]
+
+
+@pytest.mark.parametrize("copy_path", [p.CHART_CRD, p.BASE_CRD], ids=["chart", "kustomize-base"])
+def test_crd_copy_equals_generated(copy_path, generated_crd_text):
+    assert copy_path.read_text() == generated_crd_text, (
+        f"{copy_path.relative_to(p.ROOT)} is stale: run `python3 deploy/tests/sync.py --crd`")
+
+
+def test_crd_contract(crd):
+    """DESIGN §3: group, version, namespaced, status + scale subresources, printer columns."""
+    spec = crd["spec"]
+    assert crd["metadata"]["name"] == "storageservices.strata.dev"
+    assert spec["group"] == "strata.dev"
+    assert spec["scope"] == "Namespaced"
+    assert spec["names"]["kind"] == "StorageService"
+    assert spec["names"]["plural"] == "storageservices"
+    version = [v for v in spec["versions"] if v["name"] == "v1alpha1"][0]
+    assert version["served"] and version["storage"]
+    assert "status" in version["subresources"]
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
+    columns = {c["name"] for c in version.get("additionalPrinterColumns", [])}
+    assert {"Ready", "Replicas", "Age"} <= columns
+
+
+def test_examples_exist():
+    names = {e.stem for e in EXAMPLES}
+    assert {"minimal-filesystem", "autoscaled", "monitoring", "fault-drill"} <= names
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.stem for e in EXAMPLES])
+def test_example_is_valid(example, crd):
+    docs = p.load_all(example.read_text())
+    assert docs
+    for obj in docs:
+        problems = crd_validate.validate(crd, obj)
+        assert problems == [], "\n".join(map(str, problems))
+
+
+def minimal() -> dict:
+    return yaml.safe_load((p.EXAMPLES / "minimal-filesystem.yaml").read_text())
+
+
+def broken(mutate) -> dict:
+    obj = copy.deepcopy(minimal())
+    mutate(obj["spec"])
+    return obj
+
+
+BROKEN = {
+    "unknown field": lambda s: s.update(replica=3),
+    "unknown storage type": lambda s: s["storage"].update(type="floppy"),
+    "negative replicas": lambda s: s.update(replicas=-1),
+    "bad duration": lambda s: s.update(limits={"queueDepth": 1, "queueTimeout": "soon"}),
+    "bulkPercent over 100": lambda s: s.update(limits={"bulkPercent": 150}),
+    # CEL rules
+    "queue without timeout": lambda s: s.update(limits={"queueDepth": 5}),
+    "delay prefix without delay": lambda s: s.update(faults={"delayKeyPrefix": "slow/"}),
+    "autoscaling min above max": lambda s: s.update(
+        autoscaling={"minReplicas": 5, "maxReplicas": 2, "targetCPUUtilizationPercentage": 50}),
+    "autoscaling without target": lambda s: s.update(autoscaling={"minReplicas": 1, "maxReplicas": 2}),
+    "pdb above replicas": lambda s: s.update(replicas=1, podDisruptionBudget={"minAvailable": 2}),
+    "pdb with both fields": lambda s: s.update(podDisruptionBudget={"minAvailable": 1, "maxUnavailable": 1}),
+    "filesystem settings on memory": lambda s: s.update(storage={"type": "memory", "filesystem": {}}),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_broken_storage_service_is_rejected(name, crd):
+    problems = crd_validate.validate(crd, broken(BROKEN[name]))
+    assert problems, f"{name}: accepted"
+    assert not any("could not be evaluated" in pr.message for pr in problems), problems
+
+
+def test_every_cel_rule_is_exercised(crd):
+    """Each CEL rule of the CRD fails for at least one broken object above, so a rule
+    the offline evaluator silently passes would show up here."""
+    schema = crd_validate.served_schema(crd)
+    rules = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            rules.extend(v["rule"] for v in node.get("x-kubernetes-validations", []))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(schema)
+    messages = {v["message"] for v in _all_validations(schema)}
+    failed = set()
+    for mutate in BROKEN.values():
+        for pr in crd_validate.validate(crd, broken(mutate)):
+            failed.add(pr.message)
+    assert rules, "the CRD has no CEL rules"
+    assert messages <= failed, f"CEL rules never exercised: {messages - failed}"
+
+
+def _all_validations(node):
+    if isinstance(node, dict):
+        yield from node.get("x-kubernetes-validations", [])
+        for v in node.values():
+            yield from _all_validations(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _all_validations(v)
