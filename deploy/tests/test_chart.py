@@ -111,7 +111,7 @@ def test_all_features_render_optional_objects(all_render):
     bindings = p.by_kind(all_render, "RoleBinding")
     assert {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in bindings} >= {
         ("storage-a", "strata-operator"), ("storage-b", "strata-operator"),
-        ("storage-a", "strata-dashboard"), ("storage-b", "strata-dashboard")}
+        ("storage-a", "strata-dashboard")}
     assert p.by_kind(all_render, "ClusterRoleBinding") == []
 
 

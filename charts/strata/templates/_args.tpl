@@ -20,6 +20,9 @@ args:
   - --namespace={{ . }}
   {{- end }}
   - --log-format={{ $op.logFormat }}
+  {{- with $op.extraArgs }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end -}}
 
 {{/*
@@ -29,8 +32,10 @@ Command-line arguments of the dashboard container.
 {{- $d := .Values.dashboard -}}
 args:
   - --listen={{ printf "0.0.0.0:%v" $d.port }}
-  - --in-cluster
-  {{- range $d.watchNamespaces }}
+  {{- with $d.namespace }}
   - --namespace={{ . }}
+  {{- end }}
+  {{- with $d.extraArgs }}
+  {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end -}}
