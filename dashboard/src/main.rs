@@ -1,1 +1,101 @@
-fn main() {}
+//! `strata-dashboard`: the on-call dashboard binary.
+//!
+//! Locally: `strata-dashboard --target local=http://127.0.0.1:8888`. In a cluster (no
+//! `--target`): discovers StorageServices through the Kubernetes API.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use strata_dashboard::collector::Source;
+use strata_dashboard::sources::kubernetes::KubeSource;
+use strata_dashboard::sources::local::Target;
+use strata_dashboard::Settings;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be greater than zero".to_owned());
+    }
+    Ok(d)
+}
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata-dashboard",
+    version,
+    about = "Read-only on-call dashboard for Strata StorageServices"
+)]
+struct Args {
+    /// Address to serve the dashboard on.
+    #[arg(long, env = "STRATA_DASHBOARD_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Static target `NAME=URL` (repeatable); without any, StorageServices are discovered
+    /// through the Kubernetes API.
+    #[arg(long = "target", value_name = "NAME=URL")]
+    targets: Vec<Target>,
+    /// Namespace to watch in Kubernetes mode (default: all namespaces).
+    #[arg(long, env = "STRATA_DASHBOARD_NAMESPACE")]
+    namespace: Option<String>,
+    /// How often every target is scraped.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    scrape_interval: Duration,
+    /// Timeout of one scrape (capped at the interval).
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    scrape_timeout: Duration,
+    /// Targets scraped at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// History kept per pod for sparklines and rates.
+    #[arg(long, default_value = "30m", value_parser = duration)]
+    history: Duration,
+    /// Window for rates (ops/s, 429/s, 503/s).
+    #[arg(long, default_value = "1m", value_parser = duration)]
+    rate_window: Duration,
+    /// How often pages re-poll their live fragments.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    refresh: Duration,
+    /// Most pods watched at once (memory bound).
+    #[arg(long, default_value_t = 2000)]
+    max_targets: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let source = if args.targets.is_empty() {
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!(
+                "no --target given and no Kubernetes configuration found ({e}); \
+                 pass --target NAME=URL to watch local strata-servers"
+            )
+        })?;
+        Source::Kubernetes(KubeSource::new(client, args.namespace))
+    } else {
+        Source::Static(args.targets)
+    };
+    let settings = Settings {
+        listen: args.listen,
+        scrape_interval: args.scrape_interval,
+        scrape_timeout: args.scrape_timeout,
+        concurrency: args.concurrency.max(1),
+        history: args.history,
+        rate_window: args.rate_window,
+        refresh: args.refresh,
+        max_targets: args.max_targets.max(1),
+        ..Settings::default()
+    };
+    let dashboard = strata_dashboard::start(settings, source).await?;
+    println!("strata-dashboard listening on http://{}", dashboard.addr());
+    tokio::select! {
+        _ = dashboard.wait() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
