@@ -2,8 +2,15 @@
 //! running storage servers.
 //!
 //! Layout follows DESIGN §1: [`api`] holds the CRD types (shared with the dashboard),
-//! [`render`] turns a spec into desired child objects with pure functions, and
-//! `controller` does the (small) Kubernetes I/O.
+//! [`render`] turns a spec into desired child objects with pure functions,
+//! [`status`] describes what was observed, and [`controller`] does the (small)
+//! Kubernetes I/O. [`rbac`] lists the permissions that I/O needs.
 
 pub mod api;
+pub mod controller;
+pub mod leader;
+pub mod metrics;
+pub mod rbac;
 pub mod render;
+pub mod server;
+pub mod status;

@@ -30,7 +30,10 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Image used when the spec names none; tracks the operator release so that an
 /// operator upgrade rolls servers built from the same source tree.
-pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/strata-dev/strata-server:", env!("CARGO_PKG_VERSION"));
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/strata-dev/strata-server:",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// Desired state of one Strata storage service (a set of identical server pods
 /// behind one Service).
@@ -203,7 +206,9 @@ pub struct StorageSpec {
 }
 
 /// Which storage backend the servers use.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageBackend {
     /// Objects as files on a volume.

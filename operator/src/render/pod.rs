@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities as LinuxCapabilities, ConfigMapVolumeSource, Container, ContainerPort,
-    EmptyDirVolumeSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    EmptyDirVolumeSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -51,9 +52,8 @@ pub fn render(ctx: &Context<'_>, config_hash: &str) -> Result<PodTemplateSpec, R
     let spec = &ctx.owner.spec;
     let drain = config::drain_delay(spec)?;
     let shutdown = config::server_config(spec)?.http.shutdown_timeout;
-    let grace = drain.as_secs_f64().ceil() as u64
-        + shutdown.as_secs_f64().ceil() as u64
-        + GRACE_SLACK_SECS;
+    let grace =
+        drain.as_secs_f64().ceil() as u64 + shutdown.as_secs_f64().ceil() as u64 + GRACE_SLACK_SECS;
 
     let mut mounts = vec![
         VolumeMount {
