@@ -27,6 +27,7 @@ GRAFANA = DEPLOY / "grafana" / "strata.json"
 EXAMPLES = DEPLOY / "examples"
 CHART_CRD = CHART / "crds" / "storageservice.yaml"
 BASE_CRD = BASE / "crd.yaml"
+OPERATOR_RULES = CHART / "files" / "operator-rbac-rules.yaml"
 
 # The chart rendered as the kustomize base is: release "strata" in "strata-system".
 RELEASE = "strata"

@@ -6,7 +6,8 @@
 - deploy/base/*.yaml                      <- the chart rendered with default values
 - deploy/overlays/monitoring/*.yaml       <- the chart's monitoring objects
 - charts/strata/crds/storageservice.yaml,
-  deploy/base/crd.yaml                    <- `strata-operator crd` (with --crd)
+  deploy/base/crd.yaml                    <- `strata-operator crd`  (with --crd)
+- charts/strata/files/operator-rbac-rules.yaml <- `strata-operator rbac` (with --crd)
 
     python3 deploy/tests/sync.py          # write
     python3 deploy/tests/sync.py --check  # exit 1 when anything is out of date
@@ -97,27 +98,33 @@ def wanted() -> dict[Path, str]:
 
 def wanted_crd() -> dict[Path, str]:
     crd = p.run([str(p.operator_bin()), "crd"])
-    return {p.CHART_CRD: crd, p.BASE_CRD: crd}
+    rbac = p.run([str(p.operator_bin()), "rbac"])
+    return {p.CHART_CRD: crd, p.BASE_CRD: crd, p.OPERATOR_RULES: rbac}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report differences")
-    parser.add_argument("--crd", action="store_true", help="also regenerate the CRD copies")
+    parser.add_argument("--crd", action="store_true",
+                        help="also regenerate the CRD copies and the operator's RBAC rules (needs the binary)")
     args = parser.parse_args()
-    files = wanted()
-    if args.crd:
-        files.update(wanted_crd())
     stale = []
-    for path, text in files.items():
-        if not path.exists() or path.read_text() != text:
-            stale.append(path)
-            if not args.check:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
+    batches = [wanted_crd, wanted] if args.crd else [wanted]
+    for batch in batches:
+        for path, text in batch().items():
+            stale += _sync(path, text, args.check)
     for path in stale:
         print(f"{'out of date' if args.check else 'wrote'}: {path.relative_to(p.ROOT)}")
     return 1 if (args.check and stale) else 0
+
+
+def _sync(path: Path, text: str, check: bool) -> list[Path]:
+    if path.exists() and path.read_text() == text:
+        return []
+    if not check:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return [path]
 
 
 if __name__ == "__main__":

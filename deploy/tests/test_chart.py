@@ -65,22 +65,30 @@ def test_single_operator_may_run_without_leader_election():
     objs = p.helm_template(set_values=("operator.replicas=1", "operator.leaderElection.enabled=false"))
     assert not [o for o in objs if o["kind"] == "Role"]
     dep = [o for o in p.by_kind(objs, "Deployment") if o["metadata"]["name"] == "strata-operator"][0]
-    assert not any("leader" in a for a in dep["spec"]["template"]["spec"]["containers"][0]["args"])
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--no-leader-election" in args
+    assert not any(a.startswith("--lease-name") for a in args)
 
 
 def test_operator_runs_two_replicas_with_leader_election(default_render):
     dep = [o for o in p.by_kind(default_render, "Deployment") if o["metadata"]["name"] == "strata-operator"][0]
     assert dep["spec"]["replicas"] == 2
-    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--leader-election" in args
-    assert f"--lease-namespace={p.NAMESPACE}" in args
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[0] == "run"
+    assert "--lease-name=strata-operator" in args
+    assert "--no-leader-election" not in args
+    # Lease namespace and holder identity come from the downward API
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    assert env["POD_NAMESPACE"] == "metadata.namespace"
+    assert env["POD_NAME"] == "metadata.name"
     # a rollout never takes the standby away before the new pod is ready
     assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pdb = p.by_kind(default_render, "PodDisruptionBudget")
     assert [x["spec"]["minAvailable"] for x in pdb] == [1]
     role = [o for o in p.by_kind(default_render, "Role")][0]
-    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                              "verbs": ["get", "create", "update"]}]
+    assert role["metadata"]["namespace"] == p.NAMESPACE
+    assert [r["resources"] for r in role["rules"]] == [["leases"]]
 
 
 def test_default_install_objects(default_render):
@@ -107,12 +115,10 @@ def test_all_features_render_optional_objects(all_render):
     ing = p.by_kind(all_render, "Ingress")[0]
     assert ing["spec"]["ingressClassName"] == "nginx"
     assert ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "strata-dashboard"
-    # watchNamespaces: RoleBindings per namespace instead of cluster-wide bindings
+    # dashboard.namespace: read access in that namespace only
     bindings = p.by_kind(all_render, "RoleBinding")
-    assert {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in bindings} >= {
-        ("storage-a", "strata-operator"), ("storage-b", "strata-operator"),
-        ("storage-a", "strata-dashboard")}
-    assert p.by_kind(all_render, "ClusterRoleBinding") == []
+    assert ("storage-a", "strata-dashboard") in {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in bindings}
+    assert [b["metadata"]["name"] for b in p.by_kind(all_render, "ClusterRoleBinding")] == ["strata-operator"]
 
 
 def test_images_default_to_app_version(default_render):
@@ -215,6 +221,13 @@ def operator_rbac_rules() -> list[dict]:
             rules += d["rules"]
     assert rules, "strata-operator rbac printed no rules"
     return rules
+
+
+def test_chart_rbac_file_is_strata_operator_rbac_output():
+    binary = p.operator_bin()
+    assert binary.is_file(), f"strata-operator binary not found at {binary}"
+    assert p.OPERATOR_RULES.read_text() == p.run([str(binary), "rbac"]), (
+        "charts/strata/files/operator-rbac-rules.yaml is stale: run `python3 deploy/tests/sync.py --crd`")
 
 
 def test_operator_rbac_equals_strata_operator_rbac(default_render):

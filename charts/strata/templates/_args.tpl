@@ -1,5 +1,6 @@
 {{/*
-Command-line arguments of the operator container (flags of `strata-operator run`).
+Command-line arguments of the operator container (flags of `strata-operator run`; the
+Lease namespace and identity come from POD_NAMESPACE and POD_NAME).
 */}}
 {{- define "strata.operator.args" -}}
 {{- $op := .Values.operator -}}
@@ -7,19 +8,10 @@ args:
   - run
   - --listen={{ printf "0.0.0.0:%v" $op.port }}
   {{- if $op.leaderElection.enabled }}
-  - --leader-election
   - --lease-name={{ $op.leaderElection.leaseName }}
-  - --lease-namespace={{ .Release.Namespace }}
-  - --lease-duration={{ $op.leaderElection.leaseDuration }}
-  - --renew-deadline={{ $op.leaderElection.renewDeadline }}
+  {{- else }}
+  - --no-leader-election
   {{- end }}
-  {{- with $op.serverImage }}
-  - --default-server-image={{ . }}
-  {{- end }}
-  {{- range $op.watchNamespaces }}
-  - --namespace={{ . }}
-  {{- end }}
-  - --log-format={{ $op.logFormat }}
   {{- with $op.extraArgs }}
   {{- toYaml . | nindent 2 }}
   {{- end }}

@@ -1,37 +1,22 @@
 {{/*
-ClusterRole rules of the operator. Keep equal to `strata-operator rbac`.
+The operator's RBAC rules, exactly as `strata-operator rbac` prints them
+(files/operator-rbac-rules.yaml is that output, kept equal by the packaging tests).
+Lease rules go to a Role in the release namespace; everything else to the ClusterRole.
 */}}
-{{- define "strata.operator.rules" -}}
-- apiGroups: ["strata.dev"]
-  resources: ["storageservices"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-- apiGroups: ["strata.dev"]
-  resources: ["storageservices/status"]
-  verbs: ["get", "patch", "update"]
-- apiGroups: [""]
-  resources: ["configmaps", "services"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["apps"]
-  resources: ["deployments", "statefulsets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["policy"]
-  resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["autoscaling"]
-  resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["monitoring.coreos.com"]
-  resources: ["servicemonitors", "prometheusrules"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+{{- define "strata.operator.clusterRules" -}}
+{{- range (.Files.Get "files/operator-rbac-rules.yaml" | fromYamlArray) }}
+{{- if not (has "coordination.k8s.io" .apiGroups) }}
+- {{ toYaml . | indent 2 | trim }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "strata.operator.leaseRules" -}}
+{{- range (.Files.Get "files/operator-rbac-rules.yaml" | fromYamlArray) }}
+{{- if has "coordination.k8s.io" .apiGroups }}
+- {{ toYaml . | indent 2 | trim }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/*
