@@ -497,11 +497,13 @@ fn service_row(
     };
     let (health, mut reasons) = classify_service(&signals);
     // Bring the worst pod's own words up to the overview: "pod-1: 2 panic(s) …".
-    for (h, r, _) in &pods {
-        if *h == Health::Critical && !r.is_empty() {
-            reasons.insert(0, r[0].clone());
-            break;
-        }
+    if let Some((i, (_, r, _))) = pods
+        .iter()
+        .enumerate()
+        .filter(|(_, (h, r, _))| *h >= Health::Warning && !r.is_empty())
+        .max_by_key(|(_, (h, _, _))| *h)
+    {
+        reasons.insert(0, format!("{}: {}", svc.pods[i].name, r[0]));
     }
     if reasons.is_empty() && health == Health::Ok {
         reasons.push("serving normally".to_owned());
