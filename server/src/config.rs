@@ -216,6 +216,11 @@ impl Config {
         if value.is_null() {
             value = serde_yaml::Value::Mapping(Default::default());
         }
+        // Start from the defaults so an override of one key (say, the storage path)
+        // keeps every other default around it.
+        let mut merged = serde_yaml::to_value(Config::default()).expect("defaults serialize");
+        merge(&mut merged, value);
+        let mut value = merged;
         let overrides: BTreeMap<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
@@ -226,13 +231,12 @@ impl Config {
         if !overrides.is_empty() {
             origin = format!("{origin} + environment");
         }
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|err| {
-            ConfigError::Invalid {
+        let config: Config =
+            serde_path_to_error::deserialize(value).map_err(|err| ConfigError::Invalid {
                 origin: origin.clone(),
                 key: err.path().to_string(),
                 message: err.inner().to_string(),
-            }
-        })?;
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -240,13 +244,12 @@ impl Config {
     /// Parses a YAML document (as the operator renders it) with the same strictness as `load`.
     pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
         let value = parse_yaml(text, "document")?;
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|err| {
-            ConfigError::Invalid {
+        let config: Config =
+            serde_path_to_error::deserialize(value).map_err(|err| ConfigError::Invalid {
                 origin: "document".to_owned(),
                 key: err.path().to_string(),
                 message: err.inner().to_string(),
-            }
-        })?;
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -291,6 +294,31 @@ fn parse_yaml(text: &str, origin: &str) -> Result<serde_yaml::Value, ConfigError
     })
 }
 
+/// Deep-merges `overlay` into `base`. A tagged section (one with `type`) whose type
+/// changes is replaced whole, so the old variant's fields do not linger.
+fn merge(base: &mut serde_yaml::Value, overlay: serde_yaml::Value) {
+    use serde_yaml::Value;
+    match (base, overlay) {
+        (Value::Mapping(base), Value::Mapping(overlay)) => {
+            let tag = Value::String("type".to_owned());
+            if let (Some(old), Some(new)) = (base.get(&tag), overlay.get(&tag)) {
+                if old != new {
+                    base.clear();
+                }
+            }
+            for (key, value) in overlay {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
 /// Sets `STRATA__A__B=v` as `a.b: v`, parsing `v` as a YAML scalar so numbers stay numbers.
 fn apply_override(root: &mut serde_yaml::Value, name: &str, raw: &str) -> Result<(), ConfigError> {
     let path: Vec<String> = name[ENV_PREFIX.len()..]
@@ -304,8 +332,8 @@ fn apply_override(root: &mut serde_yaml::Value, name: &str, raw: &str) -> Result
             message: "empty key segment".to_owned(),
         });
     }
-    let parsed: serde_yaml::Value = serde_yaml::from_str(raw)
-        .unwrap_or_else(|_| serde_yaml::Value::String(raw.to_owned()));
+    let parsed: serde_yaml::Value =
+        serde_yaml::from_str(raw).unwrap_or_else(|_| serde_yaml::Value::String(raw.to_owned()));
     let mut node = root;
     for (i, segment) in path.iter().enumerate() {
         let map = match node {
@@ -320,6 +348,10 @@ fn apply_override(root: &mut serde_yaml::Value, name: &str, raw: &str) -> Result
         };
         let key = serde_yaml::Value::String(segment.clone());
         if i + 1 == path.len() {
+            if segment == "type" && map.get(&key) != Some(&parsed) {
+                // Switching a tagged section's variant drops the old variant's fields.
+                map.clear();
+            }
             map.insert(key, parsed);
             return Ok(());
         }
@@ -381,6 +413,19 @@ mod tests {
     }
 
     #[test]
+    fn env_override_of_one_key_keeps_other_defaults() {
+        let c = load_str("", &[("STRATA__STORAGE__PATH", "/srv/objects")]).unwrap();
+        assert_eq!(
+            c.storage,
+            StorageConfig::Filesystem {
+                path: PathBuf::from("/srv/objects")
+            }
+        );
+        let c = load_str("storage:\n  type: memory\n", &[]).unwrap();
+        assert_eq!(c.storage, StorageConfig::Memory {});
+    }
+
+    #[test]
     fn unknown_env_key_is_an_error() {
         let err = load_str("", &[("STRATA__SERVICE__NOPE", "1")]).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
@@ -388,11 +433,7 @@ mod tests {
 
     #[test]
     fn humantime_durations() {
-        let c = load_str(
-            "faults:\n  delay_key_prefix: slow/\n  delay: 1m 30s\n",
-            &[],
-        )
-        .unwrap();
+        let c = load_str("faults:\n  delay_key_prefix: slow/\n  delay: 1m 30s\n", &[]).unwrap();
         assert_eq!(c.faults.delay, Duration::from_secs(90));
     }
 

@@ -1,6 +1,10 @@
 //! Strata storage server: the objectstore v1 HTTP API over spawned, panic-isolated,
 //! two-tier-limited storage operations.
 
+pub mod app;
+pub mod backend;
 pub mod config;
+pub mod http;
 pub mod metrics;
 pub mod object;
+pub mod service;

@@ -1,0 +1,116 @@
+//! Storage backends behind one streaming trait.
+//!
+//! Backends only persist and return bytes plus metadata; expiry, TTI bumps, limits and
+//! panic isolation live in the service layer above them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::config::{Config, StorageConfig};
+use crate::object::{Metadata, ObjectId};
+
+pub mod faults;
+pub mod filesystem;
+pub mod memory;
+
+/// A payload travelling into or out of a backend, chunk by chunk.
+pub type PayloadStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// An object read from a backend: metadata (with `size` set) and its payload stream.
+pub struct StoredObject {
+    /// The stored metadata; `size` is the stored payload size.
+    pub metadata: Metadata,
+    /// The payload, streamed from the backend.
+    pub payload: PayloadStream,
+}
+
+impl fmt::Debug for StoredObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredObject")
+            .field("metadata", &self.metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a backend operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The client's upload stream broke; nothing was stored.
+    #[error("upload stream failed: {0}")]
+    Payload(#[source] std::io::Error),
+    /// Local I/O failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Stored data could not be decoded.
+    #[error("corrupt object: {0}")]
+    Corrupt(String),
+}
+
+/// The persistence contract every storage tier implements.
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Short name for logs (`filesystem`, `memory`).
+    fn name(&self) -> &'static str;
+
+    /// Stores `payload` with `metadata` atomically: readers see the old object or the new
+    /// one, never a mix. Returns the stored size in bytes.
+    async fn put(
+        &self,
+        id: &ObjectId,
+        metadata: &Metadata,
+        payload: PayloadStream,
+    ) -> Result<u64, BackendError>;
+
+    /// Opens an object for reading; `None` when it does not exist.
+    async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError>;
+
+    /// Reads only the metadata (with `size`); `None` when it does not exist.
+    async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError>;
+
+    /// Removes an object; removing a missing object succeeds.
+    async fn delete(&self, id: &ObjectId) -> Result<(), BackendError>;
+
+    /// Replaces the metadata of an existing object, keeping its payload, only while the
+    /// object is still the one whose metadata was `expected` (compare-and-swap, so a
+    /// concurrent overwrite is never undone). Returns `false` when the object is gone or
+    /// changed.
+    async fn update_metadata(
+        &self,
+        id: &ObjectId,
+        expected: &Metadata,
+        metadata: &Metadata,
+    ) -> Result<bool, BackendError>;
+
+    /// Removes every object whose deadline passed before `now`; returns how many.
+    async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError>;
+}
+
+/// Builds the configured backend, with fault injection wrapped around it when enabled.
+pub async fn from_config(config: &Config) -> Result<Arc<dyn Backend>, BackendError> {
+    let backend: Arc<dyn Backend> = match &config.storage {
+        StorageConfig::Filesystem { path } => {
+            Arc::new(filesystem::FilesystemBackend::open(path.clone()).await?)
+        }
+        StorageConfig::Memory {} => Arc::new(memory::MemoryBackend::default()),
+    };
+    Ok(
+        match faults::FaultyBackend::wrap(backend.clone(), &config.faults) {
+            Some(faulty) => Arc::new(faulty),
+            None => backend,
+        },
+    )
+}
+
+/// Compares metadata for compare-and-swap, ignoring `size` (derived, not stored).
+pub(crate) fn same_version(a: &Metadata, b: &Metadata) -> bool {
+    let mut a = a.clone();
+    let mut b = b.clone();
+    a.size = None;
+    b.size = None;
+    a == b
+}

@@ -1,0 +1,106 @@
+//! The one place where errors become HTTP responses (api §5).
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::range::RangeError;
+use crate::backend::BackendError;
+use crate::object::id::PathError;
+use crate::object::metadata::MetadataError;
+use crate::service::ServiceError;
+
+/// Everything a request handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed usecase, scopes or key in the path (400 plain text).
+    #[error("Invalid URL: {0}")]
+    InvalidPath(#[from] PathError),
+    /// A query string that does not deserialize (400 plain text).
+    #[error("Invalid query: {0}")]
+    InvalidQuery(String),
+    /// Bad metadata headers on an insert (400 JSON).
+    #[error("client error: invalid metadata")]
+    Metadata(#[from] MetadataError),
+    /// Bad `Range` header (400 JSON).
+    #[error("client error: invalid Range header: {0}")]
+    Range(#[from] RangeError),
+    /// A feature the server does not implement (yet) for this route (501 JSON).
+    #[error("service error: not implemented")]
+    NotImplemented,
+    /// The storage service failed or refused.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    causes: Vec<String>,
+}
+
+fn causes(err: &dyn std::error::Error) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        out.push(cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
+/// A JSON error response in the upstream `{"detail","causes"}` shape.
+pub fn json_error(status: StatusCode, detail: String, causes: Vec<String>) -> Response {
+    (status, axum::Json(ErrorBody { detail, causes })).into_response()
+}
+
+fn plain(status: StatusCode, text: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::InvalidPath(_) | ApiError::InvalidQuery(_) => {
+                plain(StatusCode::BAD_REQUEST, self.to_string())
+            }
+            ApiError::Metadata(err) => {
+                let mut all = vec![err.to_string()];
+                all.extend(causes(err));
+                json_error(StatusCode::BAD_REQUEST, self.to_string(), all)
+            }
+            ApiError::Range(err) => {
+                json_error(StatusCode::BAD_REQUEST, self.to_string(), causes(err))
+            }
+            ApiError::NotImplemented => {
+                json_error(StatusCode::NOT_IMPLEMENTED, self.to_string(), Vec::new())
+            }
+            ApiError::Service(err) => service_error(err),
+        }
+    }
+}
+
+fn service_error(err: &ServiceError) -> Response {
+    let (status, prefix) = match err {
+        ServiceError::AtCapacity(_) => (StatusCode::TOO_MANY_REQUESTS, "service error"),
+        ServiceError::Backend(BackendError::Payload(_)) => {
+            (StatusCode::BAD_REQUEST, "client error")
+        }
+        ServiceError::ExtendRejected(_) | ServiceError::ExtendConflict => {
+            (StatusCode::CONFLICT, "client error")
+        }
+        ServiceError::ExtendInvalid(_) => (StatusCode::BAD_REQUEST, "client error"),
+        ServiceError::Panic(_) | ServiceError::TaskDropped | ServiceError::Backend(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "service error")
+        }
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %err, "request failed");
+    }
+    json_error(status, format!("{prefix}: {err}"), causes(err))
+}

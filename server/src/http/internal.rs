@@ -1,0 +1,41 @@
+//! Internal endpoints: liveness, readiness (drain), autoscaling gauges and metrics.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /health`: the process is alive.
+pub async fn health() -> &'static str {
+    "OK"
+}
+
+/// `GET /ready`: 503 while draining (drain file present or shutdown begun).
+pub async fn ready(State(state): State<AppState>) -> Response {
+    if state.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "Shutting down").into_response()
+    } else {
+        "OK".into_response()
+    }
+}
+
+/// `GET /metrics`: every Strata metric in Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// `GET /keda`: the upstream-compatible autoscaling gauges.
+pub async fn keda(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        state.metrics.encode_keda(),
+    )
+        .into_response()
+}

@@ -1,0 +1,128 @@
+//! Web-tier admission and request metrics.
+//!
+//! At most `http.max_requests` requests are in flight; beyond that new requests get 503
+//! with an empty body before any extractor runs. Internal routes are counted but never
+//! rejected. A request counts until its response body has finished streaming.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+
+use crate::metrics::{method_label, status_class, Metrics};
+
+/// Paths that are never rejected and stay out of request metrics.
+pub fn is_internal(path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/keda" | "/metrics")
+}
+
+/// Shared in-flight counter and limit.
+#[derive(Debug)]
+pub struct WebLimit {
+    in_flight: AtomicUsize,
+    max: usize,
+    metrics: Metrics,
+}
+
+impl WebLimit {
+    /// A limiter admitting at most `max` requests at once.
+    pub fn new(max: usize, metrics: Metrics) -> Arc<Self> {
+        metrics.http_limit.set(max as i64);
+        Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            max,
+            metrics,
+        })
+    }
+}
+
+/// Releases one in-flight slot when the response body is done (or dropped).
+struct InFlight(Arc<WebLimit>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.metrics.http_in_flight.dec();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that holds its request's in-flight slot until it ends.
+    struct TrackedBody {
+        #[pin]
+        inner: Body,
+        slot: Option<InFlight>,
+    }
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.slot.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The middleware: admit or reject, then record method/status/latency.
+pub async fn web_tier(
+    State(limit): State<Arc<WebLimit>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let internal = is_internal(request.uri().path());
+    let before = limit.in_flight.fetch_add(1, Ordering::AcqRel);
+    limit.metrics.http_in_flight.inc();
+    let slot = InFlight(limit.clone());
+    if !internal && before >= limit.max {
+        drop(slot);
+        limit.metrics.http_rejections.inc();
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if !internal {
+        limit.metrics.requests_admitted.inc();
+    }
+    let method = method_label(request.method());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    if !internal {
+        let m = &limit.metrics;
+        m.http_requests
+            .with_label_values(&[method, status_class(response.status())])
+            .inc();
+        m.http_duration
+            .with_label_values(&[method])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    response.map(|inner| {
+        Body::new(TrackedBody {
+            inner,
+            slot: Some(slot),
+        })
+    })
+}

@@ -1,0 +1,285 @@
+//! Handlers of the object routes (api O1–O5, newest E1, R1–R5 answered 501).
+//!
+//! Handlers only translate: parse the path, query and headers in the documented order,
+//! call the storage service, and shape the response.
+
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, RawPathParams, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use super::error::ApiError;
+use super::range::parse_range;
+use super::AppState;
+use crate::backend::PayloadStream;
+use crate::metrics::Metrics;
+use crate::object::expiration::MetadataUpdate;
+use crate::object::id::{percent_decode_param, validate_usecase};
+use crate::object::{Metadata, ObjectId, Scopes};
+use crate::service::ExtendOutcome;
+
+/// Query parameters of the object routes; other parameters (auth) are ignored here.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ObjectQuery {
+    upload_type: Option<UploadType>,
+    session: Option<String>,
+}
+
+/// The only upload type there is; any other value fails deserialization (400).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum UploadType {
+    Resumable,
+}
+
+impl ObjectQuery {
+    fn from_extractor(query: Result<Query<ObjectQuery>, QueryRejection>) -> Result<Self, ApiError> {
+        query
+            .map(|Query(q)| q)
+            .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))
+    }
+
+    /// Resumable uploads are not implemented: create and session calls answer 501 and
+    /// are never stored as plain inserts.
+    fn reject_resumable(&self) -> Result<(), ApiError> {
+        if self.upload_type.is_some() || self.session.is_some() {
+            return Err(ApiError::NotImplemented);
+        }
+        Ok(())
+    }
+}
+
+/// Parses the raw (still percent-encoded) path captures into an object address.
+fn object_id(params: &RawPathParams, generated_key: Option<String>) -> Result<ObjectId, ApiError> {
+    let mut usecase = None;
+    let mut scopes = None;
+    let mut key = generated_key;
+    for (name, raw) in params {
+        match name {
+            "usecase" => usecase = Some(percent_decode_param(raw)?),
+            "scopes" => scopes = Some(percent_decode_param(raw)?),
+            "key" => key = Some(percent_decode_param(raw)?),
+            _ => {}
+        }
+    }
+    let usecase = usecase.unwrap_or_default();
+    validate_usecase(&usecase)?;
+    let scopes = Scopes::parse(&scopes.unwrap_or_default())?;
+    Ok(ObjectId::new(usecase, scopes, key.unwrap_or_default())?)
+}
+
+/// Turns the request body into a payload stream that meters incoming bytes.
+fn payload(body: Body, metrics: Metrics) -> PayloadStream {
+    body.into_data_stream()
+        .map_err(std::io::Error::other)
+        .inspect_ok(move |chunk: &Bytes| metrics.add_bytes(true, chunk.len() as u64))
+        .boxed()
+}
+
+async fn insert(
+    state: AppState,
+    id: ObjectId,
+    metadata: Metadata,
+    body: Body,
+    created: StatusCode,
+) -> Result<Response, ApiError> {
+    let key = id.key.clone();
+    state
+        .service
+        .insert(id, metadata, payload(body, state.metrics.clone()))
+        .await?;
+    Ok((created, Json(serde_json::json!({ "key": key }))).into_response())
+}
+
+/// O1 `POST /v1/objects/{usecase}/{scopes}[/]`: insert under a generated UUIDv4 key.
+pub async fn post_object(
+    State(state): State<AppState>,
+    params: RawPathParams,
+    query: Result<Query<ObjectQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = object_id(&params, Some(uuid::Uuid::new_v4().to_string()))?;
+    let query = ObjectQuery::from_extractor(query)?;
+    let metadata = Metadata::from_headers(&headers, SystemTime::now())?;
+    query.reject_resumable()?;
+    insert(state, id, metadata, body, StatusCode::CREATED).await
+}
+
+/// O2 `PUT …/{key}`: create or overwrite.
+pub async fn put_object(
+    State(state): State<AppState>,
+    params: RawPathParams,
+    query: Result<Query<ObjectQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = object_id(&params, None)?;
+    let query = ObjectQuery::from_extractor(query)?;
+    let metadata = Metadata::from_headers(&headers, SystemTime::now())?;
+    query.reject_resumable()?;
+    insert(state, id, metadata, body, StatusCode::OK).await
+}
+
+fn metadata_headers(metadata: &Metadata) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    metadata.to_headers(&mut headers);
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers
+}
+
+/// O3 `GET …/{key}` with optional `Range`.
+pub async fn get_object(
+    State(state): State<AppState>,
+    params: RawPathParams,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = object_id(&params, None)?;
+    let range = match headers.get(header::RANGE) {
+        Some(value) => parse_range(value)?,
+        None => None,
+    };
+    let Some(object) = state.service.get(id).await? else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    let total = object.metadata.size.unwrap_or(0);
+    let mut response_headers = metadata_headers(&object.metadata);
+    let metrics = state.metrics.clone();
+    let meter = move |chunk: &Bytes| metrics.add_bytes(false, chunk.len() as u64);
+
+    let Some(range) = range else {
+        response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+        let body = Body::from_stream(object.payload.inspect_ok(meter));
+        return Ok((StatusCode::OK, response_headers, body).into_response());
+    };
+    let span = match range.resolve(total) {
+        Ok(span) => span,
+        Err(_) => {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            h.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{total}")).expect("ascii"),
+            );
+            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, h).into_response());
+        }
+    };
+    let (start, end) = (*span.start(), *span.end());
+    response_headers.insert(
+        header::CONTENT_RANGE,
+        HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")).expect("ascii"),
+    );
+    response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start + 1));
+    let body =
+        Body::from_stream(slice_stream(object.payload, start, end - start + 1).inspect_ok(meter));
+    Ok((StatusCode::PARTIAL_CONTENT, response_headers, body).into_response())
+}
+
+/// Skips `skip` bytes of a payload and yields the next `take` bytes.
+fn slice_stream(payload: PayloadStream, skip: u64, take: u64) -> PayloadStream {
+    let mut offset = 0u64;
+    payload
+        .try_filter_map(move |chunk: Bytes| {
+            let len = chunk.len() as u64;
+            let chunk_start = offset;
+            offset += len;
+            let from = skip.saturating_sub(chunk_start).min(len);
+            let to = (skip + take).saturating_sub(chunk_start).min(len);
+            let piece = (from < to).then(|| chunk.slice(from as usize..to as usize));
+            futures::future::ready(Ok(piece))
+        })
+        .boxed()
+}
+
+/// O4 `HEAD …/{key}`: metadata only, with `content-length` of the stored object.
+pub async fn head_object(
+    State(state): State<AppState>,
+    params: RawPathParams,
+) -> Result<Response, ApiError> {
+    let id = object_id(&params, None)?;
+    let Some(metadata) = state.service.head(id).await? else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    let mut headers = metadata_headers(&metadata);
+    if let Some(size) = metadata.size {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    Ok((StatusCode::OK, headers).into_response())
+}
+
+/// O5 `DELETE …/{key}`: 204 whether or not the object existed.
+pub async fn delete_object(
+    State(state): State<AppState>,
+    params: RawPathParams,
+    query: Result<Query<ObjectQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let id = object_id(&params, None)?;
+    ObjectQuery::from_extractor(query)?.reject_resumable()?;
+    state.service.delete(id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// E1 `PATCH …/{key}`: extend the expiry deadline.
+pub async fn patch_object(
+    State(state): State<AppState>,
+    params: RawPathParams,
+    body: Result<Json<MetadataUpdate>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let now = SystemTime::now();
+    let id = object_id(&params, None)?;
+    let Json(update) = match body {
+        Ok(update) => update,
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
+    Ok(
+        match state
+            .service
+            .extend_expiry(id, update.extend_expiry, now)
+            .await?
+        {
+            ExtendOutcome::Satisfied => StatusCode::NO_CONTENT.into_response(),
+            ExtendOutcome::NotFound => StatusCode::NOT_FOUND.into_response(),
+        },
+    )
+}
+
+/// Multipart routes exist upstream; this server has no multipart backend yet (501).
+pub async fn not_implemented() -> ApiError {
+    ApiError::NotImplemented
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn collect(stream: PayloadStream) -> Vec<u8> {
+        stream
+            .try_fold(Vec::new(), |mut acc, c| async move {
+                acc.extend_from_slice(&c);
+                Ok(acc)
+            })
+            .await
+            .unwrap()
+    }
+
+    fn chunks(parts: &[&'static [u8]]) -> PayloadStream {
+        let parts: Vec<&'static [u8]> = parts.to_vec();
+        futures::stream::iter(parts.into_iter().map(|p| Ok(Bytes::from_static(p)))).boxed()
+    }
+
+    #[tokio::test]
+    async fn slices_across_chunk_boundaries() {
+        let s = slice_stream(chunks(&[b"abc", b"def", b"ghi"]), 2, 5);
+        assert_eq!(collect(s).await, b"cdefg");
+        let s = slice_stream(chunks(&[b"abc", b"def"]), 0, 6);
+        assert_eq!(collect(s).await, b"abcdef");
+        let s = slice_stream(chunks(&[b"abc", b"def"]), 5, 1);
+        assert_eq!(collect(s).await, b"f");
+    }
+}

@@ -1,0 +1,203 @@
+//! Service-tier admission: a semaphore of `max_concurrency` permits, an optional bounded
+//! wait queue, and a smaller bulk budget for batch operations.
+//!
+//! Rejection is immediate and allocation-free when no permit and no queue ticket is free,
+//! so an overloaded server answers in microseconds and never queues unboundedly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::ServiceConfig;
+use crate::metrics::{Metrics, RejectReason};
+
+/// A held admission: dropping it frees the permit (and the bulk permit, if any).
+#[derive(Debug)]
+pub struct Permit {
+    _permit: OwnedSemaphorePermit,
+    _bulk: Option<OwnedSemaphorePermit>,
+}
+
+/// The limiter; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Limiter {
+    permits: Arc<Semaphore>,
+    max: usize,
+    queue: Option<Arc<Semaphore>>,
+    queue_timeout: Duration,
+    bulk: Arc<Semaphore>,
+    metrics: Metrics,
+}
+
+/// Bulk budget: `ceil(max × pct / 100)`, at least one permit.
+pub fn bulk_permits(max: usize, percent: u8) -> usize {
+    (max * percent as usize).div_ceil(100).max(1)
+}
+
+impl Limiter {
+    /// Builds a limiter from the `service` section and publishes its limit gauge.
+    pub fn new(config: &ServiceConfig, metrics: Metrics) -> Self {
+        metrics.tasks_limit.set(config.max_concurrency as i64);
+        Self {
+            permits: Arc::new(Semaphore::new(config.max_concurrency)),
+            max: config.max_concurrency,
+            queue: (config.queue_depth > 0).then(|| Arc::new(Semaphore::new(config.queue_depth))),
+            queue_timeout: config.queue_timeout,
+            bulk: Arc::new(Semaphore::new(bulk_permits(
+                config.max_concurrency,
+                config.bulk_percent,
+            ))),
+            metrics,
+        }
+    }
+
+    /// Takes a permit for a single operation: at once when one is free, else via a queue
+    /// ticket for at most `queue_timeout`.
+    pub async fn acquire(&self) -> Result<Permit, RejectReason> {
+        let result = self.acquire_inner().await;
+        if let Err(reason) = result {
+            self.metrics
+                .service_rejections
+                .with_label_values(&[reason.as_str()])
+                .inc();
+        }
+        result.map(|permit| Permit {
+            _permit: permit,
+            _bulk: None,
+        })
+    }
+
+    async fn acquire_inner(&self) -> Result<OwnedSemaphorePermit, RejectReason> {
+        if self.max == 0 {
+            return Err(RejectReason::AtCapacity);
+        }
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let Some(queue) = &self.queue else {
+            return Err(RejectReason::AtCapacity);
+        };
+        let Ok(_ticket) = queue.clone().try_acquire_owned() else {
+            return Err(RejectReason::AtCapacity);
+        };
+        self.metrics.tasks_queued.inc();
+        let waited =
+            tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await;
+        self.metrics.tasks_queued.dec();
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(RejectReason::AtCapacity),
+            Err(_elapsed) => Err(RejectReason::QueueTimeout),
+        }
+    }
+
+    /// Takes a bulk permit and then a normal one, both within one `queue_timeout`
+    /// deadline (batch operations; they never use queue tickets).
+    pub async fn acquire_bulk(&self) -> Result<Permit, RejectReason> {
+        if self.max == 0 {
+            return Err(RejectReason::AtCapacity);
+        }
+        let both = async {
+            let bulk = self.bulk.clone().acquire_owned().await.ok()?;
+            let permit = self.permits.clone().acquire_owned().await.ok()?;
+            Some((bulk, permit))
+        };
+        let result = match tokio::time::timeout(self.queue_timeout, both).await {
+            Ok(Some((bulk, permit))) => Ok(Permit {
+                _permit: permit,
+                _bulk: Some(bulk),
+            }),
+            Ok(None) => Err(RejectReason::AtCapacity),
+            Err(_) => Err(RejectReason::QueueTimeout),
+        };
+        if let Err(reason) = result {
+            self.metrics
+                .service_rejections
+                .with_label_values(&[reason.as_str()])
+                .inc();
+        }
+        result
+    }
+
+    /// Permits free right now (for tests and debugging).
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(max: usize, queue: usize, timeout_ms: u64) -> Limiter {
+        Limiter::new(
+            &ServiceConfig {
+                max_concurrency: max,
+                queue_depth: queue,
+                queue_timeout: Duration::from_millis(timeout_ms),
+                bulk_percent: 60,
+            },
+            Metrics::new(),
+        )
+    }
+
+    #[test]
+    fn bulk_budget_rounds_up_and_is_at_least_one() {
+        assert_eq!(bulk_permits(500, 60), 300);
+        assert_eq!(bulk_permits(1, 60), 1);
+        assert_eq!(bulk_permits(0, 60), 1);
+        assert_eq!(bulk_permits(3, 50), 2);
+    }
+
+    #[tokio::test]
+    async fn rejects_at_once_without_queue() {
+        let l = limiter(1, 0, 1000);
+        let held = l.acquire().await.unwrap();
+        assert_eq!(l.acquire().await.unwrap_err(), RejectReason::AtCapacity);
+        drop(held);
+        assert!(l.acquire().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn zero_capacity_rejects_everything() {
+        let l = limiter(0, 5, 1000);
+        assert_eq!(l.acquire().await.unwrap_err(), RejectReason::AtCapacity);
+        assert_eq!(
+            l.acquire_bulk().await.unwrap_err(),
+            RejectReason::AtCapacity
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queued_waiter_times_out() {
+        let l = limiter(1, 1, 100);
+        let _held = l.acquire().await.unwrap();
+        assert_eq!(l.acquire().await.unwrap_err(), RejectReason::QueueTimeout);
+        assert_eq!(
+            l.metrics
+                .service_rejections
+                .with_label_values(&["queue_timeout"])
+                .get(),
+            1
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_full_rejects_and_queued_waiter_gets_freed_permit() {
+        let l = Arc::new(limiter(1, 1, 10_000));
+        let held = l.acquire().await.unwrap();
+        let waiter = {
+            let l = l.clone();
+            tokio::spawn(async move { l.acquire().await.map(|_| ()) })
+        };
+        tokio::task::yield_now().await;
+        while l.metrics.tasks_queued.get() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The one queue slot is taken: the next caller is rejected immediately.
+        assert_eq!(l.acquire().await.unwrap_err(), RejectReason::AtCapacity);
+        drop(held);
+        assert_eq!(waiter.await.unwrap(), Ok(()));
+    }
+}

@@ -1,0 +1,331 @@
+//! The storage service: every operation acquires a service-tier permit, then runs to
+//! completion in its own spawned task with panics caught.
+//!
+//! [`StorageService`] is the thin, cloneable public API taking owned arguments; the
+//! business logic (expiry, TTI bumps, extensions) lives on the private [`Inner`] type.
+//! If the caller goes away (an HTTP client hung up), the spawned task still finishes,
+//! so multi-step writes are never left half applied; a panic becomes
+//! [`ServiceError::Panic`], counts in `strata_service_panics_total` and releases its
+//! permit while the process and all other work carry on.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::FutureExt;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::{Backend, PayloadStream, StoredObject};
+use crate::config::ServiceConfig;
+use crate::metrics::{Metrics, Operation, Outcome};
+use crate::object::expiration::{self, ExtendError, ExtendExpiry};
+use crate::object::{Metadata, ObjectId};
+
+mod error;
+pub mod limiter;
+
+pub use error::ServiceError;
+use limiter::Limiter;
+
+/// Result of an expiry extension that reached an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtendOutcome {
+    /// The deadline is now at least the requested one.
+    Satisfied,
+    /// The object does not exist or has expired.
+    NotFound,
+}
+
+/// Cloneable handle to the storage service.
+#[derive(Clone, Debug)]
+pub struct StorageService {
+    inner: Arc<Inner>,
+    limiter: Arc<Limiter>,
+    metrics: Metrics,
+    tasks: TaskTracker,
+}
+
+/// Business logic over one backend; runs inside spawned tasks.
+#[derive(Debug)]
+struct Inner {
+    backend: Arc<dyn Backend>,
+}
+
+impl Inner {
+    async fn insert(
+        &self,
+        id: ObjectId,
+        metadata: Metadata,
+        payload: PayloadStream,
+    ) -> Result<u64, ServiceError> {
+        Ok(self.backend.put(&id, &metadata, payload).await?)
+    }
+
+    /// Reads an object, hiding expired ones and moving a TTI deadline when due. The
+    /// returned metadata shows the deadline as it was before this access.
+    async fn get(
+        &self,
+        id: ObjectId,
+        now: SystemTime,
+    ) -> Result<Option<StoredObject>, ServiceError> {
+        let Some(object) = self.backend.get(&id).await? else {
+            return Ok(None);
+        };
+        if object.metadata.is_expired(now) {
+            return Ok(None);
+        }
+        self.touch(&id, &object.metadata, now).await?;
+        Ok(Some(object))
+    }
+
+    async fn head(&self, id: ObjectId, now: SystemTime) -> Result<Option<Metadata>, ServiceError> {
+        let Some(metadata) = self.backend.head(&id).await? else {
+            return Ok(None);
+        };
+        if metadata.is_expired(now) {
+            return Ok(None);
+        }
+        self.touch(&id, &metadata, now).await?;
+        Ok(Some(metadata))
+    }
+
+    /// Applies a time-to-idle bump for an access at `now`, when one is due.
+    async fn touch(
+        &self,
+        id: &ObjectId,
+        metadata: &Metadata,
+        now: SystemTime,
+    ) -> Result<(), ServiceError> {
+        if let Some(deadline) =
+            expiration::tti_bump(metadata.expiration, metadata.time_expires, now)
+        {
+            let mut updated = metadata.clone();
+            updated.time_expires = Some(deadline);
+            // Losing the race to a concurrent overwrite is fine: the new object has its
+            // own fresh deadline.
+            self.backend.update_metadata(id, metadata, &updated).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, id: ObjectId) -> Result<(), ServiceError> {
+        Ok(self.backend.delete(&id).await?)
+    }
+
+    async fn extend_expiry(
+        &self,
+        id: ObjectId,
+        extension: ExtendExpiry,
+        now: SystemTime,
+    ) -> Result<ExtendOutcome, ServiceError> {
+        // A conditional update can lose to a concurrent write; retry a few times, then
+        // report the conflict as a rejection (409).
+        for _ in 0..3 {
+            let Some(current) = self.backend.head(&id).await? else {
+                return Ok(ExtendOutcome::NotFound);
+            };
+            if current.is_expired(now) {
+                return Ok(ExtendOutcome::NotFound);
+            }
+            let updated = match expiration::apply_extension(&current, &extension, now) {
+                Ok(Some(updated)) => updated,
+                Ok(None) => return Ok(ExtendOutcome::Satisfied),
+                Err(err @ ExtendError::OutOfRange) => return Err(ServiceError::ExtendInvalid(err)),
+                Err(err) => return Err(ServiceError::ExtendRejected(err)),
+            };
+            if self
+                .backend
+                .update_metadata(&id, &current, &updated)
+                .await?
+            {
+                return Ok(ExtendOutcome::Satisfied);
+            }
+        }
+        Err(ServiceError::ExtendConflict)
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+/// Decrements the running-task gauge however the task ends.
+struct RunningGuard(prometheus::IntGauge);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl StorageService {
+    /// Creates the service over `backend` with the `service` section's limits.
+    pub fn new(backend: Arc<dyn Backend>, config: &ServiceConfig, metrics: Metrics) -> Self {
+        Self {
+            inner: Arc::new(Inner { backend }),
+            limiter: Arc::new(Limiter::new(config, metrics.clone())),
+            metrics,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Stores an object (creating or replacing it); returns the stored size.
+    pub async fn insert(
+        &self,
+        id: ObjectId,
+        metadata: Metadata,
+        payload: PayloadStream,
+    ) -> Result<u64, ServiceError> {
+        self.run(
+            Operation::Insert,
+            |_| Outcome::Ok,
+            move |inner| async move { inner.insert(id, metadata, payload).await },
+        )
+        .await
+    }
+
+    /// Opens an object; the permit covers opening only, the payload streams afterwards.
+    pub async fn get(&self, id: ObjectId) -> Result<Option<StoredObject>, ServiceError> {
+        let now = SystemTime::now();
+        self.run(Operation::Get, found, move |inner| async move {
+            inner.get(id, now).await
+        })
+        .await
+    }
+
+    /// Reads an object's metadata.
+    pub async fn head(&self, id: ObjectId) -> Result<Option<Metadata>, ServiceError> {
+        let now = SystemTime::now();
+        self.run(Operation::Head, found, move |inner| async move {
+            inner.head(id, now).await
+        })
+        .await
+    }
+
+    /// Deletes an object; deleting a missing object succeeds.
+    pub async fn delete(&self, id: ObjectId) -> Result<(), ServiceError> {
+        self.run(
+            Operation::Delete,
+            |_| Outcome::Ok,
+            move |inner| async move { inner.delete(id).await },
+        )
+        .await
+    }
+
+    /// Moves an object's expiry deadline later (never earlier); `now` is the request time.
+    pub async fn extend_expiry(
+        &self,
+        id: ObjectId,
+        extension: ExtendExpiry,
+        now: SystemTime,
+    ) -> Result<ExtendOutcome, ServiceError> {
+        self.run(
+            Operation::ExtendExpiry,
+            |outcome| match outcome {
+                ExtendOutcome::Satisfied => Outcome::Ok,
+                ExtendOutcome::NotFound => Outcome::NotFound,
+            },
+            move |inner| async move { inner.extend_expiry(id, extension, now).await },
+        )
+        .await
+    }
+
+    /// Starts the background sweep that removes expired objects every `interval`.
+    pub fn start_sweeper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                match inner.backend.sweep_expired(SystemTime::now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "expired objects removed"),
+                    Err(err) => tracing::warn!(%err, "expiry sweep failed"),
+                }
+            }
+        })
+    }
+
+    /// Waits (at most `timeout`) for every spawned operation to finish; for shutdown.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .is_ok()
+    }
+
+    /// Service-tier permits free right now.
+    pub fn available_permits(&self) -> usize {
+        self.limiter.available()
+    }
+
+    /// Admits, spawns and supervises one operation.
+    async fn run<T, F, Fut>(
+        &self,
+        op: Operation,
+        classify: fn(&T) -> Outcome,
+        operation: F,
+    ) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Inner>) -> Fut,
+        Fut: Future<Output = Result<T, ServiceError>> + Send + 'static,
+    {
+        let permit = match self.limiter.acquire().await {
+            Ok(permit) => permit,
+            Err(reason) => {
+                self.metrics.record_operation(op, Outcome::Rejected, None);
+                return Err(ServiceError::AtCapacity(reason));
+            }
+        };
+        let future = operation(self.inner.clone());
+        let metrics = self.metrics.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.metrics.tasks_running.inc();
+        let running = RunningGuard(self.metrics.tasks_running.clone());
+        self.tasks.spawn(async move {
+            let _permit = permit;
+            let _running = running;
+            let started = Instant::now();
+            let result = match AssertUnwindSafe(future).catch_unwind().await {
+                Ok(result) => result,
+                Err(payload) => {
+                    let message = panic_message(payload.as_ref());
+                    tracing::error!(operation = op.as_str(), %message, "storage operation panicked");
+                    Err(ServiceError::Panic(message))
+                }
+            };
+            let outcome = match &result {
+                Ok(value) => classify(value),
+                Err(ServiceError::Panic(_)) => Outcome::Panic,
+                Err(ServiceError::ExtendRejected(_))
+                | Err(ServiceError::ExtendInvalid(_))
+                | Err(ServiceError::ExtendConflict) => {
+                    Outcome::Ok
+                }
+                Err(_) => Outcome::Error,
+            };
+            metrics.record_operation(op, outcome, Some(started.elapsed().as_secs_f64()));
+            // The caller may be gone; the work is done either way.
+            let _ = tx.send(result);
+        });
+        rx.await.unwrap_or(Err(ServiceError::TaskDropped))
+    }
+}
+
+fn found<T>(value: &Option<T>) -> Outcome {
+    if value.is_some() {
+        Outcome::Ok
+    } else {
+        Outcome::NotFound
+    }
+}
