@@ -72,11 +72,16 @@ def strip_namespace(obj: dict) -> dict:
     return obj
 
 
-def wanted() -> dict[Path, str]:
-    out: dict[Path, str] = {}
-    out[p.CHART / "files" / "strata-rules.yaml"] = p.RULES.read_text()
-    out[p.CHART / "files" / "strata.json"] = p.GRAFANA.read_text()
+def wanted_copies() -> dict[Path, str]:
+    return {
+        p.CHART / "files" / "strata-rules.yaml": p.RULES.read_text(),
+        p.CHART / "files" / "strata.json": p.GRAFANA.read_text(),
+    }
 
+
+def wanted_rendered() -> dict[Path, str]:
+    """Needs the chart's files/ up to date (rendered after wanted_copies is written)."""
+    out: dict[Path, str] = {}
     rendered = {f"{o['kind']}/{o['metadata']['name']}": o for o in p.helm_template()}
     placed = set()
     for name, keys in BASE_FILES.items():
@@ -109,7 +114,7 @@ def main() -> int:
                         help="also regenerate the CRD copies and the operator's RBAC rules (needs the binary)")
     args = parser.parse_args()
     stale = []
-    batches = [wanted_crd, wanted] if args.crd else [wanted]
+    batches = ([wanted_crd] if args.crd else []) + [wanted_copies, wanted_rendered]
     for batch in batches:
         for path, text in batch().items():
             stale += _sync(path, text, args.check)
