@@ -268,7 +268,7 @@ def test_chart_prometheus_rule_passes_promtool(all_render, tmp_path):
 MONITOR_FIELDS = {
     "ServiceMonitor": ({"selector", "namespaceSelector", "endpoints"},
                        {"port", "path", "interval", "scrapeTimeout", "scheme", "relabelings"}),
-    "PodMonitor": ({"selector", "namespaceSelector", "podMetricsEndpoints"},
+    "PodMonitor": ({"selector", "namespaceSelector", "podMetricsEndpoints", "jobLabel"},
                    {"port", "path", "interval", "scrapeTimeout", "scheme", "relabelings"}),
 }
 
@@ -291,6 +291,8 @@ def test_monitors_are_well_formed(all_render):
     pm = p.by_kind(all_render, "PodMonitor")[0]
     # the operator's server pods carry app.kubernetes.io/name=strata-server
     assert pm["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": "strata-server"}}
+    # job = StorageService name, the grouping label of the alert rules
+    assert pm["spec"]["jobLabel"] == "app.kubernetes.io/instance"
 
 
 def test_grafana_configmap_holds_the_dashboard(all_render):
