@@ -109,6 +109,22 @@ def test_dashboard_metric_names_exist(server_metric_names):
     assert used - server_metric_names == set()
 
 
+def operator_rendered_rule_names() -> set[str]:
+    """Server metric names in the PrometheusRule the operator renders per StorageService."""
+    f = p.ROOT / "operator" / "src" / "render" / "prometheus_rule.rs"
+    if not f.exists():
+        return set()
+    literals = " ".join(re.findall(r'"(?:[^"\\]|\\.)*"', f.read_text()))
+    return server_side(p.metric_names(literals))
+
+
+def test_operator_rendered_rule_metric_names_exist(server_metric_names):
+    used = operator_rendered_rule_names()
+    if not used:
+        pytest.skip("the operator renders no PrometheusRule")
+    assert used - server_metric_names == set()
+
+
 def test_contract_names_are_exported(server_metric_names):
     """The DESIGN §2.6 table, as the Grafana dashboard and the rules assume it."""
     contract = {
