@@ -85,10 +85,3 @@ Container image reference. Call with (dict "image" .Values.operator.image "ctx" 
 {{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag) -}}
 {{- end -}}
 {{- end -}}
-
-{{- define "strata.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
-imagePullSecrets:
-{{- toYaml . | nindent 2 }}
-{{- end }}
-{{- end -}}
