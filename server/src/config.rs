@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "STRATA__";
 
 /// The whole server configuration. Every section has defaults, so an empty file is valid.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// HTTP listener and web-tier admission.
@@ -29,18 +29,6 @@ pub struct Config {
     pub faults: FaultsConfig,
     /// Log verbosity and format.
     pub logging: LoggingConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            http: HttpConfig::default(),
-            service: ServiceConfig::default(),
-            storage: StorageConfig::default(),
-            faults: FaultsConfig::default(),
-            logging: LoggingConfig::default(),
-        }
-    }
 }
 
 /// HTTP listener settings and the web-tier in-flight limit.
@@ -439,8 +427,10 @@ mod tests {
 
     #[test]
     fn round_trips_through_yaml() {
-        let mut c = Config::default();
-        c.storage = StorageConfig::Memory {};
+        let mut c = Config {
+            storage: StorageConfig::Memory {},
+            ..Config::default()
+        };
         c.faults.panic_key_prefix = Some("boom/".into());
         assert_eq!(Config::from_yaml_str(&c.to_yaml()).unwrap(), c);
     }
