@@ -67,6 +67,19 @@ def test_example_is_valid(example, crd):
         assert problems == [], "\n".join(map(str, problems))
 
 
+def test_notes_example_is_valid(crd):
+    """The StorageService NOTES.txt tells users to apply is valid too."""
+    import textwrap
+    out = p.run([p.tool("helm"), "install", p.RELEASE, str(p.CHART), "--namespace", p.NAMESPACE,
+                 "--dry-run=client"])
+    notes = out.split("NOTES:", 1)[1]
+    body = notes.split("<<'YAML' | kubectl apply -f -\n", 1)[1].split("\n     YAML", 1)[0]
+    obj = yaml.safe_load(textwrap.dedent(body))
+    assert obj["kind"] == "StorageService"
+    problems = crd_validate.validate(crd, obj)
+    assert problems == [], "\n".join(map(str, problems))
+
+
 def minimal() -> dict:
     return yaml.safe_load((p.EXAMPLES / "minimal-filesystem.yaml").read_text())
 
