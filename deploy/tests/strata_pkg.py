@@ -128,7 +128,8 @@ def pod_specs(objs: list[dict]):
             yield o, o["spec"]
 
 
-METRIC_RE = re.compile(r"\bstrata_[a-z0-9_]+")
+# strata_* names, plus the process_* names the server exports (used by the rules)
+METRIC_RE = re.compile(r"\b(?:strata|process)_[a-z0-9_]+")
 # Rust crate identifiers that look like metric names but are not.
 CRATE_NAMES = {"strata_server", "strata_operator", "strata_dashboard"}
 

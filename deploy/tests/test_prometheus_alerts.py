@@ -141,6 +141,16 @@ def test_injected_panics_fire_the_panic_alert(strata_server, prometheus_for):
     assert others == []
 
 
+def test_panics_before_the_first_scrape_fire_too(strata_server, prometheus_for):
+    """A new pod that panicked before Prometheus ever scraped it (no zero sample for
+    increase()) still pages: the rule's young-process branch, on real server output."""
+    strata_server.panic(2)
+    prom = prometheus_for(strata_server.hostport)
+    firing = prom.wait_for(lambda: panic_alerts(prom, "firing"), FIRING_TIMEOUT,
+                           "StrataServerPanics to fire for panics before the first scrape")
+    assert firing[0]["labels"]["operation"] == "get"
+
+
 def test_stopped_server_is_reported_down(strata_server, prometheus_for):
     """`up == 0` for a former Strata target is what StrataServerDown keys on."""
     prom = prometheus_for(strata_server.hostport)
