@@ -40,7 +40,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 pub enum Error {
     /// A read (or the status write) failed.
     #[error("Kubernetes API call failed: {0}")]
-    Kube(#[from] kube::Error),
+    Kube(Box<kube::Error>),
     /// Applying or deleting one child failed.
     #[error("{verb} {kind} {name} failed: {source}")]
     Write {
@@ -51,7 +51,7 @@ pub enum Error {
         /// Child name.
         name: String,
         /// The API error.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// An object could not be converted between JSON and its typed form.
     #[error("unexpected object shape: {0}")]
@@ -59,6 +59,12 @@ pub enum Error {
     /// The StorageService has no namespace (it is namespaced, so the API is broken).
     #[error("StorageService {0} has no namespace")]
     MissingNamespace(String),
+}
+
+impl From<kube::Error> for Error {
+    fn from(err: kube::Error) -> Self {
+        Error::Kube(Box::new(err))
+    }
 }
 
 /// Shared state of every reconcile.
@@ -222,7 +228,7 @@ async fn apply_children(
                     verb: "apply",
                     kind: child.resource.kind.clone(),
                     name: child.name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?
         };
         if matches!(child.resource.kind.as_str(), "Deployment" | "StatefulSet") {
@@ -258,7 +264,7 @@ async fn prune(
                         verb: "delete",
                         kind: ar.kind.clone(),
                         name: name.clone(),
-                        source,
+                        source: Box::new(source),
                     })?;
             }
         }

@@ -37,6 +37,8 @@ pub const DEFAULT_IMAGE: &str = concat!(
 
 /// Desired state of one Strata storage service (a set of identical server pods
 /// behind one Service).
+// Each `printcolumn(...)` repeats `type_ = ...` by design; clippy reads that as duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "strata.dev",

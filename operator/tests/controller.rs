@@ -1,0 +1,435 @@
+//! Controller behaviour against a fake API server (tower-test mock): what is written,
+//! how, and — just as important — when nothing is.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{object_path, FakeApi};
+use http::Method;
+use serde_json::json;
+use strata_operator::api::{LimitsSpec, StorageService};
+use strata_operator::controller::{reconcile, Context};
+use strata_operator::metrics::Metrics;
+use strata_operator::render::{Capabilities, CONFIG_HASH_ANNOTATION};
+
+fn context(client: kube::Client, caps: Capabilities) -> Arc<Context> {
+    Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::new()),
+        caps,
+        Some("test".into()),
+    ))
+}
+
+fn deployment_path(name: &str) -> String {
+    object_path("apps/v1", "default", "deployments", name)
+}
+
+/// Reconciles the service as the fake currently stores it (status included).
+async fn reconcile_stored(fake: &FakeApi, obj: &StorageService, ctx: &Arc<Context>) {
+    let current = fake.service(obj);
+    reconcile(Arc::new(current), ctx.clone()).await.unwrap();
+}
+
+/// Marks the Deployment as fully rolled out, as the deployment controller would.
+fn deployment_becomes_ready(fake: &FakeApi, name: &str, replicas: i64) {
+    let path = deployment_path(name);
+    let mut d = fake.get(&path).expect("deployment exists");
+    let generation = d["metadata"]["generation"].clone();
+    d["status"] = json!({
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+    });
+    fake.put(&path, d);
+}
+
+fn condition(obj: &StorageService, type_: &str) -> (String, String) {
+    let c = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.condition(type_))
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.status.clone(), c.reason.clone())
+}
+
+#[tokio::test]
+async fn create_applies_children_with_ssa_and_reports_ready() {
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities::default());
+    let obj = common::service("web");
+    fake.put_service(&obj);
+
+    reconcile_stored(&fake, &obj, &ctx).await;
+
+    let applies: Vec<_> = fake
+        .writes()
+        .into_iter()
+        .filter(|w| w.method == Method::PATCH && !w.path.ends_with("/status"))
+        .collect();
+    let paths: Vec<&str> = applies.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/namespaces/default/configmaps/web-config",
+            "/apis/apps/v1/namespaces/default/deployments/web",
+            "/api/v1/namespaces/default/services/web",
+            "/apis/policy/v1/namespaces/default/poddisruptionbudgets/web",
+        ]
+    );
+    for w in &applies {
+        assert!(
+            w.query.contains("fieldManager=strata-operator"),
+            "{}",
+            w.query
+        );
+        assert!(w.query.contains("force=true"), "{}", w.query);
+        assert_eq!(w.body["metadata"]["ownerReferences"][0]["uid"], "uid-web");
+        assert!(w.body["apiVersion"].is_string() && w.body["kind"].is_string());
+    }
+    let stored = fake.service(&obj);
+    assert_eq!(condition(&stored, "Ready").0, "False");
+    assert_eq!(
+        condition(&stored, "Progressing"),
+        ("True".into(), "RollingOut".into())
+    );
+    let status = stored.status.as_ref().unwrap();
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some("http://web.default.svc:8888")
+    );
+    assert_eq!(
+        status.selector.as_deref(),
+        Some("app.kubernetes.io/instance=web,app.kubernetes.io/name=strata-server")
+    );
+
+    deployment_becomes_ready(&fake, "web", 1);
+    fake.clear_log();
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let stored = fake.service(&obj);
+    assert_eq!(
+        condition(&stored, "Ready"),
+        ("True".into(), "AllReplicasReady".into())
+    );
+    assert_eq!(
+        condition(&stored, "Degraded"),
+        ("False".into(), "AsExpected".into())
+    );
+    assert_eq!(stored.status.as_ref().unwrap().ready_replicas, 1);
+    assert_eq!(
+        stored.status.as_ref().unwrap().replicas_summary.as_deref(),
+        Some("1/1")
+    );
+    let writes = fake.writes();
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.path.ends_with("/status") || w.path.contains("/events")),
+        "only status (and a Ready event) may change: {writes:?}"
+    );
+}
+
+#[tokio::test]
+async fn unchanged_resource_makes_zero_writes() {
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities::default());
+    let obj = common::service("quiet");
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    deployment_becomes_ready(&fake, "quiet", 1);
+    reconcile_stored(&fake, &obj, &ctx).await;
+
+    fake.clear_log();
+    reconcile_stored(&fake, &obj, &ctx).await;
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let log = fake.log();
+    assert!(!log.is_empty(), "reconcile must read the children");
+    let writes: Vec<_> = log.iter().filter(|r| r.is_write()).collect();
+    assert_eq!(writes.len(), 0, "steady state wrote: {writes:?}");
+}
+
+#[tokio::test]
+async fn spec_change_rolls_a_new_config_hash() {
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities::default());
+    let mut obj = common::service("conf");
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let hash = |fake: &FakeApi| {
+        fake.get(&deployment_path("conf")).unwrap()["spec"]["template"]["metadata"]["annotations"]
+            [CONFIG_HASH_ANNOTATION]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before = hash(&fake);
+
+    obj.spec.limits = Some(LimitsSpec {
+        max_concurrency: Some(32),
+        ..Default::default()
+    });
+    obj.metadata.generation = Some(2);
+    let mut stored = fake.service(&obj);
+    stored.spec = obj.spec.clone();
+    stored.metadata.generation = Some(2);
+    fake.put_service(&stored);
+    fake.clear_log();
+    reconcile_stored(&fake, &obj, &ctx).await;
+
+    let after = hash(&fake);
+    assert_ne!(
+        before, after,
+        "config change must change the pod annotation"
+    );
+    let cm = fake
+        .get("/api/v1/namespaces/default/configmaps/conf-config")
+        .unwrap();
+    assert!(cm["data"]["strata.yaml"]
+        .as_str()
+        .unwrap()
+        .contains("max_concurrency: 32"));
+    let applied: Vec<String> = fake
+        .writes()
+        .iter()
+        .filter(|w| !w.path.ends_with("/status"))
+        .map(|w| w.path.clone())
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            "/api/v1/namespaces/default/configmaps/conf-config",
+            "/apis/apps/v1/namespaces/default/deployments/conf",
+        ],
+        "only the changed children are applied"
+    );
+    assert_eq!(
+        fake.service(&obj).status.unwrap().observed_generation,
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn deleted_child_is_reapplied() {
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities::default());
+    let obj = common::service("heal");
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    deployment_becomes_ready(&fake, "heal", 1);
+    reconcile_stored(&fake, &obj, &ctx).await;
+
+    let svc_path = "/api/v1/namespaces/default/services/heal";
+    fake.remove(svc_path).unwrap();
+    fake.clear_log();
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let writes = fake.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].method, Method::PATCH);
+    assert_eq!(writes[0].path, svc_path);
+    assert!(fake.get(svc_path).is_some());
+}
+
+#[tokio::test]
+async fn drifted_child_is_corrected() {
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities::default());
+    let obj = common::service("drift");
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let path = deployment_path("drift");
+    let mut d = fake.get(&path).unwrap();
+    d["spec"]["replicas"] = json!(7);
+    fake.put(&path, d);
+    fake.clear_log();
+    reconcile_stored(&fake, &obj, &ctx).await;
+    assert_eq!(fake.get(&path).unwrap()["spec"]["replicas"], 1);
+    assert!(fake.writes().iter().any(|w| w.path == path));
+}
+
+#[tokio::test]
+async fn invalid_spec_sets_degraded_and_emits_event() {
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities::default());
+    let mut obj = common::service("broken");
+    obj.spec.limits = Some(LimitsSpec {
+        queue_depth: Some(10),
+        ..Default::default()
+    });
+    fake.put_service(&obj);
+
+    reconcile_stored(&fake, &obj, &ctx).await;
+
+    let stored = fake.service(&obj);
+    assert_eq!(
+        condition(&stored, "Degraded"),
+        ("True".into(), "InvalidSpec".into())
+    );
+    assert_eq!(
+        condition(&stored, "Ready"),
+        ("False".into(), "InvalidSpec".into())
+    );
+    let message = stored
+        .status
+        .as_ref()
+        .unwrap()
+        .condition("Degraded")
+        .unwrap()
+        .message
+        .clone();
+    assert!(message.contains("limits.queueTimeout"), "{message}");
+    let writes = fake.writes();
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.path.ends_with("/status") || w.path.contains("/events")),
+        "no child may be applied for an invalid spec: {writes:?}"
+    );
+    let events: Vec<_> = writes
+        .iter()
+        .filter(|w| w.method == Method::POST && w.path.contains("events.k8s.io"))
+        .collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].body["type"], "Warning");
+    assert_eq!(events[0].body["reason"], "InvalidSpec");
+
+    // Reconciling again neither rewrites the status nor repeats the event.
+    fake.clear_log();
+    reconcile_stored(&fake, &obj, &ctx).await;
+    assert_eq!(fake.writes().len(), 0, "{:?}", fake.writes());
+}
+
+#[tokio::test]
+async fn paused_service_changes_no_child() {
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities::default());
+    let mut obj = common::service("hold");
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+
+    obj.spec.paused = true;
+    let mut stored = fake.service(&obj);
+    stored.spec.paused = true;
+    fake.put_service(&stored);
+    fake.remove("/api/v1/namespaces/default/services/hold");
+    fake.clear_log();
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let child_writes: Vec<_> = fake
+        .writes()
+        .into_iter()
+        .filter(|w| !w.path.ends_with("/status") && !w.path.contains("/events"))
+        .collect();
+    assert!(child_writes.is_empty(), "{child_writes:?}");
+    assert_eq!(
+        condition(&fake.service(&obj), "Progressing"),
+        ("False".into(), "Paused".into())
+    );
+}
+
+#[tokio::test]
+async fn children_no_longer_desired_are_deleted() {
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities::default());
+    let obj = common::service("prune");
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let pdb = "/apis/policy/v1/namespaces/default/poddisruptionbudgets/prune";
+    assert!(fake.get(pdb).is_some());
+
+    let mut stored = fake.service(&obj);
+    stored.spec.pod_disruption_budget = Some(strata_operator::api::PodDisruptionBudgetSpec {
+        enabled: false,
+        min_available: None,
+        max_unavailable: None,
+    });
+    fake.put_service(&stored);
+    fake.clear_log();
+    reconcile_stored(&fake, &obj, &ctx).await;
+    assert!(fake.get(pdb).is_none());
+    assert!(fake
+        .writes()
+        .iter()
+        .any(|w| w.method == Method::DELETE && w.path == pdb));
+}
+
+#[tokio::test]
+async fn monitoring_children_only_with_the_api() {
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities { monitoring: true });
+    let obj = common::example("monitoring");
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    assert!(fake
+        .get("/apis/monitoring.coreos.com/v1/namespaces/storage/servicemonitors/observed")
+        .is_some());
+    assert!(fake
+        .get("/apis/monitoring.coreos.com/v1/namespaces/storage/prometheusrules/observed")
+        .is_some());
+
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities { monitoring: false });
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    assert!(fake
+        .log()
+        .iter()
+        .all(|r| !r.path.contains("monitoring.coreos.com")));
+}
+
+#[tokio::test]
+async fn pending_volume_is_reported() {
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities::default());
+    let obj = common::example("filesystem-persistent");
+    fake.put_service(&obj);
+    fake.put(
+        "/api/v1/namespaces/storage/persistentvolumeclaims/data-objects-0",
+        json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data-objects-0", "namespace": "storage"},
+            "spec": {"storageClassName": "fast-ssd"},
+            "status": {"phase": "Pending"}
+        }),
+    );
+    reconcile_stored(&fake, &obj, &ctx).await;
+    assert!(fake
+        .get("/apis/apps/v1/namespaces/storage/statefulsets/objects")
+        .is_some());
+    let stored = fake.service(&obj);
+    assert_eq!(
+        condition(&stored, "Degraded"),
+        ("True".into(), "VolumePending".into())
+    );
+    let msg = stored
+        .status
+        .unwrap()
+        .condition("Degraded")
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        msg.contains("fast-ssd") && msg.contains("data-objects-0"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn rejected_apply_is_degraded_and_retried() {
+    let (client, _fake) = FakeApi::start();
+    let ctx = context(client, Capabilities::default());
+    let obj = common::service("status-path");
+    // No StorageService stored: the status patch 404s, so the reconcile must fail
+    // (and be retried by error_policy) rather than pretend success.
+    let err = reconcile(Arc::new(obj.clone()), ctx.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Kubernetes API"), "{err}");
+    let action = strata_operator::controller::error_policy(Arc::new(obj), &err, ctx.clone());
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5))
+    );
+}
