@@ -135,10 +135,25 @@ pytest_run() {
   python3 -m pytest -q -p no:cacheprovider deploy/tests "$@"
 }
 echo "---- python -m pytest deploy/tests"
-if pytest_run 2>&1 | tee "$TMP/pytest.log"; then
-  passed=$((passed + 1)); echo "ok   - pytest deploy/tests"
+pytest_run 2>&1 | tee "$TMP/pytest.log"
+pytest_rc=${PIPESTATUS[0]}
+# Each pytest test counts as one check in the summary.
+summary="$(grep -E '^=* ?[0-9]+ (passed|failed|error)' "$TMP/pytest.log" | tail -n 1 || true)"
+[[ -n "$summary" ]] || summary="$(tail -n 1 "$TMP/pytest.log")"
+count() { grep -oE "[0-9]+ $1" <<<"$summary" | grep -oE '^[0-9]+' || echo 0; }
+py_passed=$(count passed); py_failed=$(count failed); py_errors=$(count error)
+passed=$((passed + py_passed))
+failed=$((failed + py_failed + py_errors))
+if ((pytest_rc != 0)); then
+  failures+=("pytest deploy/tests (exit $pytest_rc)")
+  # a crash or collection error without counted failures still fails the run
+  ((py_failed + py_errors > 0)) || failed=$((failed + 1))
+  echo "FAIL - pytest deploy/tests"
+elif ((py_passed == 0)); then
+  failures+=("pytest deploy/tests ran no test"); failed=$((failed + 1))
+  echo "FAIL - pytest deploy/tests ran no test"
 else
-  failed=$((failed + 1)); failures+=("pytest deploy/tests"); echo "FAIL - pytest deploy/tests"
+  echo "ok   - pytest deploy/tests ($py_passed tests)"
 fi
 
 echo
