@@ -308,3 +308,13 @@ def test_notes_tell_what_to_apply_next():
     assert "kind: StorageService" in notes
     assert "kubectl get storageservices" in notes
     assert "port-forward service/strata-dashboard" in notes
+
+
+def test_packaged_chart_renders_like_the_directory(tmp_path):
+    """.helmignore keeps everything the templates read (files/, crds/)."""
+    p.run([p.tool("helm"), "package", str(p.CHART), "-d", str(tmp_path)])
+    (tgz,) = tmp_path.glob("strata-*.tgz")
+    args = ["--namespace", p.NAMESPACE, "--include-crds", "-f", str(p.ALL_FEATURES_VALUES)]
+    from_dir = p.run([p.tool("helm"), "template", p.RELEASE, str(p.CHART), *args])
+    from_tgz = p.run([p.tool("helm"), "template", p.RELEASE, str(tgz), *args])
+    assert p.load_all(from_tgz) == p.load_all(from_dir)
