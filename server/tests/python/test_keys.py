@@ -45,15 +45,24 @@ def payload_for(key: str) -> bytes:
 
 
 def test_special_keys_are_distinct_objects(session: Session):
+    # Collect every mismatch so one failing key does not hide the others.
+    problems = []
     for key in KEYS:
-        assert session.put(payload_for(key), key=key, compress="none") == key
+        returned = session.put(payload_for(key), key=key, compress="none")
+        if returned != key:
+            problems.append(f"PUT {key!r} answered key {returned!r}")
     for key in KEYS:
         response = session.get(key)
-        assert response is not None, f"{key!r} not found"
-        assert response.payload.read() == payload_for(key), key
+        if response is None:
+            problems.append(f"GET {key!r}: 404")
+            continue
+        body = response.payload.read()
+        if body != payload_for(key):
+            problems.append(f"GET {key!r}: got {body!r}")
         meta = session.head(key)
-        assert meta is not None, key
-        assert meta.size == len(payload_for(key)), key
+        if meta is None or meta.size != len(payload_for(key)):
+            problems.append(f"HEAD {key!r}: {meta}")
+    assert not problems, "\n".join(problems)
 
 
 def test_prefix_keys_survive_each_others_deletion(session: Session):

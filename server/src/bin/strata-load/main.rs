@@ -43,8 +43,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
-        Ok(code) => code,
+    match runtime.block_on(run(&args)) {
+        Ok((info, stats)) => {
+            print!("{}", report::render(&info, &stats));
+            if stats.successes() > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Err(message) => {
             eprintln!("strata-load: {message}");
             ExitCode::FAILURE
@@ -52,14 +59,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<ExitCode, String> {
+/// Resolves the target, writes the keys GETs need, runs the workers for warm-up plus
+/// duration, and returns the merged measurements.
+async fn run(args: &Args) -> Result<(RunInfo, Stats), String> {
     let target = args::parse_target(&args.url)?;
     let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
         .map_err(|err| format!("cannot resolve {}: {err}", target.authority))?
         .find(|addr| addr.ip().is_loopback())
         .ok_or_else(|| format!("{} does not resolve to a loopback address", target.host))?;
-    let plan = Arc::new(Plan::new(&args, &target, addr)?);
+    let plan = Arc::new(Plan::new(args, &target, addr)?);
 
     driver::probe(&plan).await?;
     if plan.fixed_path.is_none() && matches!(args.op, Op::Get | Op::Mixed) {
@@ -98,10 +107,145 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         warmup: args.warmup,
         elapsed,
     };
-    print!("{}", report::render(&info, &stats));
-    Ok(if stats.successes() > 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok((info, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    //! End to end against an in-process strata-server (memory backend).
+
+    use super::*;
+    use crate::report::Outcome;
+    use strata_server::config::{Config, StorageConfig};
+
+    async fn server() -> (strata_server::app::RunningServer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::default();
+        config.http.addr = "127.0.0.1:0".parse().expect("address");
+        config.http.drain_file = dir.path().join("down");
+        config.storage = StorageConfig::Memory {};
+        let running = strata_server::app::start(config)
+            .await
+            .expect("server starts");
+        (running, dir)
+    }
+
+    fn args(url: &str, extra: &[&str]) -> Args {
+        let mut argv = vec!["strata-load", "--url", url, "--duration", "300ms"];
+        argv.extend_from_slice(extra);
+        let args = Args::try_parse_from(argv).expect("arguments parse");
+        args.validate().expect("arguments valid");
+        args
+    }
+
+    fn only_ok(stats: &Stats, code: u16) -> u64 {
+        assert_eq!(
+            stats.outcomes.keys().copied().collect::<Vec<_>>(),
+            vec![Outcome::Status(code)],
+            "{:?}",
+            stats.outcomes
+        );
+        stats.requests()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drives_a_real_server() {
+        let (running, _dir) = server().await;
+        let url = format!("http://{}", running.addr());
+
+        let put = args(
+            &url,
+            &[
+                "--op",
+                "put",
+                "--size",
+                "1KiB",
+                "--keys",
+                "20",
+                "--concurrency",
+                "4",
+                "--scope",
+                "org=1",
+            ],
+        );
+        let (info, stats) = run(&put).await.expect("put run");
+        let n = only_ok(&stats, 200);
+        assert!(n > 0);
+        assert_eq!(stats.bytes_sent, n * 1024);
+        assert!(
+            info.description.starts_with("PUT http://"),
+            "{}",
+            info.description
+        );
+
+        let get = args(
+            &url,
+            &[
+                "--op",
+                "get",
+                "--size",
+                "2048",
+                "--keys",
+                "10",
+                "--concurrency",
+                "2",
+                "--warmup",
+                "100ms",
+            ],
+        );
+        let (_, stats) = run(&get).await.expect("get run");
+        let n = only_ok(&stats, 200);
+        assert_eq!(stats.bytes_received, n * 2048);
+        assert_eq!(stats.bytes_sent, 0);
+
+        let mixed = args(
+            &url,
+            &[
+                "--op",
+                "mixed",
+                "--read-percent",
+                "50",
+                "--keys",
+                "5",
+                "--concurrency",
+                "2",
+                "--new-connection",
+            ],
+        );
+        let (info, stats) = run(&mixed).await.expect("mixed run");
+        only_ok(&stats, 200);
+        assert!(stats.bytes_sent > 0 && stats.bytes_received > 0);
+        assert!(info.new_connection);
+
+        let health = args(&url, &["--target-path", "/health", "--concurrency", "2"]);
+        let (info, stats) = run(&health).await.expect("health run");
+        let n = only_ok(&stats, 200);
+        assert_eq!(stats.bytes_received, n * 2, "`OK` per request");
+        assert!(
+            info.description.ends_with("/health"),
+            "{}",
+            info.description
+        );
+
+        let missing = args(
+            &url,
+            &["--target-path", "/no-such-route", "--concurrency", "1"],
+        );
+        let (_, stats) = run(&missing).await.expect("404 run");
+        assert_eq!(stats.successes(), 0);
+        only_ok(&stats, 404);
+
+        running.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn refuses_unreachable_and_remote_targets() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let closed = args(&format!("http://127.0.0.1:{port}"), &["--timeout", "2s"]);
+        assert!(run(&closed).await.is_err());
+        let remote = args("http://192.0.2.1:80", &[]);
+        assert!(run(&remote).await.unwrap_err().contains("loopback"));
+    }
 }
