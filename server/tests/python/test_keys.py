@@ -125,3 +125,35 @@ def test_bad_scope_is_400(raw: Raw):
     for scope in ("org", "org=", "=1", "org=1;", "org=a.b", "org=1;project"):
         response = raw.request("PUT", f"/v1/objects/pytest/{scope}/k", body=b"x")
         assert response.status == 400, (scope, response.status, response.data)
+
+
+def test_long_key(session: Session):
+    key = "k" * 1500 + "/" + "é" * 200 + "/end"
+    session.put(b"long", key=key)
+    got = session.get(key)
+    assert got is not None and got.payload.read() == b"long"
+    assert session.get(key[:-1]) is None
+
+
+def test_session_without_scopes(client):
+    from objectstore_client import Usecase
+
+    unscoped = client.session(Usecase("pytest-unscoped"))
+    unscoped.put(b"no scope", key="k")
+    got = unscoped.get("k")
+    assert got is not None and got.payload.read() == b"no scope"
+
+
+def test_post_with_a_key_is_405(raw: Raw, org: int):
+    response = raw.request("POST", raw.object_path(org, "some-key"), body=b"x")
+    assert response.status == 405, (response.status, response.data)
+
+
+def test_unknown_routes_are_404(raw: Raw, org: int):
+    for method, path in [
+        ("GET", "/v2/objects/pytest/_/k"),
+        ("GET", "/nope"),
+        ("POST", f"/v1/objects:batch/pytest/org={org}"),
+    ]:
+        response = raw.request(method, path)
+        assert response.status == 404, (method, path, response.status)

@@ -228,3 +228,50 @@ def test_extend_expiry_bad_requests(session: Session, raw: Raw, org: int):
     assert response.status == 422, (response.status, response.data)
     # None of these touched the object.
     assert _meta(session, "p").expiration_policy == TimeToLive(timedelta(days=1))
+
+
+@pytest.mark.parametrize(
+    ("filename", "disposition"),
+    [
+        ('my "quoted" \\ name.txt', 'attachment; filename="my \\"quoted\\" - name.txt"'),
+        ("...", 'attachment; filename="---"'),
+        ("a/b\\c.txt", 'attachment; filename="a-b-c.txt"'),
+        ("", 'attachment; filename=""'),
+    ],
+)
+def test_content_disposition_escaping(
+    session: Session, raw: Raw, org: int, filename: str, disposition: str
+):
+    session.put(b"x", key="cd", filename=filename)
+    response = raw.request("GET", raw.object_path(org, "cd"))
+    assert response.headers.get("content-disposition") == disposition, response.headers
+    meta = session.head("cd")
+    assert meta is not None and meta.filename == filename
+
+
+def test_read_only_headers_are_ignored_on_write(raw: Raw, org: int):
+    path = raw.object_path(org, "ro")
+    response = raw.request(
+        "PUT",
+        path,
+        body=b"1234",
+        headers={
+            "x-sn-time-created": "garbage",
+            "x-sn-time-expires": "2000-01-01T00:00:00Z",
+            "x-sn-size": "999999",
+        },
+    )
+    assert response.status == 200, (response.status, response.data)
+    head = raw.request("HEAD", path)
+    assert head.headers["x-sn-size"] == "4"
+    assert "x-sn-time-expires" not in head.headers
+    assert head.headers["x-sn-time-created"] != "garbage"
+
+
+def test_extend_expiry_to_a_past_instant_changes_nothing(session: Session):
+    session.put(b"x", key="past", expiration_policy=TimeToLive(timedelta(days=2)))
+    before = _meta(session, "past")
+    session.extend_expiry("past", at=datetime(2020, 1, 1, tzinfo=UTC))
+    after = _meta(session, "past")
+    assert after.time_expires == before.time_expires
+    assert after.expiration_policy == TimeToLive(timedelta(days=2))
