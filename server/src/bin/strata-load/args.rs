@@ -71,6 +71,12 @@ pub struct Args {
     /// Instead of objects, GET this path (e.g. `/health`) to measure the HTTP ceiling.
     #[arg(long)]
     pub target_path: Option<String>,
+    /// Bearer token sent as `x-os-auth: Bearer TOKEN` (for servers that enforce auth).
+    #[arg(long, env = "STRATA_LOAD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the report as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
     /// Per-request timeout; a request exceeding it counts as a `timeout` error.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -110,6 +116,11 @@ impl Args {
         }
         if self.usecase.is_empty() || self.usecase.contains(['/', '?', '#', '%']) {
             return Err(format!("invalid --usecase {:?}", self.usecase));
+        }
+        if let Some(token) = &self.token {
+            if http::HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+                return Err("--token must be a valid header value".to_owned());
+            }
         }
         if self.key_prefix.contains(['?', '#', '%']) {
             return Err(format!("invalid --key-prefix {:?}", self.key_prefix));

@@ -40,6 +40,8 @@ pub struct Plan {
     pub new_connection: bool,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// `x-os-auth` header value, when a token was given.
+    pub auth: Option<http::HeaderValue>,
 }
 
 impl Plan {
@@ -68,6 +70,12 @@ impl Plan {
             payload: payload(args.size as usize),
             new_connection: args.new_connection,
             timeout: args.timeout,
+            auth: args
+                .token
+                .as_ref()
+                .map(|token| http::HeaderValue::from_str(&format!("Bearer {token}")))
+                .transpose()
+                .map_err(|_| "--token must be a valid header value".to_owned())?,
         })
     }
 
@@ -105,6 +113,9 @@ impl Plan {
             .header(header::USER_AGENT, "strata-load");
         if method == Method::PUT {
             builder = builder.header(header::CONTENT_TYPE, "application/octet-stream");
+        }
+        if let Some(auth) = &self.auth {
+            builder = builder.header("x-os-auth", auth);
         }
         builder
             .body(Full::new(body))

@@ -3,7 +3,8 @@
 //! ```text
 //! strata-load --url http://127.0.0.1:8888 --usecase attachments --scope org=1 \
 //!     --op put|get|mixed --size 4096 --keys 1000 --concurrency 32 --duration 10s \
-//!     [--new-connection] [--warmup 2s] [--read-percent 50] [--target-path /health]
+//!     [--new-connection] [--warmup 2s] [--read-percent 50] [--target-path /health] \
+//!     [--token JWT] [--json]
 //! ```
 //!
 //! Each of `--concurrency` workers keeps one HTTP/1.1 request in flight (over one
@@ -11,6 +12,7 @@
 //! `--op get` and `--op mixed` first write every key once. The report lists requests,
 //! req/s, MiB/s, counts per status code and p50/p99/p999/max latency from an HdrHistogram.
 //! `--target-path /health` GETs that path instead, to measure the bare HTTP ceiling.
+//! `--json` prints the same report as one JSON object.
 //! Only loopback targets are accepted. The exit status is 1 when no request succeeded.
 
 mod args;
@@ -45,7 +47,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(&args)) {
         Ok((info, stats)) => {
-            print!("{}", report::render(&info, &stats));
+            if args.json {
+                println!("{}", report::render_json(&info, &stats));
+            } else {
+                print!("{}", report::render(&info, &stats));
+            }
             if stats.successes() > 0 {
                 ExitCode::SUCCESS
             } else {
@@ -217,7 +223,18 @@ mod tests {
         assert!(stats.bytes_sent > 0 && stats.bytes_received > 0);
         assert!(info.new_connection);
 
-        let health = args(&url, &["--target-path", "/health", "--concurrency", "2"]);
+        let health = args(
+            &url,
+            &[
+                "--target-path",
+                "/health",
+                "--concurrency",
+                "2",
+                "--token",
+                "t0k3n",
+                "--json",
+            ],
+        );
         let (info, stats) = run(&health).await.expect("health run");
         let n = only_ok(&stats, 200);
         assert_eq!(stats.bytes_received, n * 2, "`OK` per request");

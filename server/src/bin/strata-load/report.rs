@@ -1,4 +1,4 @@
-//! Per-worker measurements, merging, and the human-readable report.
+//! Per-worker measurements, merging, and the report (human-readable or JSON).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -206,6 +206,45 @@ pub fn render(info: &RunInfo, stats: &Stats) -> String {
     out
 }
 
+/// Renders the report as one JSON object (for scripts and benchmark logs): counts,
+/// rates, `status` counts keyed by label, and latency percentiles in milliseconds.
+pub fn render_json(info: &RunInfo, stats: &Stats) -> String {
+    let secs = info.elapsed.as_secs_f64();
+    let requests = stats.requests();
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    let latency = if requests == 0 {
+        serde_json::Value::Null
+    } else {
+        let h = &stats.latency;
+        serde_json::json!({
+            "p50": ms(h.value_at_quantile(0.50)),
+            "p99": ms(h.value_at_quantile(0.99)),
+            "p999": ms(h.value_at_quantile(0.999)),
+            "max": ms(h.max()),
+        })
+    };
+    let status: serde_json::Map<String, serde_json::Value> = stats
+        .outcomes
+        .iter()
+        .map(|(outcome, count)| (outcome.label(), serde_json::Value::from(*count)))
+        .collect();
+    serde_json::json!({
+        "target": info.description,
+        "concurrency": info.concurrency,
+        "new_connection": info.new_connection,
+        "warmup_secs": info.warmup.as_secs_f64(),
+        "elapsed_secs": secs,
+        "requests": requests,
+        "succeeded": stats.successes(),
+        "requests_per_sec": if secs > 0.0 { requests as f64 / secs } else { 0.0 },
+        "sent_mib_per_sec": mib_per_sec(stats.bytes_sent, info.elapsed),
+        "received_mib_per_sec": mib_per_sec(stats.bytes_received, info.elapsed),
+        "status": status,
+        "latency_ms": latency,
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +320,30 @@ mod tests {
         assert!(line.contains("p99 10.007 ms"), "{line}");
         assert!(line.contains("p999 10.007 ms"), "{line}");
         assert!(line.contains("max 100.031 ms"), "{line}");
+    }
+
+    #[test]
+    fn json_report() {
+        let mut stats = Stats::new();
+        stats.record(Outcome::Status(200), Duration::from_micros(1500), 100, 0);
+        stats.record(Outcome::Status(503), Duration::from_micros(500), 0, 0);
+        stats.record(Outcome::Timeout, Duration::from_secs(1), 0, 0);
+        let value: serde_json::Value =
+            serde_json::from_str(&render_json(&info(Duration::from_secs(2)), &stats)).unwrap();
+        assert_eq!(value["requests"], 3);
+        assert_eq!(value["succeeded"], 1);
+        assert_eq!(value["requests_per_sec"], 1.5);
+        assert_eq!(value["concurrency"], 4);
+        assert_eq!(value["status"]["200"], 1);
+        assert_eq!(value["status"]["503"], 1);
+        assert_eq!(value["status"]["timeout"], 1);
+        assert_eq!(value["latency_ms"]["p50"], 1.5);
+        assert_eq!(value["latency_ms"]["max"], 1000.447);
+
+        let empty: serde_json::Value =
+            serde_json::from_str(&render_json(&info(Duration::ZERO), &Stats::new())).unwrap();
+        assert_eq!(empty["requests"], 0);
+        assert!(empty["latency_ms"].is_null());
     }
 
     #[test]
