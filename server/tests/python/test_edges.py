@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from objectstore_client import ObjectNotFound, Session, TimeToLive
+from objectstore_client import ObjectNotFound, Session, TimeToIdle, TimeToLive
 
 from conftest import Raw, StrataServer
 
@@ -33,6 +33,37 @@ def test_expired_object_is_not_served(session: Session, raw: Raw, org: int):
     session.put(b"reborn", key="ttl1")
     got = session.get("ttl1")
     assert got is not None and got.payload.read() == b"reborn"
+
+
+def _sleep_until(instant: datetime) -> None:
+    wait = (instant - datetime.now(UTC)).total_seconds()
+    assert wait < 10, instant
+    time.sleep(max(wait, 0))
+
+
+def test_reading_a_tti_object_keeps_it_alive(session: Session):
+    tti = TimeToIdle(timedelta(seconds=4))
+    session.put(b"read me", key="tti-read", expiration_policy=tti)
+    session.put(b"ignore me", key="tti-idle", expiration_policy=tti)
+    read_meta = session.head("tti-read")
+    idle_meta = session.head("tti-idle")
+    assert read_meta is not None and read_meta.time_expires is not None
+    assert idle_meta is not None and idle_meta.time_expires is not None
+    deadline = max(read_meta.time_expires, idle_meta.time_expires)
+
+    # Read well before the deadline: far enough from it to pass the debounce
+    # (min(tti/4, 24h) = 1 s), so the deadline moves to access + 4 s.
+    _sleep_until(read_meta.time_expires - timedelta(seconds=1.5))
+    got = session.get("tti-read")
+    assert got is not None and got.payload.read() == b"read me"
+
+    # Past the original deadlines: the read object lives on, the idle one is gone.
+    _sleep_until(deadline + timedelta(seconds=1))
+    alive = session.get("tti-read")
+    assert alive is not None, "a read must extend a TTI deadline"
+    assert alive.payload.read() == b"read me"
+    assert alive.metadata.expiration_policy == tti
+    assert session.get("tti-idle") is None
 
 
 @pytest.mark.parametrize(
