@@ -110,20 +110,30 @@ impl Args {
             return Err("--timeout must be positive".to_owned());
         }
         if let Some(path) = &self.target_path {
-            if !path.starts_with('/') {
-                return Err(format!("--target-path must start with '/', got {path:?}"));
+            if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
+                return Err(format!(
+                    "--target-path must be an absolute URL path, got {path:?}"
+                ));
             }
         }
-        if self.usecase.is_empty() || self.usecase.contains(['/', '?', '#', '%']) {
-            return Err(format!("invalid --usecase {:?}", self.usecase));
+        let usecase_ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if self.usecase.is_empty() || !self.usecase.chars().all(usecase_ok) {
+            return Err(format!(
+                "--usecase must be non-empty [A-Za-z0-9_-], got {:?}",
+                self.usecase
+            ));
         }
         if let Some(token) = &self.token {
             if http::HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
                 return Err("--token must be a valid header value".to_owned());
             }
         }
-        if self.key_prefix.contains(['?', '#', '%']) {
-            return Err(format!("invalid --key-prefix {:?}", self.key_prefix));
+        let key_ok = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
+        if !self.key_prefix.chars().all(key_ok) {
+            return Err(format!(
+                "--key-prefix may only use [A-Za-z0-9-._~/], got {:?}",
+                self.key_prefix
+            ));
         }
         Ok(())
     }
@@ -383,6 +393,19 @@ mod tests {
         ])
         .unwrap();
         assert!(bad.validate().is_err());
+        for extra in [
+            ["--usecase", "a/b"],
+            ["--usecase", "sp ace"],
+            ["--key-prefix", "k y"],
+            ["--key-prefix", "k%"],
+            ["--target-path", "health"],
+            ["--target-path", "/he alth"],
+        ] {
+            let mut argv = vec!["strata-load", "--url", "http://127.0.0.1:1"];
+            argv.extend(extra);
+            let args = Args::try_parse_from(argv).unwrap();
+            assert!(args.validate().is_err(), "{extra:?}");
+        }
         assert!(
             Args::try_parse_from(["strata-load", "--url", "x", "--read-percent", "101"]).is_err()
         );

@@ -22,7 +22,7 @@ pub struct Plan {
     pub addr: SocketAddr,
     /// Value of the `Host` header.
     pub authority: String,
-    /// `{base}/v1/objects/{usecase}/{scopes}/` (keys are appended), or the fixed target path.
+    /// `{base}/v1/objects/{usecase}/{scopes}/` (keys are appended); empty with a fixed path.
     pub path_prefix: String,
     /// When set, every request is `GET` of exactly this path.
     pub fixed_path: Option<String>,
@@ -30,7 +30,7 @@ pub struct Plan {
     pub op: Op,
     /// GET percentage for `Op::Mixed`.
     pub read_percent: u8,
-    /// Key prefix and count.
+    /// Prefix of every key (`{prefix}{index}`).
     pub key_prefix: String,
     /// Distinct keys.
     pub keys: u64,
