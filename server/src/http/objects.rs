@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, RawPathParams, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -55,23 +55,56 @@ impl ObjectQuery {
     }
 }
 
-/// Parses the raw (still percent-encoded) path captures into an object address.
-fn object_id(params: &RawPathParams, generated_key: Option<String>) -> Result<ObjectId, ApiError> {
-    let mut usecase = None;
-    let mut scopes = None;
-    let mut key = generated_key;
-    for (name, raw) in params {
-        match name {
-            "usecase" => usecase = Some(percent_decode_param(raw)?),
-            "scopes" => scopes = Some(percent_decode_param(raw)?),
-            "key" => key = Some(percent_decode_param(raw)?),
-            _ => {}
-        }
+/// The still percent-encoded path of an object route, split into usecase, scopes and
+/// key. The router has already matched the raw path; decoding happens here, once, so
+/// `%2F` stays inside its segment and `%2541` means the key `%41`.
+#[derive(Debug)]
+pub struct RawObjectPath {
+    usecase: String,
+    scopes: String,
+    key: Option<String>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RawObjectPath {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(split_object_path(parts.uri.path()))
     }
-    let usecase = usecase.unwrap_or_default();
+}
+
+/// Splits `/v1/objects…/{usecase}/{scopes}[/{key}]` (the route prefix may carry a
+/// `:batch`-style suffix) without decoding anything.
+pub fn split_object_path(path: &str) -> RawObjectPath {
+    let rest = path.strip_prefix("/v1/").unwrap_or(path);
+    let rest = rest.split_once('/').map_or("", |(_, rest)| rest);
+    let (usecase, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    let (scopes, key) = match rest.split_once('/') {
+        Some((scopes, key)) if !key.is_empty() => (scopes, Some(key.to_owned())),
+        Some((scopes, _)) => (scopes, None),
+        None => (rest, None),
+    };
+    RawObjectPath {
+        usecase: usecase.to_owned(),
+        scopes: scopes.to_owned(),
+        key,
+    }
+}
+
+/// Decodes and validates the path into an object address.
+fn object_id(path: &RawObjectPath, generated_key: Option<String>) -> Result<ObjectId, ApiError> {
+    let usecase = percent_decode_param(&path.usecase)?;
     validate_usecase(&usecase)?;
-    let scopes = Scopes::parse(&scopes.unwrap_or_default())?;
-    Ok(ObjectId::new(usecase, scopes, key.unwrap_or_default())?)
+    let scopes = Scopes::parse(&percent_decode_param(&path.scopes)?)?;
+    let key = match (&path.key, generated_key) {
+        (_, Some(generated)) => generated,
+        (Some(raw), None) => percent_decode_param(raw)?,
+        (None, None) => String::new(),
+    };
+    Ok(ObjectId::new(usecase, scopes, key)?)
 }
 
 /// Turns the request body into a payload stream that meters incoming bytes.
@@ -100,12 +133,12 @@ async fn insert(
 /// O1 `POST /v1/objects/{usecase}/{scopes}[/]`: insert under a generated UUIDv4 key.
 pub async fn post_object(
     State(state): State<AppState>,
-    params: RawPathParams,
+    path: RawObjectPath,
     query: Result<Query<ObjectQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&params, Some(uuid::Uuid::new_v4().to_string()))?;
+    let id = object_id(&path, Some(uuid::Uuid::new_v4().to_string()))?;
     let query = ObjectQuery::from_extractor(query)?;
     let metadata = Metadata::from_headers(&headers, SystemTime::now())?;
     query.reject_resumable()?;
@@ -115,12 +148,12 @@ pub async fn post_object(
 /// O2 `PUT …/{key}`: create or overwrite.
 pub async fn put_object(
     State(state): State<AppState>,
-    params: RawPathParams,
+    path: RawObjectPath,
     query: Result<Query<ObjectQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&params, None)?;
+    let id = object_id(&path, None)?;
     let query = ObjectQuery::from_extractor(query)?;
     let metadata = Metadata::from_headers(&headers, SystemTime::now())?;
     query.reject_resumable()?;
@@ -137,10 +170,10 @@ fn metadata_headers(metadata: &Metadata) -> HeaderMap {
 /// O3 `GET …/{key}` with optional `Range`.
 pub async fn get_object(
     State(state): State<AppState>,
-    params: RawPathParams,
+    path: RawObjectPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&params, None)?;
+    let id = object_id(&path, None)?;
     let range = match headers.get(header::RANGE) {
         Some(value) => parse_range(value)?,
         None => None,
@@ -200,9 +233,9 @@ fn slice_stream(payload: PayloadStream, skip: u64, take: u64) -> PayloadStream {
 /// O4 `HEAD …/{key}`: metadata only, with `content-length` of the stored object.
 pub async fn head_object(
     State(state): State<AppState>,
-    params: RawPathParams,
+    path: RawObjectPath,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&params, None)?;
+    let id = object_id(&path, None)?;
     let Some(metadata) = state.service.head(id).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
@@ -216,10 +249,10 @@ pub async fn head_object(
 /// O5 `DELETE …/{key}`: 204 whether or not the object existed.
 pub async fn delete_object(
     State(state): State<AppState>,
-    params: RawPathParams,
+    path: RawObjectPath,
     query: Result<Query<ObjectQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&params, None)?;
+    let id = object_id(&path, None)?;
     ObjectQuery::from_extractor(query)?.reject_resumable()?;
     state.service.delete(id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -228,11 +261,11 @@ pub async fn delete_object(
 /// E1 `PATCH …/{key}`: extend the expiry deadline.
 pub async fn patch_object(
     State(state): State<AppState>,
-    params: RawPathParams,
+    path: RawObjectPath,
     body: Result<Json<MetadataUpdate>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let now = SystemTime::now();
-    let id = object_id(&params, None)?;
+    let id = object_id(&path, None)?;
     let Json(update) = match body {
         Ok(update) => update,
         Err(rejection) => return Ok(rejection.into_response()),
@@ -271,6 +304,20 @@ mod tests {
     fn chunks(parts: &[&'static [u8]]) -> PayloadStream {
         let parts: Vec<&'static [u8]> = parts.to_vec();
         futures::stream::iter(parts.into_iter().map(|p| Ok(Bytes::from_static(p)))).boxed()
+    }
+
+    #[test]
+    fn splits_raw_paths_without_decoding() {
+        let p = split_object_path("/v1/objects/att/org=1;p=2/a%2Fb//c/");
+        assert_eq!(p.usecase, "att");
+        assert_eq!(p.scopes, "org=1;p=2");
+        assert_eq!(p.key.as_deref(), Some("a%2Fb//c/"));
+        let p = split_object_path("/v1/objects/att/_/");
+        assert_eq!((p.scopes.as_str(), p.key), ("_", None));
+        let p = split_object_path("/v1/objects/att/_");
+        assert_eq!((p.scopes.as_str(), p.key), ("_", None));
+        let p = split_object_path("/v1/objects/att/_//x");
+        assert_eq!(p.key.as_deref(), Some("/x"));
     }
 
     #[tokio::test]
