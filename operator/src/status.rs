@@ -370,3 +370,134 @@ pub fn compute(obj: &StorageService, observed: &Observed, now: Time) -> StorageS
         config_hash: observed.config_hash.clone().or(old.config_hash),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentStatus};
+    use k8s_openapi::api::core::v1::LocalObjectReference;
+    use serde_json::json;
+
+    fn obj() -> StorageService {
+        let mut o = StorageService::new("s", crate::api::StorageServiceSpec::minimal());
+        o.metadata.namespace = Some("ns".into());
+        o.metadata.generation = Some(3);
+        o
+    }
+
+    fn observed(workload: ObservedWorkload) -> Observed {
+        Observed {
+            invalid: None,
+            apply_error: None,
+            workload,
+            pods: vec![],
+            claims: vec![],
+            config_hash: None,
+        }
+    }
+
+    fn deployment(ready: i32, stuck: bool) -> ObservedWorkload {
+        let mut d = Deployment::default();
+        d.metadata.generation = Some(1);
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(1),
+            replicas: Some(1),
+            updated_replicas: Some(1),
+            ready_replicas: Some(ready),
+            conditions: stuck.then(|| {
+                vec![DeploymentCondition {
+                    type_: "Progressing".into(),
+                    status: "False".into(),
+                    reason: Some("ProgressDeadlineExceeded".into()),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        });
+        ObservedWorkload::Deployment(Box::new(d))
+    }
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap())
+    }
+
+    fn get<'a>(s: &'a StorageServiceStatus, t: &str) -> &'a Condition {
+        s.condition(t).unwrap()
+    }
+
+    #[test]
+    fn ready_when_all_pods_ready() {
+        let s = compute(&obj(), &observed(deployment(1, false)), now());
+        assert_eq!(get(&s, READY).status, "True");
+        assert_eq!(get(&s, PROGRESSING).reason, "RolloutComplete");
+        assert_eq!(get(&s, DEGRADED).status, "False");
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.replicas_summary.as_deref(), Some("1/1"));
+    }
+
+    #[test]
+    fn image_pull_failure_names_the_secret() {
+        let mut o = obj();
+        o.spec.image_pull_secrets = vec![LocalObjectReference {
+            name: "regcred".into(),
+        }];
+        let mut obs = observed(deployment(0, false));
+        obs.pods = vec![serde_json::from_value(json!({
+            "metadata": {"name": "s-abc"},
+            "status": {"containerStatuses": [{
+                "name": "server", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff"}}
+            }]}
+        }))
+        .unwrap()];
+        let s = compute(&o, &obs, now());
+        let d = get(&s, DEGRADED);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "ImagePullFailed")
+        );
+        assert!(
+            d.message.contains("regcred") && d.message.contains("s-abc"),
+            "{}",
+            d.message
+        );
+    }
+
+    #[test]
+    fn crash_loop_points_at_logs() {
+        let mut obs = observed(deployment(0, false));
+        obs.pods = vec![serde_json::from_value(json!({
+            "metadata": {"name": "s-1"},
+            "status": {"containerStatuses": [{
+                "name": "server", "image": "x", "imageID": "", "ready": false, "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}}
+            }]}
+        }))
+        .unwrap()];
+        let d = compute(&obj(), &obs, now()).conditions[2].clone();
+        assert_eq!(d.reason, "CrashLoop");
+        assert!(d.message.contains("kubectl logs -n ns s-1 --previous"));
+    }
+
+    #[test]
+    fn stuck_rollout_is_degraded() {
+        let s = compute(&obj(), &observed(deployment(0, true)), now());
+        assert_eq!(get(&s, DEGRADED).reason, "RolloutStuck");
+        assert_eq!(get(&s, READY).status, "False");
+    }
+
+    #[test]
+    fn transition_time_kept_while_status_unchanged() {
+        let mut o = obj();
+        let first = compute(&o, &observed(deployment(1, false)), now());
+        o.status = Some(first.clone());
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(9_999).unwrap());
+        let second = compute(&o, &observed(deployment(1, false)), later.clone());
+        assert_eq!(
+            first, second,
+            "nothing changed, so the status must be equal"
+        );
+        let third = compute(&o, &observed(deployment(0, false)), later.clone());
+        assert_eq!(get(&third, READY).last_transition_time, later);
+    }
+}

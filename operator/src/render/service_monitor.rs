@@ -1,4 +1,4 @@
-//! ServiceMonitor (Prometheus Operator) scraping every server pod's `/metrics`.
+//! ServiceMonitor (Prometheus Operator) scraping every server pod (`/metrics`, `/keda`).
 //!
 //! Rendered as a `DynamicObject`: the operator must run on clusters without the
 //! Prometheus Operator, so it cannot depend on its types being installed.
@@ -27,14 +27,22 @@ pub fn render(ctx: &Context<'_>, spec: &ServiceMonitorSpec) -> DynamicObject {
     let mut labels = meta.labels.take().unwrap_or_default();
     labels.extend(spec.labels.clone());
     meta.labels = Some(labels);
-    let mut endpoint = json!({ "port": PORT_NAME, "path": "/metrics", "scheme": "http" });
-    if let Some(interval) = &spec.interval {
-        endpoint["interval"] = json!(interval);
-    }
+    // `/metrics` carries the strata_* contract; `/keda` the upstream-compatible
+    // autoscaling gauges that the HPA's in-flight target (via an adapter) relies on.
+    let endpoints: Vec<_> = ["/metrics", "/keda"]
+        .into_iter()
+        .map(|path| {
+            let mut endpoint = json!({ "port": PORT_NAME, "path": path, "scheme": "http" });
+            if let Some(interval) = &spec.interval {
+                endpoint["interval"] = json!(interval);
+            }
+            endpoint
+        })
+        .collect();
     let mut obj = DynamicObject::new(&ctx.name, &api_resource()).data(json!({
         "spec": {
             "selector": { "matchLabels": ctx.selector_labels() },
-            "endpoints": [endpoint],
+            "endpoints": endpoints,
         }
     }));
     obj.metadata = meta;
