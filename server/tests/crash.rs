@@ -21,6 +21,8 @@ const BIG: usize = 1 << 20;
 /// Kill once this many writes were acknowledged (and a big write is in flight).
 const ACKS_BEFORE_KILL: u64 = 60;
 const BIG_ACKS_BEFORE_KILL: u64 = 3;
+/// Upper bound on writes per writer (the kill normally comes long before).
+const MAX_WRITES_PER_WRITER: u64 = 400;
 /// Upper bound on the writing phase.
 const WRITE_PHASE_LIMIT: Duration = Duration::from_secs(90);
 const STARTUP_LIMIT: Duration = Duration::from_secs(60);
@@ -159,7 +161,7 @@ async fn writer(id: u64, addr: Arc<String>, journal: Arc<Journal>, stop: Arc<Ato
         .build()
         .expect("http client");
     let mut seq = 0u64;
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && seq < MAX_WRITES_PER_WRITER {
         seq += 1;
         let key = if seq.is_multiple_of(3) {
             format!("shared-{}", (seq / 3 + id) % SHARED_KEYS)
