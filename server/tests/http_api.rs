@@ -97,6 +97,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `adjust` has changed the test configuration.
+    async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::default();
         config.http.addr = "127.0.0.1:0".parse().expect("address");
@@ -104,6 +109,7 @@ impl Harness {
         config.storage = StorageConfig::Filesystem {
             path: dir.path().join("data"),
         };
+        adjust(&mut config);
         let server = app::start(config).await.expect("server starts");
         Harness {
             server,
@@ -744,6 +750,11 @@ async fn percent_encoding_is_decoded_per_segment() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["key"], key);
+    // Encoded `?` and `#` are part of the key, not a query or fragment.
+    let r = h.put("q%3Fx%23y", &[], b"qx").await;
+    assert_eq!(r.json()["key"], "q?x#y");
+    assert_eq!(h.get("q%3fx%23y", &[]).await.text(), "qx");
+    assert_eq!(h.get("q", &[]).await.status, StatusCode::NOT_FOUND);
     // UTF-8 keys.
     h.put("%E6%97%A5%E6%9C%AC", &[], b"nihon").await;
     let (r, _) = h
@@ -1657,5 +1668,156 @@ async fn tti_access_extends_the_deadline() {
         );
         assert_eq!(r.header("x-sn-expiration"), Some("tti:4s"));
     }
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// §2.3 / §5.2 precedence, §4.4 TTI deadline, §4.5 no transcoding
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn error_precedence() {
+    let h = Harness::start().await;
+    h.put("k", &[], b"data").await;
+    let before = h.snapshot();
+    let bad_meta: &[(&str, &[u8])] = &[("content-encoding", b"identity")];
+    // Path beats metadata.
+    let r = h
+        .send(
+            Method::PUT,
+            "/v1/objects/conf/org/k",
+            bad_meta,
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.text(), "Invalid URL: scope must be 'key=value'");
+    // Query beats metadata (plain text, not the JSON metadata error).
+    let r = h
+        .send(
+            Method::PUT,
+            &format!("{OBJ}/k?upload_type=bogus"),
+            bad_meta,
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        !r.header("content-type")
+            .is_some_and(|ct| ct.starts_with("application/json")),
+        "query error should be plain text: {}",
+        r.text()
+    );
+    // Metadata is checked at resumable create, before the 501.
+    let r = h
+        .send(
+            Method::PUT,
+            &format!("{OBJ}/k?upload_type=resumable"),
+            bad_meta,
+            Vec::new(),
+        )
+        .await;
+    r.assert_json_error(StatusCode::BAD_REQUEST, "client error");
+    // Range is parsed before storage is consulted: bad Range on a missing key is 400.
+    let r = h.get("missing", &[("range", b"bytes=9-1")]).await;
+    r.assert_json_error(
+        StatusCode::BAD_REQUEST,
+        "client error: invalid Range header: ",
+    );
+    h.assert_unchanged(&before, "precedence requests");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn tti_read_reports_the_deadline_before_the_bump() {
+    let h = Harness::start().await;
+    h.put("idle", &[("x-sn-expiration", b"tti:4s")], b"i").await;
+    let first = h.head("idle").await;
+    let original = ts(&first, "x-sn-time-expires");
+    // The debounce for tti:4s is 1 s; 2.5 s later an access moves the deadline.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let bumping = h.get("idle", &[]).await;
+    assert_eq!(bumping.status, StatusCode::OK);
+    assert_eq!(
+        ts(&bumping, "x-sn-time-expires"),
+        original,
+        "the access that moves the deadline reports the old one (api §4.4 item 5)"
+    );
+    let after = h.head("idle").await;
+    assert!(
+        ts(&after, "x-sn-time-expires") > original,
+        "the next access sees the moved deadline"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn responses_are_never_transcoded() {
+    let h = Harness::start().await;
+    let body = vec![b'a'; 4096];
+    h.put("plain", &[("content-type", b"text/plain")], &body)
+        .await;
+    let g = h
+        .get("plain", &[("accept-encoding", b"gzip, br, zstd, deflate")])
+        .await;
+    assert!(g.header("content-encoding").is_none());
+    assert_eq!(g.body, body);
+    assert_eq!(g.header("content-length"), Some("4096"));
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// §5.2 / §10 / DESIGN §2: admission limits and panic isolation
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn web_limit_rejects_with_empty_503() {
+    let h = Harness::start_with(|c| c.http.max_requests = 0).await;
+    let before = h.snapshot();
+    for (method, path) in [
+        (Method::PUT, format!("{OBJ}/k")),
+        (Method::GET, format!("{OBJ}/k")),
+        (Method::POST, format!("{OBJ}/")),
+    ] {
+        let r = h.send(method.clone(), &path, &[], b"x".to_vec()).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{method} {path}");
+        assert!(r.body.is_empty(), "{method} {path}: {:?}", r.text());
+        h.assert_unchanged(&before, &format!("{method} {path} over the web limit"));
+    }
+    let r = h.send(Method::GET, "/health", &[], Vec::new()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "OK");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn service_limit_rejects_with_429_json() {
+    let h = Harness::start_with(|c| c.service.max_concurrency = 0).await;
+    let before = h.snapshot();
+    for (method, path) in [
+        (Method::PUT, format!("{OBJ}/k")),
+        (Method::GET, format!("{OBJ}/k")),
+        (Method::DELETE, format!("{OBJ}/k")),
+    ] {
+        let r = h.send(method.clone(), &path, &[], b"x".to_vec()).await;
+        r.assert_json_error(StatusCode::TOO_MANY_REQUESTS, "service error");
+        h.assert_unchanged(&before, &format!("{method} {path} over the service limit"));
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn backend_panic_is_500_json_and_isolated() {
+    let h = Harness::start_with(|c| c.faults.panic_key_prefix = Some("boom".to_owned())).await;
+    h.put("fine", &[], b"ok").await;
+    let before = h.snapshot();
+    let r = h.put("boom-1", &[], b"x").await;
+    r.assert_json_error(StatusCode::INTERNAL_SERVER_ERROR, "service error");
+    h.assert_unchanged(&before, "PUT that panicked");
+    let r = h.get("boom-2", &[]).await;
+    r.assert_json_error(StatusCode::INTERNAL_SERVER_ERROR, "service error");
+    // Everything else carries on.
+    assert_eq!(h.get("fine", &[]).await.text(), "ok");
+    assert_eq!(h.put("fine2", &[], b"ok2").await.status, StatusCode::OK);
     h.stop().await;
 }
