@@ -5,7 +5,7 @@
 //! rejected. A request counts until its response body has finished streaming.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 
 use crate::metrics::{method_label, status_class, Metrics};
 
@@ -89,7 +89,45 @@ impl http_body::Body for TrackedBody {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A request body that reports whether it was read to the end.
+    struct ObservedBody {
+        #[pin]
+        inner: Body,
+        finished: Arc<AtomicBool>,
+    }
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.finished.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The middleware: admit or reject, then record method/status/latency.
+///
+/// When a response goes out before the request body was read (an early 4xx, a 429),
+/// the connection cannot be reused: it is marked `connection: close` so HTTP/1.1
+/// clients open a new one instead of writing into a socket the server will close.
 pub async fn web_tier(
     State(limit): State<Arc<WebLimit>>,
     request: Request,
@@ -102,14 +140,37 @@ pub async fn web_tier(
     if !internal && before >= limit.max {
         drop(slot);
         limit.metrics.http_rejections.inc();
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        let mut response = StatusCode::SERVICE_UNAVAILABLE.into_response();
+        if !request.body().is_end_stream() && request.version() < axum::http::Version::HTTP_2 {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        return response;
     }
     if !internal {
         limit.metrics.requests_admitted.inc();
     }
     let method = method_label(request.method());
+    let http1 = request.version() < axum::http::Version::HTTP_2;
+    let (parts, body) = request.into_parts();
+    let finished = Arc::new(AtomicBool::new(body.is_end_stream()));
+    let request = Request::from_parts(
+        parts,
+        Body::new(ObservedBody {
+            inner: body,
+            finished: finished.clone(),
+        }),
+    );
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if http1 && !finished.load(Ordering::Acquire) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     if !internal {
         let m = &limit.metrics;
         m.http_requests

@@ -156,6 +156,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unread_request_body_closes_the_connection() {
+        let routes = Router::new()
+            .route("/early", put(|| async { StatusCode::BAD_REQUEST }))
+            .route(
+                "/read",
+                put(|body: axum::body::Bytes| async move { body.len().to_string() }),
+            );
+        let app = with_web_layers(routes, limit::WebLimit::new(10, Metrics::new()));
+        let res = app
+            .clone()
+            .oneshot(Request::put("/early").body(Body::from("payload")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(res.headers()[header::CONNECTION], "close");
+        let res = app
+            .oneshot(Request::put("/read").body(Body::from("payload")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().get(header::CONNECTION).is_none());
+    }
+
+    #[tokio::test]
     async fn web_limit_rejects_with_empty_503_but_not_internal_routes() {
         let metrics = Metrics::new();
         let routes = Router::new()

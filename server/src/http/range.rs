@@ -239,6 +239,15 @@ mod tests {
             }
 
             #[test]
+            fn arbitrary_values_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..40), total in any::<u64>()) {
+                if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                    if let Ok(Some(range)) = parse_range(&value) {
+                        let _ = range.resolve(total);
+                    }
+                }
+            }
+
+            #[test]
             fn header_text_round_trip(range in any_range()) {
                 let text = match range {
                     ByteRange::FromTo(s, e) => format!("bytes={s}-{e}"),
