@@ -1821,3 +1821,71 @@ async fn backend_panic_is_500_json_and_isolated() {
     assert_eq!(h.put("fine2", &[], b"ok2").await.status, StatusCode::OK);
     h.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// The same core rules on the in-memory backend (no snapshots: nothing on disk)
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn memory_backend_core_behaviour() {
+    let h = Harness::start_with(|c| c.storage = StorageConfig::Memory {}).await;
+    let keys = ["a", "a/b", "a/", "a//a", "../x"];
+    for (i, key) in keys.iter().enumerate() {
+        let (r, _) = h
+            .raw(&raw_request(
+                "PUT",
+                &format!("{OBJ}/{key}"),
+                "x-snme-n: %C3%A9\r\n",
+                format!("m{i}").as_bytes(),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "PUT {key}");
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let (r, _) = h
+            .raw(&raw_request("GET", &format!("{OBJ}/{key}"), "", b""))
+            .await;
+        assert_eq!(r.text(), format!("m{i}"), "GET {key}");
+        assert_eq!(r.headers["x-snme-n"], "%C3%A9");
+        assert_eq!(r.headers["x-sn-size"], "2");
+        assert_eq!(r.headers["content-length"], "2");
+    }
+    let hd = h.head("a/b").await;
+    assert_eq!(hd.header("content-length"), Some("2"));
+    let r = h.get("a", &[("range", b"bytes=-1")]).await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.header("content-range"), Some("bytes 1-1/2"));
+    assert_eq!(h.delete("nope").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(h.delete("a/").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(h.get("a/", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.get("a", &[]).await.text(), "m0");
+    // Rejections store nothing.
+    let r = h.put("bad", &[("x-snme-k", b"%FF")], b"x").await;
+    r.assert_json_error(StatusCode::BAD_REQUEST, "client error");
+    let r = h
+        .send(
+            Method::PUT,
+            &format!("{OBJ}/bad?upload_type=resumable"),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(h.get("bad", &[]).await.status, StatusCode::NOT_FOUND);
+    // PATCH and expiry.
+    h.put("t", &[("x-sn-expiration", b"ttl:1d")], b"t").await;
+    let r = h
+        .patch(
+            "t",
+            Some("application/json"),
+            &extend_after("2d", "creation"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(h.head("t").await.header("x-sn-expiration"), Some("ttl:2d"));
+    h.put("short", &[("x-sn-expiration", b"ttl:1s")], b"s")
+        .await;
+    assert!(wait_for_404(&h, "short", Duration::from_secs(5)).await);
+    assert_eq!(h.head("short").await.status, StatusCode::NOT_FOUND);
+    h.stop().await;
+}

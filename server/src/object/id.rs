@@ -381,6 +381,12 @@ mod tests {
             }
 
             #[test]
+            fn arbitrary_segments_never_panic(usecase in "\\PC{0,10}", scopes in "\\PC{0,20}", key in "\\PC{0,20}") {
+                let _ = ObjectId::from_raw_segments(&usecase, &scopes, &key);
+                let _ = Scopes::parse(&scopes);
+            }
+
+            #[test]
             fn decode_of_encoded_is_identity(s in "\\PC*") {
                 let encoded = percent_encoding::utf8_percent_encode(&s, percent_encoding::NON_ALPHANUMERIC).to_string();
                 prop_assert_eq!(percent_decode_param(&encoded).unwrap(), s);

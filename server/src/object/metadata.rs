@@ -710,6 +710,30 @@ mod tests {
             }
 
             #[test]
+            fn arbitrary_insert_headers_never_panic(
+                values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..24), 6),
+            ) {
+                let names = ["content-type", "content-encoding", "x-sn-expiration", "x-sn-origin", "x-sn-filename", "x-snme-any"];
+                let mut input = HeaderMap::new();
+                for (name, value) in names.iter().zip(&values) {
+                    if let Ok(value) = HeaderValue::from_bytes(value) {
+                        input.insert(*name, value);
+                    }
+                }
+                if let Ok(meta) = Metadata::from_headers(&input, now()) {
+                    // Whatever was accepted is written back as valid headers and re-read identically.
+                    let mut out = HeaderMap::new();
+                    meta.to_headers(&mut out);
+                    let mut back = Metadata::from_headers(&out, now()).unwrap();
+                    // Sub-second durations are emitted truncated (`d h m s` only).
+                    prop_assert_eq!(back.expiration.to_header_value(), meta.expiration.to_header_value());
+                    back.expiration = meta.expiration;
+                    back.time_expires = meta.time_expires;
+                    prop_assert_eq!(back, meta);
+                }
+            }
+
+            #[test]
             fn disposition_is_always_a_header(filename in ".*") {
                 let value = content_disposition(&filename).unwrap();
                 prop_assert!(value.to_str().is_ok());
