@@ -235,6 +235,61 @@ async fn writer(id: u64, addr: Arc<String>, journal: Arc<Journal>, stop: Arc<Ato
     }
 }
 
+/// What a key holds after the restart, when that is acceptable.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// An acknowledged version that nothing acknowledged later supersedes.
+    Acknowledged,
+    /// A complete version whose write was in flight at the kill.
+    UnacknowledgedPresent,
+    /// Nothing, and no write to the key was acknowledged.
+    Absent,
+}
+
+/// Checks what GET returned for a key against the writes made to it.
+///
+/// A version is superseded when another acknowledged write to the key started after it
+/// was acknowledged: the key can no longer legitimately hold it. Any other version, whole,
+/// is acceptable; a body matching no version is torn or truncated.
+fn judge(list: &[Version], status: u16, body: &[u8]) -> Result<Verdict, String> {
+    let acked = list.iter().filter(|v| v.acked.is_some()).count();
+    let superseded = |v: &Version| {
+        v.acked.is_some_and(|v_acked| {
+            list.iter()
+                .any(|w| w.acked.is_some() && w.started > v_acked)
+        })
+    };
+    match status {
+        200 => {
+            // Tiny payloads (0 or 1 byte) of different versions are identical, so look for
+            // any matching version that is still current.
+            let matching: Vec<&Version> = list.iter().filter(|v| v.bytes() == body).collect();
+            let Some(first) = matching.first() else {
+                return Err(format!(
+                    "body of {} bytes (starts {:?}) matches no version: torn or truncated",
+                    body.len(),
+                    String::from_utf8_lossy(&body[..body.len().min(40)])
+                ));
+            };
+            let Some(version) = matching.iter().find(|v| !superseded(v)) else {
+                return Err(format!(
+                    "holds writer {} seq {}, superseded by a later acknowledged write",
+                    first.writer, first.seq
+                ));
+            };
+            Ok(if version.acked.is_some() {
+                Verdict::Acknowledged
+            } else {
+                Verdict::UnacknowledgedPresent
+            })
+        }
+        404 if acked == 0 => Ok(Verdict::Absent),
+        other => Err(format!(
+            "GET answered {other} although {acked} acknowledged write(s) exist"
+        )),
+    }
+}
+
 /// Regular files left under `dir` whose path mentions a temp file.
 fn temp_files(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -324,47 +379,11 @@ async fn acknowledged_writes_survive_sigkill() {
             .expect("GET after restart");
         let status = response.status().as_u16();
         let body = response.bytes().await.expect("body after restart");
-        let any_acked = list.iter().any(|v| v.acked.is_some());
-        // A version is superseded when another acknowledged write to the key started
-        // after it was acknowledged: the key can no longer legitimately hold it.
-        let candidates: Vec<&Version> = list
-            .iter()
-            .filter(|v| {
-                !list.iter().any(|w| {
-                    w.acked.is_some() && v.acked.is_some_and(|v_acked| w.started > v_acked)
-                })
-            })
-            .collect();
-        match status {
-            200 => {
-                let matched = candidates.iter().find(|v| v.bytes() == body);
-                match matched {
-                    Some(v) if v.acked.is_some() => acked_checked += 1,
-                    Some(_) => unacked_present += 1,
-                    None => {
-                        let all_match = list.iter().any(|v| v.bytes() == body);
-                        failures.push(format!(
-                            "{key}: body of {} bytes (starts {:?}) is {} (candidates: {:?})",
-                            body.len(),
-                            String::from_utf8_lossy(&body[..body.len().min(40)]),
-                            if all_match {
-                                "a superseded version"
-                            } else {
-                                "no version at all: torn or truncated"
-                            },
-                            candidates
-                                .iter()
-                                .map(|v| (v.writer, v.seq, v.size, v.acked.is_some()))
-                                .collect::<Vec<_>>()
-                        ));
-                    }
-                }
-            }
-            404 if !any_acked => unacked_absent += 1,
-            other => failures.push(format!(
-                "{key}: GET answered {other} although {} acknowledged write(s) exist",
-                list.iter().filter(|v| v.acked.is_some()).count()
-            )),
+        match judge(list, status, &body) {
+            Ok(Verdict::Acknowledged) => acked_checked += 1,
+            Ok(Verdict::UnacknowledgedPresent) => unacked_present += 1,
+            Ok(Verdict::Absent) => unacked_absent += 1,
+            Err(problem) => failures.push(format!("{key}: {problem}")),
         }
     }
     assert!(
@@ -423,6 +442,60 @@ fn parses_the_listening_line() {
         Some("[::1]:80")
     );
     assert_eq!(listening_addr("storage: filesystem"), None);
+}
+
+#[test]
+fn judge_accepts_whole_current_versions_only() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let version = |seq, started, acked: Option<u64>| Version {
+        writer: 1,
+        seq,
+        size: 5000,
+        started: at(started),
+        acked: acked.map(at),
+    };
+    // v1 acknowledged at 10; v2 started at 20 (after) and was acknowledged: v1 is stale.
+    let sequential = [version(1, 0, Some(10)), version(2, 20, Some(30))];
+    assert_eq!(
+        judge(&sequential, 200, &sequential[1].bytes()),
+        Ok(Verdict::Acknowledged)
+    );
+    assert!(judge(&sequential, 200, &sequential[0].bytes())
+        .unwrap_err()
+        .contains("superseded"));
+    assert!(judge(&sequential, 404, b"").is_err());
+    // A torn mix or a truncated body matches no version.
+    let mut torn = sequential[0].bytes()[..2500].to_vec();
+    torn.extend_from_slice(&sequential[1].bytes()[2500..]);
+    assert!(judge(&sequential, 200, &torn).unwrap_err().contains("torn"));
+    assert!(judge(&sequential, 200, &sequential[1].bytes()[..4096])
+        .unwrap_err()
+        .contains("torn"));
+    // Overlapping writes: either may win.
+    let overlapping = [version(1, 0, Some(10)), version(2, 5, Some(30))];
+    // Identical (empty) payloads: a current version matching is enough.
+    let empty = |seq, started, acked: Option<u64>| Version {
+        size: 0,
+        ..version(seq, started, acked)
+    };
+    let empties = [empty(1, 0, Some(10)), empty(2, 20, Some(30))];
+    assert_eq!(judge(&empties, 200, b""), Ok(Verdict::Acknowledged));
+    assert!(judge(&overlapping, 200, &overlapping[0].bytes()).is_ok());
+    assert!(judge(&overlapping, 200, &overlapping[1].bytes()).is_ok());
+    // An in-flight write may have landed, or not.
+    let in_flight = [version(1, 0, Some(10)), version(2, 20, None)];
+    assert_eq!(
+        judge(&in_flight, 200, &in_flight[1].bytes()),
+        Ok(Verdict::UnacknowledgedPresent)
+    );
+    assert_eq!(
+        judge(&in_flight, 200, &in_flight[0].bytes()),
+        Ok(Verdict::Acknowledged)
+    );
+    let never_acked = [version(3, 0, None)];
+    assert_eq!(judge(&never_acked, 404, b""), Ok(Verdict::Absent));
+    assert!(judge(&never_acked, 500, b"").is_err());
 }
 
 #[test]
