@@ -26,10 +26,16 @@ fn deployment_path(name: &str) -> String {
     object_path("apps/v1", "default", "deployments", name)
 }
 
-/// Reconciles the service as the fake currently stores it (status included).
+/// Reconciles the service as the fake currently stores it (status included), and
+/// checks that every request was allowed by `strata_operator::rbac`.
 async fn reconcile_stored(fake: &FakeApi, obj: &StorageService, ctx: &Arc<Context>) {
     let current = fake.service(obj);
     reconcile(Arc::new(current), ctx.clone()).await.unwrap();
+    assert_eq!(
+        fake.forbidden(),
+        Vec::<String>::new(),
+        "requests outside the RBAC rules"
+    );
 }
 
 /// Marks the Deployment as fully rolled out, as the deployment controller would.
@@ -418,6 +424,46 @@ async fn pending_volume_is_reported() {
 
 #[tokio::test]
 async fn rejected_apply_is_degraded_and_retried() {
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities::default());
+    let obj = common::example("filesystem-persistent");
+    fake.put_service(&obj);
+    let sts = "/apis/apps/v1/namespaces/storage/statefulsets/objects";
+    fake.reject(sts);
+    let err = reconcile(Arc::new(fake.service(&obj)), ctx.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("apply StatefulSet objects failed"),
+        "{err}"
+    );
+    let stored = fake.service(&obj);
+    assert_eq!(
+        condition(&stored, "Degraded"),
+        ("True".into(), "ApplyFailed".into())
+    );
+    let message = stored
+        .status
+        .unwrap()
+        .condition("Degraded")
+        .unwrap()
+        .message
+        .clone();
+    assert!(message.contains("volumeClaimTemplates"), "{message}");
+    let first = strata_operator::controller::error_policy(Arc::new(obj.clone()), &err, ctx.clone());
+    let second = strata_operator::controller::error_policy(Arc::new(obj), &err, ctx.clone());
+    assert_eq!(
+        first,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5))
+    );
+    assert_eq!(
+        second,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(10))
+    );
+}
+
+#[tokio::test]
+async fn failed_status_write_is_an_error() {
     let (client, _fake) = FakeApi::start();
     let ctx = context(client, Capabilities::default());
     let obj = common::service("status-path");

@@ -62,6 +62,10 @@ impl Seen {
 pub struct FakeState {
     pub objects: BTreeMap<String, Value>,
     pub log: Vec<Seen>,
+    /// Requests the operator's RBAC rules would not allow.
+    pub forbidden: Vec<String>,
+    /// Paths whose apply the fake rejects with 422 (e.g. an immutable field).
+    pub reject: Vec<String>,
     next_rv: u64,
 }
 
@@ -153,6 +157,14 @@ impl FakeApi {
         self.state.lock().unwrap().log.clear();
     }
 
+    pub fn reject(&self, path: &str) {
+        self.state.lock().unwrap().reject.push(path.to_owned());
+    }
+
+    pub fn forbidden(&self) -> Vec<String> {
+        self.state.lock().unwrap().forbidden.clone()
+    }
+
     pub fn writes(&self) -> Vec<Seen> {
         self.log().into_iter().filter(Seen::is_write).collect()
     }
@@ -175,9 +187,70 @@ pub fn object_path(group_version: &str, ns: &str, plural: &str, name: &str) -> S
     }
 }
 
+/// `(api group, resource[/subresource], has a name)` of a request path.
+fn resource_of(path: &str) -> Option<(String, String, bool)> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => (String::new(), rest),
+        ["apis", group, _version, rest @ ..] => ((*group).to_owned(), rest),
+        _ => return None,
+    };
+    let rest = match rest {
+        ["namespaces", _ns, rest @ ..] => rest,
+        rest => rest,
+    };
+    match rest {
+        [resource] => Some((group, (*resource).to_owned(), false)),
+        [resource, _name] => Some((group, (*resource).to_owned(), true)),
+        [resource, _name, sub] => Some((group, format!("{resource}/{sub}"), true)),
+        _ => None,
+    }
+}
+
+/// Whether the operator's own RBAC rules allow this request. An apply that creates
+/// the object needs `create` as well as `patch`, as on a real API server.
+fn authorized(method: &Method, path: &str, creates: bool) -> bool {
+    let Some((group, resource, named)) = resource_of(path) else {
+        return false;
+    };
+    let verbs: &[&str] = match *method {
+        Method::GET if named => &["get"],
+        Method::GET => &["list"],
+        Method::PATCH if creates => &["patch", "create"],
+        Method::PATCH => &["patch"],
+        Method::DELETE => &["delete"],
+        Method::POST => &["create"],
+        _ => return false,
+    };
+    let rules = strata_operator::rbac::cluster_role_rules();
+    verbs.iter().all(|verb| {
+        rules.iter().any(|r| {
+            r.api_groups.iter().flatten().any(|g| *g == group)
+                && r.resources.iter().flatten().any(|res| *res == resource)
+                && r.verbs.iter().any(|v| v == verb)
+        })
+    })
+}
+
+fn forbidden(path: &str) -> Response<Body> {
+    json_response(
+        StatusCode::FORBIDDEN,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{path} is forbidden by the operator's RBAC rules"), "reason": "Forbidden", "code": 403
+        }),
+    )
+}
+
 fn handle_request(state: &Arc<Mutex<FakeState>>, req: &Seen) -> Response<Body> {
     let mut s = state.lock().unwrap();
     let path = req.path.clone();
+    let creates =
+        req.method == Method::PATCH && !path.ends_with("/status") && !s.objects.contains_key(&path);
+    if !authorized(&req.method, &path, creates) {
+        s.forbidden.push(format!("{} {}", req.method, path));
+        return forbidden(&path);
+    }
     match req.method {
         Method::GET => {
             if let Some(obj) = s.objects.get(&path) {
@@ -202,6 +275,14 @@ fn handle_request(state: &Arc<Mutex<FakeState>>, req: &Seen) -> Response<Body> {
             }
             not_found(&path)
         }
+        Method::PATCH if s.reject.contains(&path) => json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "spec.volumeClaimTemplates: Forbidden: updates to statefulset spec for fields other than 'replicas', 'template' are forbidden",
+                "reason": "Invalid", "code": 422
+            }),
+        ),
         Method::PATCH => {
             s.next_rv += 1;
             let rv = s.next_rv.to_string();
