@@ -156,10 +156,14 @@ impl PodHistory {
 
     /// Points of `series` taken at or after `since` (unix seconds), oldest first.
     pub fn points_since(&self, series: Series, since: f64) -> Vec<Point> {
+        // Timestamps are ascending: walk back from the newest so short windows (rates) cost
+        // only the points inside them, not the whole history.
+        let n = self.times.iter().rev().take_while(|t| **t >= since).count();
+        let skip = self.times.len() - n;
         self.times
             .iter()
-            .zip(self.series[series.index()].iter())
-            .filter(|(t, _)| **t >= since)
+            .skip(skip)
+            .zip(self.series[series.index()].iter().skip(skip))
             .map(|(t, v)| (*t, *v))
             .collect()
     }

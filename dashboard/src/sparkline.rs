@@ -55,9 +55,27 @@ pub fn scale(points: &[(f64, f64)], size: Size) -> Vec<(f64, f64)> {
         let yy = y(pts[pts.len() - 1].1);
         return vec![(0.0, yy), (size.width, yy)];
     }
-    pts.iter()
-        .map(|&(t, v)| ((t - t0) / (t1 - t0) * size.width, y(v)))
-        .collect()
+    // More points than pixel columns cannot be seen: keep, per column, the highest value so
+    // that spikes (a single panic, a burst of 429s) survive the reduction.
+    let columns = size.width.max(1.0) as usize + 1;
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(pts.len().min(columns));
+    let mut last_col = usize::MAX;
+    for &(t, v) in &pts {
+        let x = (t - t0) / (t1 - t0) * size.width;
+        let col = x.round() as usize;
+        let yy = y(v);
+        if col == last_col && pts.len() > columns {
+            if let Some(prev) = out.last_mut() {
+                if yy < prev.1 {
+                    prev.1 = yy;
+                }
+            }
+            continue;
+        }
+        last_col = col;
+        out.push((if pts.len() > columns { col as f64 } else { x }, yy));
+    }
+    out
 }
 
 fn fmt_num(v: f64) -> String {
@@ -180,6 +198,21 @@ mod tests {
         assert_eq!(scale(&[(3.0, 0.0)], S), vec![(0.0, 21.0), (100.0, 21.0)]);
         let svg = render(&[(3.0, 7.0)], S, "in flight");
         assert!(svg.contains("last 7, min 7, max 7"));
+    }
+
+    #[test]
+    fn long_series_is_reduced_to_pixel_columns_keeping_spikes() {
+        let mut pts: Vec<(f64, f64)> = (0..1000).map(|i| (i as f64, 0.0)).collect();
+        pts[501].1 = 5.0;
+        let scaled = scale(&pts, S);
+        assert!(scaled.len() <= 101, "{}", scaled.len());
+        assert_eq!(
+            scaled.iter().filter(|p| p.1 == 1.0).count(),
+            1,
+            "the spike survives"
+        );
+        assert_eq!(scaled.first().unwrap().0, 0.0);
+        assert_eq!(scaled.last().unwrap().0, 100.0);
     }
 
     #[test]
