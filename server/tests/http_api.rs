@@ -1006,6 +1006,30 @@ async fn utf8_metadata_round_trips_percent_encoded() {
     h.stop().await;
 }
 
+/// HTTP strips whitespace at both ends of a header value, so a value that starts or
+/// ends with a space only survives if the server sends those spaces as `%20`.
+#[tokio::test]
+async fn edge_spaces_survive_the_round_trip() {
+    let h = Harness::start().await;
+    let r = h
+        .put(
+            "pad",
+            &[
+                ("x-snme-pad", b"%20padded value%20%20"),
+                ("x-sn-origin", b"%20"),
+            ],
+            b"p",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let (g, _) = h
+        .raw(&raw_request("GET", &format!("{OBJ}/pad"), "", b""))
+        .await;
+    assert_eq!(g.headers["x-snme-pad"], "%20padded value%20%20");
+    assert_eq!(g.headers["x-sn-origin"], "%20");
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn content_disposition_sanitises_filenames() {
     let h = Harness::start().await;

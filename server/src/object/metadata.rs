@@ -162,9 +162,22 @@ fn decode_free_text(name: &str, value: &HeaderValue) -> Result<String, MetadataE
 
 /// Percent-encodes a logical string for a free-text header; the result is always a
 /// valid header value (visible ASCII and SP only).
+///
+/// Spaces stay literal, except leading and trailing ones: HTTP strips whitespace at
+/// both ends of a field value, so those are sent as `%20` (which every client decodes)
+/// to keep the stored string intact on the way back.
 fn encode_free_text(value: &str) -> HeaderValue {
     let encoded = percent_encoding::utf8_percent_encode(value, HEADER_ESCAPE).to_string();
-    HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static(""))
+    let body = encoded.trim_start_matches(' ');
+    let leading = encoded.len() - body.len();
+    let middle = body.trim_end_matches(' ');
+    let trailing = body.len() - middle.len();
+    let text = format!(
+        "{}{middle}{}",
+        "%20".repeat(leading),
+        "%20".repeat(trailing)
+    );
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// RFC 6838 `restricted-name`: first ALPHA/DIGIT, then ALPHA/DIGIT/`!#$&-^_.+`, ≤127.
@@ -638,6 +651,16 @@ mod tests {
             "attachment; filename=\"r_port.pdf\"; filename*=UTF-8''r%C3%A9port.pdf"
         );
         assert_eq!(out.len(), 11);
+
+        let padded = Metadata {
+            origin: Some("  two sides ".into()),
+            filename: Some("   ".into()),
+            ..Metadata::default()
+        };
+        let mut out = HeaderMap::new();
+        padded.to_headers(&mut out);
+        assert_eq!(out["x-sn-origin"], "%20%20two sides%20");
+        assert_eq!(out["x-sn-filename"], "%20%20%20");
     }
 
     #[test]
