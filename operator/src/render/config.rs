@@ -31,6 +31,9 @@ pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 
 /// Builds the server configuration for `spec`; fails when the combination is one the
 /// server would reject, naming the offending spec field.
+// Assigning sections over `Config::default()` (instead of a struct literal) is what
+// keeps this compiling when the server grows a section.
+#[allow(clippy::field_reassign_with_default)]
 pub fn server_config(spec: &StorageServiceSpec) -> Result<Config, RenderError> {
     let mut http = HttpConfig {
         addr: SocketAddr::from(([0, 0, 0, 0], HTTP_PORT)),
@@ -91,13 +94,14 @@ pub fn server_config(spec: &StorageServiceSpec) -> Result<Config, RenderError> {
             };
         }
     }
-    let config = Config {
-        http,
-        service,
-        storage,
-        faults,
-        logging,
-    };
+    // Field by field over the defaults, so sections the server adds later keep their
+    // defaults until the CRD grows a field for them.
+    let mut config = Config::default();
+    config.http = http;
+    config.service = service;
+    config.storage = storage;
+    config.faults = faults;
+    config.logging = logging;
     config
         .validate()
         .map_err(|e| RenderError::ServerConfig(e.to_string()))?;
