@@ -7,8 +7,13 @@ use std::sync::Arc;
 
 use common::{object_path, FakeApi};
 use http::Method;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::json;
-use strata_operator::api::{LimitsSpec, StorageService};
+use strata_operator::api::{
+    AutoscalingSpec, FilesystemSpec, LimitsSpec, MonitoringSpec, PersistenceSpec,
+    PodDisruptionBudgetSpec, PrometheusRuleSpec, ServiceMonitorSpec, StorageService,
+    StorageServiceSpec,
+};
 use strata_operator::controller::{reconcile, Context};
 use strata_operator::metrics::Metrics;
 use strata_operator::render::{Capabilities, CONFIG_HASH_ANNOTATION};
@@ -478,4 +483,117 @@ async fn failed_status_write_is_an_error() {
         action,
         kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5))
     );
+}
+
+/// Replaces the stored spec (as `kubectl apply` would) and bumps the generation.
+fn update_spec(fake: &FakeApi, obj: &StorageService, change: impl FnOnce(&mut StorageServiceSpec)) {
+    let mut stored = fake.service(obj);
+    change(&mut stored.spec);
+    stored.metadata.generation = Some(stored.metadata.generation.unwrap_or(1) + 1);
+    fake.put_service(&stored);
+}
+
+/// A service's whole life — every optional child switched on, the workload swapped for
+/// a StatefulSet and back, everything switched off again — must stay inside the RBAC
+/// rules (the fake enforces that) and must use every verb those rules grant, except
+/// the ones only the watch machinery and the Event recorder's series updates use.
+#[tokio::test]
+async fn lifecycle_uses_exactly_the_granted_verbs() {
+    let (client, fake) = FakeApi::start();
+    let ctx = context(client, Capabilities { monitoring: true });
+    let mut obj = common::service("life");
+    obj.spec.autoscaling = Some(AutoscalingSpec {
+        min_replicas: 1,
+        max_replicas: 4,
+        target_cpu_utilization_percentage: Some(70),
+        target_in_flight_percentage: Some(50),
+    });
+    obj.spec.monitoring = Some(MonitoringSpec {
+        service_monitor: Some(ServiceMonitorSpec {
+            enabled: true,
+            ..Default::default()
+        }),
+        prometheus_rule: Some(PrometheusRuleSpec {
+            enabled: true,
+            ..Default::default()
+        }),
+    });
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    for path in [
+        "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/life",
+        "/apis/monitoring.coreos.com/v1/namespaces/default/servicemonitors/life",
+        "/apis/monitoring.coreos.com/v1/namespaces/default/prometheusrules/life",
+    ] {
+        assert!(fake.get(path).is_some(), "{path}");
+    }
+
+    // Persistent storage: the Deployment gives way to a StatefulSet.
+    update_spec(&fake, &obj, |s| {
+        s.storage.filesystem = Some(FilesystemSpec {
+            persistence: Some(PersistenceSpec {
+                size: Quantity("1Gi".into()),
+                storage_class_name: None,
+            }),
+        })
+    });
+    reconcile_stored(&fake, &obj, &ctx).await;
+    assert!(fake.get(&deployment_path("life")).is_none());
+    assert!(fake
+        .get("/apis/apps/v1/namespaces/default/statefulsets/life")
+        .is_some());
+
+    // Everything optional off, and back to a Deployment.
+    update_spec(&fake, &obj, |s| {
+        s.storage.filesystem = None;
+        s.autoscaling = None;
+        s.monitoring = None;
+        s.pod_disruption_budget = Some(PodDisruptionBudgetSpec {
+            enabled: false,
+            min_available: None,
+            max_unavailable: None,
+        });
+    });
+    reconcile_stored(&fake, &obj, &ctx).await;
+    assert!(fake
+        .get("/apis/apps/v1/namespaces/default/statefulsets/life")
+        .is_none());
+    assert!(fake.get(&deployment_path("life")).is_some());
+
+    // An invalid spec publishes an Event.
+    update_spec(&fake, &obj, |s| s.replicas = -1);
+    reconcile_stored(&fake, &obj, &ctx).await;
+
+    let used = fake.used();
+    let watched_kinds = [
+        "storageservices",
+        "configmaps",
+        "services",
+        "deployments",
+        "statefulsets",
+        "poddisruptionbudgets",
+        "horizontalpodautoscalers",
+        "servicemonitors",
+        "prometheusrules",
+    ];
+    let mut unused = Vec::new();
+    for rule in strata_operator::rbac::cluster_role_rules() {
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    let by_watches = watched_kinds.contains(&resource.as_str())
+                        && (verb == "list" || verb == "watch");
+                    let by_event_series = resource == "events" && verb == "patch";
+                    let by_leader_election = group == "coordination.k8s.io";
+                    if by_watches || by_event_series || by_leader_election {
+                        continue;
+                    }
+                    if !used.contains(&(group.clone(), resource.clone(), verb.clone())) {
+                        unused.push(format!("{group}/{resource}: {verb}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
 }

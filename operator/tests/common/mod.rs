@@ -66,6 +66,8 @@ pub struct FakeState {
     pub forbidden: Vec<String>,
     /// Paths whose apply the fake rejects with 422 (e.g. an immutable field).
     pub reject: Vec<String>,
+    /// `(api group, resource, verb)` of every authorised request.
+    pub used: std::collections::BTreeSet<(String, String, String)>,
     next_rv: u64,
 }
 
@@ -157,6 +159,10 @@ impl FakeApi {
         self.state.lock().unwrap().log.clear();
     }
 
+    pub fn used(&self) -> std::collections::BTreeSet<(String, String, String)> {
+        self.state.lock().unwrap().used.clone()
+    }
+
     pub fn reject(&self, path: &str) {
         self.state.lock().unwrap().reject.push(path.to_owned());
     }
@@ -209,10 +215,12 @@ fn resource_of(path: &str) -> Option<(String, String, bool)> {
 
 /// Whether the operator's own RBAC rules allow this request. An apply that creates
 /// the object needs `create` as well as `patch`, as on a real API server.
-fn authorized(method: &Method, path: &str, creates: bool) -> bool {
-    let Some((group, resource, named)) = resource_of(path) else {
-        return false;
-    };
+fn verbs_of(
+    method: &Method,
+    path: &str,
+    creates: bool,
+) -> Option<(String, String, Vec<&'static str>)> {
+    let (group, resource, named) = resource_of(path)?;
     let verbs: &[&str] = match *method {
         Method::GET if named => &["get"],
         Method::GET => &["list"],
@@ -220,7 +228,14 @@ fn authorized(method: &Method, path: &str, creates: bool) -> bool {
         Method::PATCH => &["patch"],
         Method::DELETE => &["delete"],
         Method::POST => &["create"],
-        _ => return false,
+        _ => return None,
+    };
+    Some((group, resource, verbs.to_vec()))
+}
+
+fn authorized(method: &Method, path: &str, creates: bool) -> bool {
+    let Some((group, resource, verbs)) = verbs_of(method, path, creates) else {
+        return false;
     };
     let rules = strata_operator::rbac::cluster_role_rules();
     verbs.iter().all(|verb| {
@@ -250,6 +265,12 @@ fn handle_request(state: &Arc<Mutex<FakeState>>, req: &Seen) -> Response<Body> {
     if !authorized(&req.method, &path, creates) {
         s.forbidden.push(format!("{} {}", req.method, path));
         return forbidden(&path);
+    }
+    if let Some((group, resource, verbs)) = verbs_of(&req.method, &path, creates) {
+        for verb in verbs {
+            s.used
+                .insert((group.clone(), resource.clone(), verb.to_owned()));
+        }
     }
     match req.method {
         Method::GET => {
