@@ -217,6 +217,34 @@ mod tests {
         }
     }
 
+    /// Differential check against `objectstore-types` 0.3.0 (upstream's own parser). The
+    /// two deliberately differ on lists (api §4.6: ignored here, an error there) and on a
+    /// leading `+` (u64 parsing accepts it; a sign is not a digit), so those are excluded.
+    mod upstream_compat {
+        use super::super::*;
+        use objectstore_types::range as ot;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn same_verdicts_and_spans(
+                prefix in prop_oneof![Just("bytes="), Just("BYTES="), Just("Bytes="), Just("items="), Just("bytes"), Just("")],
+                spec in "[0-9-]{0,8}",
+                total in 0u64..200,
+            ) {
+                let text = format!("{prefix}{spec}");
+                let ours = parse_range(&HeaderValue::from_str(&text).unwrap());
+                let theirs: Result<ot::ByteRange, _> = text.parse();
+                prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{}", text);
+                if let (Ok(Some(ours)), Ok(theirs)) = (ours, theirs) {
+                    let ours = ours.resolve(total).ok().map(|r| (*r.start(), *r.end()));
+                    let theirs = theirs.resolve(total).map(|c| (c.start, c.end));
+                    prop_assert_eq!(ours, theirs, "{} of {}", text, total);
+                }
+            }
+        }
+    }
+
     mod props {
         use super::super::*;
         use proptest::prelude::*;

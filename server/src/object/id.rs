@@ -366,6 +366,37 @@ mod tests {
         );
     }
 
+    /// Differential check against `objectstore-types` 0.3.0, which clients use to build
+    /// scopes: a scope the client can create must be one we accept, and vice versa.
+    mod client_compat {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn same_scope_charset(name in "\\PC{0,4}", value in "\\PC{0,4}") {
+                let theirs = objectstore_types::scope::Scope::create(&name, &value).is_ok();
+                prop_assert_eq!(Scope::new(name.clone(), value.clone()).is_ok(), theirs);
+            }
+
+            #[test]
+            fn every_client_usecase_is_accepted(name in "[A-Za-z0-9_.-]{0,70}|\\PC{0,8}") {
+                if objectstore_types::usecase::Usecase::new(name.clone()).is_ok() {
+                    prop_assert_eq!(validate_usecase(&name), Ok(()));
+                } else if name.len() >= 3 {
+                    // Beyond the client's length rule, both reject the same characters.
+                    prop_assert!(validate_usecase(&name).is_err(), "{:?}", name);
+                }
+            }
+
+            #[test]
+            fn same_scope_charset_per_char(c in any::<char>()) {
+                let theirs = objectstore_types::scope::Scope::create("n", c).is_ok();
+                prop_assert_eq!(Scope::new("n", c.to_string()).is_ok(), theirs, "{:?}", c);
+            }
+        }
+    }
+
     mod props {
         use super::super::*;
         use proptest::prelude::*;

@@ -706,6 +706,101 @@ mod tests {
         assert!(!Metadata::default().is_expired(t));
     }
 
+    /// Differential checks against `objectstore-types` 0.3.0, the crate in which the newest
+    /// Rust client parses and writes these headers: what we emit it must read back to the
+    /// same logical values, and what it sends we must read the same way.
+    mod client_compat {
+        use std::time::{Duration, UNIX_EPOCH};
+
+        use super::super::*;
+        use super::now;
+        use objectstore_types::metadata as ot;
+        use proptest::prelude::*;
+
+        fn policy(secs: u64, kind: u8) -> (ExpirationPolicy, ot::ExpirationPolicy) {
+            let d = Duration::from_secs(secs);
+            match kind % 3 {
+                0 => (ExpirationPolicy::Manual, ot::ExpirationPolicy::Manual),
+                1 => (
+                    ExpirationPolicy::TimeToLive(d),
+                    ot::ExpirationPolicy::TimeToLive(d),
+                ),
+                _ => (
+                    ExpirationPolicy::TimeToIdle(d),
+                    ot::ExpirationPolicy::TimeToIdle(d),
+                ),
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn client_reads_what_we_write(
+                custom in proptest::collection::btree_map("[a-z0-9][a-z0-9_-]{0,10}", "(?s).*", 0..5),
+                origin in proptest::option::of("(?s).*"),
+                filename in proptest::option::of("(?s).*"),
+                secs in 0u64..1_000_000_000,
+                kind in any::<u8>(),
+                gzip in proptest::option::of(any::<bool>()),
+                size in proptest::option::of(0u64..u64::from(u32::MAX)),
+                created in 0u64..253_402_300_799,
+            ) {
+                let (ours, theirs) = policy(secs, kind);
+                let meta = Metadata {
+                    content_type: "text/plain; charset=utf-8".to_owned(),
+                    compression: gzip.map(|g| if g { Compression::Gzip } else { Compression::Zstd }),
+                    expiration: ours,
+                    time_created: Some(UNIX_EPOCH + Duration::from_secs(created)),
+                    time_expires: (!ours.is_manual()).then(|| UNIX_EPOCH + Duration::from_secs(created)),
+                    origin,
+                    filename,
+                    custom,
+                    size,
+                };
+                let mut out = HeaderMap::new();
+                meta.to_headers(&mut out);
+                let parsed = ot::Metadata::from_headers(&out, "").expect("client parses our headers");
+                prop_assert_eq!(parsed.expiration_policy, theirs);
+                prop_assert_eq!(parsed.content_type.as_ref(), meta.content_type.as_str());
+                prop_assert_eq!(parsed.compression.map(|c| c.as_str().to_owned()), meta.compression.map(|c| c.as_str().to_owned()));
+                prop_assert_eq!(&parsed.origin, &meta.origin);
+                prop_assert_eq!(&parsed.filename, &meta.filename);
+                prop_assert_eq!(&parsed.custom, &meta.custom);
+                prop_assert_eq!(parsed.size.map(|s| s as u64), meta.size);
+                prop_assert_eq!(parsed.time_created.map(|t| t.as_secs()), Some(created));
+                prop_assert_eq!(parsed.time_expires.map(|t| t.as_secs()), meta.time_expires.map(|_| created));
+                // And the duration text is exactly the client's own.
+                if let Some(value) = ours.to_header_value() {
+                    prop_assert_eq!(value, theirs.to_string());
+                }
+            }
+
+            #[test]
+            fn we_read_what_the_client_sends(
+                custom in proptest::collection::btree_map("[a-z0-9][a-z0-9_-]{0,10}", "\\PC*", 0..5),
+                origin in proptest::option::of("\\PC*"),
+                filename in proptest::option::of("\\PC*"),
+                secs in 0u64..1_000_000_000,
+                kind in any::<u8>(),
+            ) {
+                let (ours, theirs) = policy(secs, kind);
+                let sent = ot::Metadata {
+                    expiration_policy: theirs,
+                    origin: origin.clone(),
+                    filename: filename.clone(),
+                    custom: custom.clone(),
+                    ..ot::Metadata::default()
+                };
+                let headers = sent.to_headers("").expect("client writes headers");
+                let meta = Metadata::from_headers(&headers, now()).expect("we parse the client's headers");
+                prop_assert_eq!(meta.expiration, ours);
+                prop_assert_eq!(meta.origin, origin);
+                prop_assert_eq!(meta.filename, filename);
+                prop_assert_eq!(meta.custom, custom);
+                prop_assert_eq!(meta.content_type, "application/octet-stream");
+            }
+        }
+    }
+
     mod props {
         use super::super::*;
         use super::now;
