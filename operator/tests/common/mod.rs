@@ -46,6 +46,8 @@ pub fn service(name: &str) -> StorageService {
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub method: Method,
+    /// `content-type`: tells server-side apply from merge patches.
+    pub content_type: String,
     pub path: String,
     pub query: String,
     pub body: Value,
@@ -113,6 +115,12 @@ impl FakeApi {
                     serde_json::from_slice(&bytes).unwrap_or(Value::Null)
                 };
                 let seen = Seen {
+                    content_type: parts
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned(),
                     method: parts.method.clone(),
                     path: parts.uri.path().to_owned(),
                     query: parts.uri.query().unwrap_or_default().to_owned(),
@@ -315,8 +323,17 @@ fn handle_request(state: &Arc<Mutex<FakeState>>, req: &Seen) -> Response<Body> {
                 obj["metadata"]["resourceVersion"] = json!(rv);
                 return json_response(StatusCode::OK, &obj.clone());
             }
-            let mut obj = req.body.clone();
             let previous = s.objects.get(&path).cloned();
+            let mut obj = if req.content_type.contains("apply-patch") {
+                req.body.clone()
+            } else {
+                // merge patch (RFC 7386) over the stored object
+                let Some(mut base) = previous.clone() else {
+                    return not_found(&path);
+                };
+                merge(&mut base, &req.body);
+                base
+            };
             let uid = previous
                 .as_ref()
                 .and_then(|p| p["metadata"]["uid"].as_str().map(str::to_owned))
@@ -346,8 +363,40 @@ fn handle_request(state: &Arc<Mutex<FakeState>>, req: &Seen) -> Response<Body> {
             if obj["metadata"]["name"].is_null() {
                 obj["metadata"]["name"] = json!("event-1");
             }
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let target = format!("{path}/{name}");
+            if s.objects.contains_key(&target) {
+                return json_response(
+                    StatusCode::CONFLICT,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                            "message": "already exists", "reason": "AlreadyExists", "code": 409}),
+                );
+            }
+            s.next_rv += 1;
+            obj["metadata"]["resourceVersion"] = json!(s.next_rv.to_string());
+            obj["metadata"]["uid"] = json!(format!("uid-{}", s.next_rv));
+            s.objects.insert(target, obj.clone());
             json_response(StatusCode::CREATED, &obj)
         }
         _ => not_found(&path),
+    }
+}
+
+/// JSON merge patch (RFC 7386).
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
     }
 }
