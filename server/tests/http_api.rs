@@ -1913,3 +1913,105 @@ async fn memory_backend_core_behaviour() {
     assert_eq!(h.head("short").await.status, StatusCode::NOT_FOUND);
     h.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Larger payloads: ranges across chunk boundaries, atomic overwrites
+// ---------------------------------------------------------------------------------------
+
+/// Deterministic, non-repeating test bytes.
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn large_object_ranges_cross_chunk_boundaries() {
+    let h = Harness::start().await;
+    let len = 3 * 1024 * 1024 + 17;
+    let body = pattern(len, 7);
+    assert_eq!(h.put("big", &[], &body).await.status, StatusCode::OK);
+    let g = h.get("big", &[]).await;
+    assert_eq!(g.header("content-length"), Some(len.to_string().as_str()));
+    assert!(g.body == body, "full body differs");
+    for (start, end) in [
+        (0usize, 0usize),
+        (65_535, 65_536),
+        (8_191, 8_193),
+        (1_000_000, 2_000_000),
+        (len - 1, len - 1),
+        (12_345, len - 1),
+    ] {
+        let range = format!("bytes={start}-{end}");
+        let r = h.get("big", &[("range", range.as_bytes())]).await;
+        assert_eq!(r.status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(r.body.len(), end - start + 1, "{range}");
+        assert!(r.body == body[start..=end], "{range}: bytes differ");
+        assert_eq!(
+            r.header("content-range"),
+            Some(format!("bytes {start}-{end}/{len}").as_str())
+        );
+    }
+    let r = h.get("big", &[("range", b"bytes=-100000")]).await;
+    assert!(r.body == body[len - 100_000..]);
+    // HEAD ignores Range, even a malformed one.
+    let r = h
+        .send(
+            Method::HEAD,
+            &format!("{OBJ}/big"),
+            &[("range", b"bytes=oops")],
+            Vec::new(),
+        )
+        .await;
+    assert!(r.status == StatusCode::OK || r.status == StatusCode::NO_CONTENT);
+    assert_eq!(r.header("content-length"), Some(len.to_string().as_str()));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_overwrites_are_never_torn() {
+    let h = std::sync::Arc::new(Harness::start().await);
+    let len = 256 * 1024;
+    let versions: Vec<Vec<u8>> = (0..4).map(|i| pattern(len, 100 + i)).collect();
+    h.put("hot", &[("x-snme-v", b"0")], &versions[0]).await;
+    let writer = {
+        let h = h.clone();
+        let versions = versions.clone();
+        tokio::spawn(async move {
+            for round in 0..24usize {
+                let v = round % versions.len();
+                let tag = v.to_string();
+                let r = h
+                    .put("hot", &[("x-snme-v", tag.as_bytes())], &versions[v])
+                    .await;
+                assert_eq!(r.status, StatusCode::OK);
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() || reads < 10 {
+        let g = h.get("hot", &[]).await;
+        assert_eq!(g.status, StatusCode::OK);
+        let v: usize = g
+            .header("x-snme-v")
+            .expect("version tag")
+            .parse()
+            .expect("tag");
+        assert!(
+            g.body == versions[v],
+            "read {reads}: body does not match the metadata of version {v}"
+        );
+        reads += 1;
+    }
+    writer.await.expect("writer");
+    match std::sync::Arc::try_unwrap(h) {
+        Ok(h) => h.stop().await,
+        Err(_) => panic!("harness still shared"),
+    }
+}
