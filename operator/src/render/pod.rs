@@ -124,9 +124,12 @@ pub fn render(ctx: &Context<'_>, config_hash: &str) -> Result<PodTemplateSpec, R
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 exec: Some(ExecAction {
+                    // Same config as `run`, so `down` creates the drain file `run` watches.
                     command: Some(vec![
                         "strata-server".into(),
                         "down".into(),
+                        "--config".into(),
+                        format!("{CONFIG_DIR}/{CONFIG_KEY}"),
                         "--wait".into(),
                         humantime_secs(drain),
                     ]),
