@@ -27,7 +27,7 @@ pub enum PathError {
     #[error("invalid usecase: must be 1 to 64 characters long")]
     UsecaseLength,
     /// The usecase contains a character outside `[A-Za-z0-9_-]`; it becomes the first
-    /// component of storage paths and metric-free log fields, so it is kept tame.
+    /// component of storage paths, so it is kept to a safe character set.
     #[error(
         "invalid usecase: invalid character '{0}', expected ASCII letters, digits, '_' or '-'"
     )]
