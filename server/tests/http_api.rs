@@ -71,6 +71,12 @@ impl Resp {
             detail.starts_with(detail_prefix),
             "detail {detail:?} should start with {detail_prefix:?}"
         );
+        // `causes`, when present, is a non-empty list of strings (api §5.1).
+        if let Some(causes) = self.json().get("causes") {
+            let causes = causes.as_array().expect("causes is an array");
+            assert!(!causes.is_empty(), "empty causes must be left out");
+            assert!(causes.iter().all(|c| c.is_string()), "causes are strings");
+        }
     }
 }
 
@@ -2014,4 +2020,109 @@ async fn concurrent_overwrites_are_never_torn() {
         Ok(h) => h.stop().await,
         Err(_) => panic!("harness still shared"),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// More §2.2 / §3 / §5.2 edges
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn other_object_routes_never_store_objects() {
+    let h = Harness::start().await;
+    let before = h.snapshot();
+    for (method, path) in [
+        (Method::PUT, "/v1/objects:multipart/conf/_/k"),
+        (Method::POST, "/v1/objects:multipart/conf/_/"),
+        (
+            Method::PUT,
+            "/v1/objects:multipart:parts/conf/_/k?upload_id=x&part_number=1",
+        ),
+        (
+            Method::POST,
+            "/v1/objects:multipart:complete/conf/_/k?upload_id=x",
+        ),
+        (Method::POST, "/v1/objects:batch/conf/_/"),
+        (Method::PUT, "/v1/objects:batch/conf/_/k"),
+    ] {
+        let r = h.send(method.clone(), path, &[], b"payload".to_vec()).await;
+        assert!(
+            !r.status.is_success(),
+            "{method} {path} answered {} without multipart/batch support",
+            r.status
+        );
+        h.assert_unchanged(&before, &format!("{method} {path}"));
+    }
+    let r = h
+        .send(Method::GET, "/v1/objects/conf/_/k", &[], Vec::new())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_scope_names_and_long_keys() {
+    let h = Harness::start().await;
+    let r = h
+        .send(
+            Method::PUT,
+            "/v1/objects/conf/a=1;a=2/k",
+            &[],
+            b"dup".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "duplicate names are not rejected");
+    let r = h
+        .send(Method::GET, "/v1/objects/conf/a=2;a=1/k", &[], Vec::new())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "order matters");
+    let long_key = format!("{}/{}", "k".repeat(600), "é".repeat(200));
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&long_key, percent_encoding::NON_ALPHANUMERIC)
+            .to_string()
+            .replace("%2F", "/");
+    let r = h.put(&encoded, &[], b"long").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["key"], long_key.as_str());
+    assert_eq!(h.get(&encoded, &[]).await.text(), "long");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn broken_off_upload_leaves_storage_unchanged() {
+    let h = Harness::start().await;
+    h.put("victim", &[("x-snme-v", b"old")], b"old payload")
+        .await;
+    let before = h.snapshot();
+    for key in ["victim", "fresh"] {
+        let mut stream = TcpStream::connect(h.server.addr()).await.expect("connect");
+        let head = format!(
+            "PUT {OBJ}/{key} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\
+             x-snme-v: new\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write head");
+        stream.write_all(&[b'x'; 1000]).await.expect("write part");
+        stream.shutdown().await.expect("half-close");
+        let mut response = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+        if !response.is_empty() {
+            let (r, _) = parse_raw_response(&response);
+            assert!(
+                !r.status.is_success(),
+                "a truncated upload of {key} was acknowledged with {}",
+                r.status
+            );
+        }
+    }
+    // The storage task runs to completion; give it a moment to clean up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while h.snapshot() != before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.assert_unchanged(&before, "truncated uploads");
+    let g = h.get("victim", &[]).await;
+    assert_eq!(g.body, b"old payload");
+    assert_eq!(g.header("x-snme-v"), Some("old"));
+    assert_eq!(h.get("fresh", &[]).await.status, StatusCode::NOT_FOUND);
+    h.stop().await;
 }
