@@ -61,6 +61,8 @@ fn bench(c: &mut Criterion) {
         store: app.store.clone(),
         metrics: DashboardMetrics::new(),
         interval: settings.scrape_interval,
+        discovery_interval: settings.discovery_interval,
+        last_discovery: Default::default(),
     };
     let first = rt.block_on(collector.cycle());
     assert_eq!(first.ok, 1000, "every fake target answers: {first:?}");

@@ -1,7 +1,7 @@
 //! I/O loop: every scrape interval, discover the topology, scrape every target with bounded
 //! concurrency and fold the results into the shared [`State`].
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::metrics::DashboardMetrics;
@@ -52,13 +52,16 @@ pub struct Collector {
     pub metrics: DashboardMetrics,
     /// Scrape interval.
     pub interval: Duration,
+    /// Minimum time between discovery passes (Kubernetes list calls); static targets are
+    /// free to rediscover, the API server is not.
+    pub discovery_interval: Duration,
+    /// When discovery last ran (shared by clones).
+    pub last_discovery: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Collector {
-    /// One full cycle: discover, scrape all, apply. Returns its summary.
-    pub async fn cycle(&self) -> CycleSummary {
-        let started = Instant::now();
-        let at = now_unix();
+    /// One discovery pass; on failure the previous topology stays and the error is shown.
+    async fn discover(&self, at: f64) {
         match self.source.discover().await {
             Ok(topology) => self
                 .store
@@ -73,6 +76,26 @@ impl Collector {
                     .unwrap_or_else(|e| e.into_inner())
                     .discovery_failed(message, at);
             }
+        }
+    }
+
+    /// One full cycle: discover, scrape all, apply. Returns its summary.
+    pub async fn cycle(&self) -> CycleSummary {
+        let started = Instant::now();
+        let at = now_unix();
+        let due = {
+            let mut last = self
+                .last_discovery
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= self.discovery_interval);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.discover(at).await;
         }
         let targets = self
             .store

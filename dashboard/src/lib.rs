@@ -41,6 +41,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// How often every target is scraped.
     pub scrape_interval: Duration,
+    /// Minimum time between discovery passes (Kubernetes list calls).
+    pub discovery_interval: Duration,
     /// Per-target timeout (at most the interval).
     pub scrape_timeout: Duration,
     /// Targets scraped at once.
@@ -64,6 +66,7 @@ impl Default for Settings {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             scrape_interval: Duration::from_secs(5),
+            discovery_interval: Duration::from_secs(15),
             scrape_timeout: Duration::from_secs(3),
             concurrency: 64,
             history: Duration::from_secs(30 * 60),
@@ -178,6 +181,8 @@ pub async fn start(settings: Settings, source: Source) -> Result<RunningDashboar
         store: app.store.clone(),
         metrics: app.metrics.clone(),
         interval: settings.scrape_interval,
+        discovery_interval: settings.discovery_interval,
+        last_discovery: Default::default(),
     };
     let collector = tokio::spawn(collector.run());
     let store = app.store.clone();

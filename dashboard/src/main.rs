@@ -41,6 +41,10 @@ struct Args {
     /// How often every target is scraped.
     #[arg(long, default_value = "5s", value_parser = duration)]
     scrape_interval: Duration,
+    /// Minimum time between Kubernetes discovery passes (lists of StorageServices, pods,
+    /// Events).
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    discovery_interval: Duration,
     /// Timeout of one scrape (capped at the interval).
     #[arg(long, default_value = "3s", value_parser = duration)]
     scrape_timeout: Duration,
@@ -83,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings {
         listen: args.listen,
         scrape_interval: args.scrape_interval,
+        discovery_interval: args.discovery_interval,
         scrape_timeout: args.scrape_timeout,
         concurrency: args.concurrency.max(1),
         history: args.history,

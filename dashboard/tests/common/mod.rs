@@ -83,6 +83,7 @@ pub fn fast_settings() -> strata_dashboard::Settings {
     strata_dashboard::Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         scrape_interval: Duration::from_millis(200),
+        discovery_interval: Duration::from_millis(200),
         scrape_timeout: Duration::from_millis(1000),
         rate_window: Duration::from_secs(10),
         refresh: Duration::from_millis(500),
