@@ -2,6 +2,9 @@
 //! real server's full metrics text: bounded concurrency (64), and the cycle must finish well
 //! within the default 5 s interval.
 
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -43,7 +43,7 @@ pub fn rate(v: Option<f64>) -> String {
     match v {
         None => "\u{2014}".to_owned(),
         Some(v) if !v.is_finite() => "\u{2014}".to_owned(),
-        Some(v) if v == 0.0 => "0/s".to_owned(),
+        Some(0.0) => "0/s".to_owned(),
         Some(v) if v < 10.0 => format!("{v:.2}/s"),
         Some(v) if v < 100.0 => format!("{v:.1}/s"),
         Some(v) => format!("{v:.0}/s"),

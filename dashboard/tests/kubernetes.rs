@@ -224,7 +224,7 @@ async fn discovers_services_pods_conditions_and_events() {
     dash.shutdown().await;
 
     // Read-only: every API call was a GET.
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert!(!seen.is_empty());
     assert!(seen.iter().all(|l| l.starts_with("GET ")), "{seen:?}");
     fake.stop().await;
