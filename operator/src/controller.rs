@@ -78,6 +78,8 @@ pub struct Context {
     caps: RwLock<Capabilities>,
     failures: Mutex<HashMap<String, u32>>,
     managed: Mutex<HashMap<String, Vec<String>>>,
+    /// Services with a published readiness gauge, so deleted ones are removed.
+    ready_published: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Context {
@@ -99,6 +101,7 @@ impl Context {
             caps: RwLock::new(caps),
             failures: Mutex::default(),
             managed: Mutex::default(),
+            ready_published: Mutex::default(),
         }
     }
 
@@ -118,8 +121,33 @@ impl Context {
         self.publish_managed(&managed);
     }
 
+    /// Publishes whether one StorageService is Ready.
+    fn record_ready(&self, ns: &str, name: &str, ready: bool) {
+        self.metrics
+            .storage_service_ready
+            .with_label_values(&[ns, name])
+            .set(i64::from(ready));
+        self.ready_published
+            .lock()
+            .expect("ready lock")
+            .insert((ns.to_owned(), name.to_owned()));
+    }
+
     /// Forgets services that no longer exist (keeps `objects_managed` honest).
     pub fn retain_managed(&self, live: &[String]) {
+        self.ready_published
+            .lock()
+            .expect("ready lock")
+            .retain(|(ns, name)| {
+                let keep = live.contains(&format!("{ns}/{name}"));
+                if !keep {
+                    let _ = self
+                        .metrics
+                        .storage_service_ready
+                        .remove_label_values(&[ns, name]);
+                }
+                keep
+            });
         let mut managed = self.managed.lock().expect("managed lock");
         managed.retain(|k, _| live.contains(k));
         self.publish_managed(&managed);
@@ -477,6 +505,7 @@ async fn reconcile_inner(obj: &StorageService, ctx: &Context) -> Result<(Action,
             info!(service = %key(obj), error = %err, "invalid StorageService");
             observed.invalid = Some(err.to_string());
             observed.workload = read_workload(ctx, &ns, &name).await?;
+            ctx.record_ready(&ns, &name, false);
             publish_status(ctx, obj, &ns, &observed).await?;
             // Nothing will change until the spec does.
             return Ok((Action::await_change(), true));
@@ -504,7 +533,8 @@ async fn reconcile_inner(obj: &StorageService, ctx: &Context) -> Result<(Action,
             }
         }
     }
-    let ready = workload_ready(obj, &observed.workload);
+    let ready = workload_ready(obj, &observed.workload) && apply_error.is_none();
+    ctx.record_ready(&ns, &name, ready);
     if !ready && observed.workload != ObservedWorkload::Missing {
         let lp = ListParams::default().labels(&selector_string(&name));
         observed.pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)

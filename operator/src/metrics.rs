@@ -22,6 +22,9 @@ pub struct Metrics {
     pub writes: IntCounterVec,
     /// 1 while this replica holds the leader Lease.
     pub leader: IntGauge,
+    /// `strata_operator_storage_service_ready{namespace,name}`: 1 when the service's
+    /// servers are all ready and updated, 0 otherwise (drives the not-Ready alert).
+    pub storage_service_ready: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -78,6 +81,14 @@ impl Metrics {
             "1 while this replica is the leader",
         )
         .expect("valid metric");
+        let storage_service_ready = IntGaugeVec::new(
+            Opts::new(
+                "strata_operator_storage_service_ready",
+                "1 when a StorageService is Ready, 0 when it is not",
+            ),
+            &["namespace", "name"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(reconciliations.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
@@ -85,6 +96,7 @@ impl Metrics {
             Box::new(objects_managed.clone()),
             Box::new(writes.clone()),
             Box::new(leader.clone()),
+            Box::new(storage_service_ready.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -99,6 +111,7 @@ impl Metrics {
             objects_managed,
             writes,
             leader,
+            storage_service_ready,
         }
     }
 

@@ -103,6 +103,11 @@ async fn create_applies_children_with_ssa_and_reports_ready() {
     }
     let stored = fake.service(&obj);
     assert_eq!(condition(&stored, "Ready").0, "False");
+    let ready_gauge = ctx
+        .metrics
+        .storage_service_ready
+        .with_label_values(&["default", "web"]);
+    assert_eq!(ready_gauge.get(), 0);
     assert_eq!(
         condition(&stored, "Progressing"),
         ("True".into(), "RollingOut".into())
@@ -131,6 +136,11 @@ async fn create_applies_children_with_ssa_and_reports_ready() {
         ("False".into(), "AsExpected".into())
     );
     assert_eq!(stored.status.as_ref().unwrap().ready_replicas, 1);
+    assert_eq!(ready_gauge.get(), 1);
+    assert!(ctx
+        .metrics
+        .render()
+        .contains("strata_operator_storage_service_ready{name=\"web\",namespace=\"default\"} 1"));
     assert_eq!(
         stored.status.as_ref().unwrap().replicas_summary.as_deref(),
         Some("1/1")
@@ -282,6 +292,13 @@ async fn invalid_spec_sets_degraded_and_emits_event() {
     assert_eq!(
         condition(&stored, "Ready"),
         ("False".into(), "InvalidSpec".into())
+    );
+    assert_eq!(
+        ctx.metrics
+            .storage_service_ready
+            .with_label_values(&["default", "broken"])
+            .get(),
+        0
     );
     let message = stored
         .status
