@@ -21,6 +21,9 @@
       })
       .then(function (html) {
         live.innerHTML = html;
+        // Keep the tab title in step, so a background tab still says CRIT.
+        var titled = live.querySelector('[data-title]');
+        if (titled) { document.title = titled.getAttribute('data-title') + ' · Strata dashboard'; }
         updates += 1;
         document.body.setAttribute('data-live-updates', String(updates));
         say('live: updates every ' + period / 1000 + ' s');
