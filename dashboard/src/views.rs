@@ -197,7 +197,7 @@ pub struct OverviewView {
     pub source: String,
     /// Last scrape cycle, in words.
     pub cycle: String,
-    /// Discovery failure, in words.
+    /// Discovery failure, capped pods or stale data, in words.
     pub discovery_error: Option<String>,
     /// `3 services: 1 CRIT, 2 OK`.
     pub summary: String,
@@ -704,6 +704,16 @@ pub fn overview(state: &State, now: f64, s: &ViewSettings) -> OverviewView {
     } else {
         format!("{} service(s): {}", services.len(), parts.join(", "))
     };
+    let stale = state.last_cycle.as_ref().and_then(|c| {
+        let limit = (s.scrape_interval.as_secs_f64() * 3.0).max(10.0);
+        (now - c.at > limit).then(|| {
+            format!(
+                "data is stale: the last scrape cycle finished {} ago (interval {})",
+                format::age(now - c.at),
+                format::age(s.scrape_interval.as_secs_f64())
+            )
+        })
+    });
     let mut discovery_error = state
         .discovery_error
         .as_ref()
@@ -716,6 +726,12 @@ pub fn overview(state: &State, now: f64, s: &ViewSettings) -> OverviewView {
         discovery_error = Some(match discovery_error {
             Some(e) => format!("{e}; {msg}"),
             None => msg,
+        });
+    }
+    if let Some(stale) = stale {
+        discovery_error = Some(match discovery_error {
+            Some(e) => format!("{stale}; {e}"),
+            None => stale,
         });
     }
     OverviewView {
@@ -1065,6 +1081,24 @@ mod tests {
             .contains("last 4, min 0, max 4"));
         assert_eq!(page.fragment_href, "/fragments/services/prod/calm");
         assert!(service(&st, "prod", "nope", 0.0, &ViewSettings::default()).is_none());
+    }
+
+    #[test]
+    fn stale_data_is_called_out() {
+        let mut st = state();
+        st.last_cycle = Some(crate::state::CycleSummary {
+            at: 1000.0,
+            duration: Duration::from_millis(5),
+            ok: 2,
+            failed: 0,
+        });
+        let fresh = overview(&st, 1004.0, &ViewSettings::default());
+        assert_eq!(fresh.discovery_error, None);
+        let stale = overview(&st, 1100.0, &ViewSettings::default());
+        assert!(stale
+            .discovery_error
+            .unwrap()
+            .starts_with("data is stale: the last scrape cycle finished 1m40s ago"),);
     }
 
     #[test]

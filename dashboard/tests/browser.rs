@@ -298,7 +298,10 @@ async fn overview_updates_live_in_headless_chromium() {
     )
     .await;
     let title = d.js("return document.title;").await;
-    assert!(title.as_str().unwrap().starts_with("CRIT"), "tab title follows: {title}");
+    assert!(
+        title.as_str().unwrap().starts_with("CRIT"),
+        "tab title follows: {title}"
+    );
 
     let dir = artifacts_dir();
     d.screenshot(&dir.join("dashboard-overview.png")).await;

@@ -208,6 +208,8 @@ async fn read_only_safe_headers_health_and_own_metrics() {
     }
     let resp = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
+    let resp = client.head(format!("{base}/")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "HEAD is a read too");
     let resp = client.get(format!("{base}/")).send().await.unwrap();
     let csp = resp.headers()["content-security-policy"]
         .to_str()
