@@ -5,7 +5,7 @@
 //! rates and latency, and a page per service with per-pod sparklines, conditions and Events.
 //!
 //! Layout (DESIGN §1): pure logic — [`parse`], [`history`], [`sparkline`], [`health`],
-//! [`state`], [`views`], [`format`] — is separate from I/O — [`sources`], [`scrape`],
+//! [`state`], [`views`], [`format`](mod@format) — is separate from I/O — [`sources`], [`scrape`],
 //! [`collector`], [`web`] — so everything that decides what is shown is unit-tested without a
 //! network.
 
