@@ -66,13 +66,20 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = Args::parse();
+    if let Err(err) = run(Args::parse()).await {
+        // One clear line, no backtrace: these are configuration problems, not bugs.
+        eprintln!("strata-dashboard: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let source = if args.targets.is_empty() {
         let client = kube::Client::try_default().await.map_err(|e| {
             anyhow::anyhow!(
