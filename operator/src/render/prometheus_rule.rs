@@ -1,5 +1,8 @@
 //! PrometheusRule with Strata's alerts, scoped to one StorageService.
 //!
+//! Alert names carry a `StrataStorageService` prefix so they never collide with the
+//! fleet-wide rules the chart ships (`deploy/prometheus/strata-rules.yaml`).
+//!
 //! Alerts are on symptoms (DESIGN §2.6 metric names): panics page at once; sustained
 //! rejections, saturation and missing targets warn.
 
@@ -27,42 +30,46 @@ pub fn render(ctx: &Context<'_>, spec: &PrometheusRuleSpec) -> DynamicObject {
     let who = format!("StorageService {}/{}", ctx.namespace, ctx.name);
     let rules = json!([
         {
-            "alert": "StrataServerPanics",
+            "alert": "StrataStorageServicePanics",
             "expr": format!("sum(increase(strata_service_panics_total{{{sel}}}[5m])) > 0"),
             "labels": { "severity": "critical" },
             "annotations": {
                 "summary": format!("{who}: storage operations are panicking"),
-                "description": "Panics were caught in the last 5 minutes; see strata_service_panics_total by operation and the server logs."
+                "description": "Panics were caught in the last 5 minutes; see strata_service_panics_total by operation and the server logs.",
+                "runbook_url": "https://github.com/strata-dev/strata/blob/main/docs/runbook.md#strataserverpanics"
             }
         },
         {
-            "alert": "StrataRejectingRequests",
+            "alert": "StrataStorageServiceRejecting",
             "expr": format!("(sum(rate(strata_service_rejections_total{{{sel}}}[5m])) + sum(rate(strata_http_rejections_total{{{sel}}}[5m]))) / clamp_min(sum(rate(strata_http_requests_total{{{sel}}}[5m])), 1e-9) > 0.05"),
             "for": "10m",
             "labels": { "severity": "warning" },
             "annotations": {
                 "summary": format!("{who}: more than 5% of requests rejected"),
-                "description": "Requests are answered 429/503 by admission control; raise limits or replicas (or enable autoscaling)."
+                "description": "Requests are answered 429/503 by admission control; raise limits or replicas (or enable autoscaling).",
+                "runbook_url": "https://github.com/strata-dev/strata/blob/main/docs/runbook.md#strataservicerejectionssustained"
             }
         },
         {
-            "alert": "StrataSaturated",
+            "alert": "StrataStorageServiceSaturated",
             "expr": format!("max(strata_service_tasks_running{{{sel}}} / clamp_min(strata_service_tasks_limit{{{sel}}}, 1)) > 0.9"),
             "for": "15m",
             "labels": { "severity": "warning" },
             "annotations": {
                 "summary": format!("{who}: a server runs above 90% of its concurrency limit"),
-                "description": "Sustained saturation precedes rejections; add replicas or raise limits.maxConcurrency."
+                "description": "Sustained saturation precedes rejections; add replicas or raise limits.maxConcurrency.",
+                "runbook_url": "https://github.com/strata-dev/strata/blob/main/docs/runbook.md#stratawebtiersaturated"
             }
         },
         {
-            "alert": "StrataTargetDown",
+            "alert": "StrataStorageServiceTargetDown",
             "expr": format!("sum(up{{{sel}}}) == 0 or absent(up{{{sel}}})"),
             "for": "5m",
             "labels": { "severity": "critical" },
             "annotations": {
                 "summary": format!("{who}: no server pod can be scraped"),
-                "description": "Check the StorageService conditions (kubectl describe storageservice) and pod events."
+                "description": "Check the StorageService conditions (kubectl describe storageservice) and pod events.",
+                "runbook_url": "https://github.com/strata-dev/strata/blob/main/docs/runbook.md#strataserviceallserversdown"
             }
         }
     ]);
