@@ -55,16 +55,35 @@ impl Drop for InFlight {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A response body that holds its request's in-flight slot until it ends.
-    struct TrackedBody {
-        #[pin]
-        inner: Body,
-        slot: Option<InFlight>,
+/// What happens when a wrapped body has yielded its last frame.
+trait AtEnd: Send + 'static {
+    fn reached(&mut self);
+}
+
+/// Response side: the in-flight slot is released at the end (or when the body is dropped).
+impl AtEnd for Option<InFlight> {
+    fn reached(&mut self) {
+        self.take();
     }
 }
 
-impl http_body::Body for TrackedBody {
+/// Request side: records that the handler read the body to the end.
+impl AtEnd for Arc<AtomicBool> {
+    fn reached(&mut self) {
+        self.store(true, Ordering::Release);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body that runs its [`AtEnd`] action once the last frame has been polled.
+    struct EndAware<E> {
+        #[pin]
+        inner: Body,
+        at_end: E,
+    }
+}
+
+impl<E: AtEnd> http_body::Body for EndAware<E> {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -75,41 +94,7 @@ impl http_body::Body for TrackedBody {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
         if let Poll::Ready(None) = polled {
-            this.slot.take();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A request body that reports whether it was read to the end.
-    struct ObservedBody {
-        #[pin]
-        inner: Body,
-        finished: Arc<AtomicBool>,
-    }
-}
-
-impl http_body::Body for ObservedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            this.finished.store(true, Ordering::Release);
+            this.at_end.reached();
         }
         polled
     }
@@ -158,9 +143,9 @@ pub async fn web_tier(
     let finished = Arc::new(AtomicBool::new(body.is_end_stream()));
     let request = Request::from_parts(
         parts,
-        Body::new(ObservedBody {
+        Body::new(EndAware {
             inner: body,
-            finished: finished.clone(),
+            at_end: finished.clone(),
         }),
     );
     let started = Instant::now();
@@ -181,9 +166,9 @@ pub async fn web_tier(
             .observe(started.elapsed().as_secs_f64());
     }
     response.map(|inner| {
-        Body::new(TrackedBody {
+        Body::new(EndAware {
             inner,
-            slot: Some(slot),
+            at_end: Some(slot),
         })
     })
 }

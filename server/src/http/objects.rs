@@ -115,22 +115,33 @@ fn payload(body: Body, metrics: Metrics) -> PayloadStream {
         .boxed()
 }
 
+/// Shared by O1 and O2, in the documented order: path, query, metadata, then storage.
 async fn insert(
     state: AppState,
-    id: ObjectId,
-    metadata: Metadata,
+    path: RawObjectPath,
+    query: Result<Query<ObjectQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Body,
-    created: StatusCode,
+    generated_key: Option<String>,
 ) -> Result<Response, ApiError> {
+    let status = if generated_key.is_some() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let id = object_id(&path, generated_key)?;
+    let query = ObjectQuery::from_extractor(query)?;
+    let metadata = Metadata::from_headers(&headers, SystemTime::now())?;
+    query.reject_resumable()?;
     let key = id.key.clone();
     state
         .service
         .insert(id, metadata, payload(body, state.metrics.clone()))
         .await?;
-    Ok((created, Json(serde_json::json!({ "key": key }))).into_response())
+    Ok((status, Json(serde_json::json!({ "key": key }))).into_response())
 }
 
-/// O1 `POST /v1/objects/{usecase}/{scopes}[/]`: insert under a generated UUIDv4 key.
+/// O1 `POST /v1/objects/{usecase}/{scopes}[/]`: insert under a generated UUIDv4 key (201).
 pub async fn post_object(
     State(state): State<AppState>,
     path: RawObjectPath,
@@ -138,14 +149,11 @@ pub async fn post_object(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&path, Some(uuid::Uuid::new_v4().to_string()))?;
-    let query = ObjectQuery::from_extractor(query)?;
-    let metadata = Metadata::from_headers(&headers, SystemTime::now())?;
-    query.reject_resumable()?;
-    insert(state, id, metadata, body, StatusCode::CREATED).await
+    let key = uuid::Uuid::new_v4().to_string();
+    insert(state, path, query, headers, body, Some(key)).await
 }
 
-/// O2 `PUT …/{key}`: create or overwrite.
+/// O2 `PUT …/{key}`: create or overwrite (200).
 pub async fn put_object(
     State(state): State<AppState>,
     path: RawObjectPath,
@@ -153,11 +161,7 @@ pub async fn put_object(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&path, None)?;
-    let query = ObjectQuery::from_extractor(query)?;
-    let metadata = Metadata::from_headers(&headers, SystemTime::now())?;
-    query.reject_resumable()?;
-    insert(state, id, metadata, body, StatusCode::OK).await
+    insert(state, path, query, headers, body, None).await
 }
 
 fn metadata_headers(metadata: &Metadata) -> HeaderMap {
