@@ -1,5 +1,6 @@
-//! I/O loop: every scrape interval, discover the topology, scrape every target with bounded
-//! concurrency and fold the results into the shared [`State`].
+//! I/O loop: every scrape interval, refresh the topology, scrape every target with bounded
+//! concurrency and fold the results into the shared [`State`]. Between cycles, a change
+//! reported by the source (a Kubernetes watch event) refreshes the topology at once.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -30,14 +31,37 @@ impl Source {
         }
     }
 
-    /// One discovery pass; errors are returned as text for the page.
+    /// One full discovery pass (for Kubernetes: also re-lists Events); errors are returned
+    /// as text for the page.
     pub async fn discover(&self) -> Result<Topology, String> {
         match self {
             Source::Static(targets) => Ok(local::topology(targets)),
             Source::Kubernetes(k) => k.discover().await.map_err(|e| e.to_string()),
         }
     }
+
+    /// The topology from what the source already holds, without list calls (for Kubernetes:
+    /// the watch stores and the last Events list).
+    pub async fn snapshot(&self) -> Result<Topology, String> {
+        match self {
+            Source::Static(targets) => Ok(local::topology(targets)),
+            Source::Kubernetes(k) => k.snapshot().await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Resolves when the source has news worth a [`snapshot`](Self::snapshot); never for
+    /// static targets.
+    pub async fn changed(&self) {
+        match self {
+            Source::Static(_) => std::future::pending().await,
+            Source::Kubernetes(k) => k.changed().await,
+        }
+    }
 }
+
+/// Least time between two topology refreshes triggered by source changes (bursts of watch
+/// events, e.g. a rollout, coalesce instead of rebuilding the topology per event).
+pub const MIN_CHANGE_GAP: Duration = Duration::from_millis(250);
 
 /// Runs discovery and scraping for the dashboard.
 #[derive(Clone)]
@@ -52,17 +76,23 @@ pub struct Collector {
     pub metrics: DashboardMetrics,
     /// Scrape interval.
     pub interval: Duration,
-    /// Minimum time between discovery passes (Kubernetes list calls); static targets are
-    /// free to rediscover, the API server is not.
+    /// Minimum time between full discovery passes (for Kubernetes: Events list calls;
+    /// StorageServices and pods are watched, and their changes show every cycle or sooner).
     pub discovery_interval: Duration,
     /// When discovery last ran (shared by clones).
     pub last_discovery: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Collector {
-    /// One discovery pass; on failure the previous topology stays and the error is shown.
-    async fn discover(&self, at: f64) {
-        match self.source.discover().await {
+    /// One discovery pass (`full`: [`Source::discover`], else [`Source::snapshot`]); on
+    /// failure the previous topology stays and the error is shown.
+    async fn discover(&self, at: f64, full: bool) {
+        let result = if full {
+            self.source.discover().await
+        } else {
+            self.source.snapshot().await
+        };
+        match result {
             Ok(topology) => self
                 .store
                 .write()
@@ -94,9 +124,7 @@ impl Collector {
             }
             due
         };
-        if due {
-            self.discover(at).await;
-        }
+        self.discover(at, due).await;
         let targets = self
             .store
             .read()
@@ -148,13 +176,21 @@ impl Collector {
     }
 
     /// Cycles forever at the interval (a slow cycle delays the next one rather than
-    /// overlapping it, so load on targets stays bounded).
+    /// overlapping it, so load on targets stays bounded); in between, refreshes the topology
+    /// as soon as the source reports a change, at most every [`MIN_CHANGE_GAP`].
     pub async fn run(self) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
-            self.cycle().await;
+            tokio::select! {
+                _ = ticker.tick() => {
+                    self.cycle().await;
+                }
+                () = self.source.changed() => {
+                    self.discover(now_unix(), false).await;
+                    tokio::time::sleep(MIN_CHANGE_GAP).await;
+                }
+            }
         }
     }
 }

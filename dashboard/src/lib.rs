@@ -41,7 +41,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// How often every target is scraped.
     pub scrape_interval: Duration,
-    /// Minimum time between discovery passes (Kubernetes list calls).
+    /// Minimum time between full discovery passes (Kubernetes: Events list calls;
+    /// StorageServices and pods are watched and refreshed as they change).
     pub discovery_interval: Duration,
     /// Per-target timeout (at most the interval).
     pub scrape_timeout: Duration,

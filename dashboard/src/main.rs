@@ -41,8 +41,8 @@ struct Args {
     /// How often every target is scraped.
     #[arg(long, default_value = "5s", value_parser = duration)]
     scrape_interval: Duration,
-    /// Minimum time between Kubernetes discovery passes (lists of StorageServices, pods,
-    /// Events).
+    /// Minimum time between Kubernetes Events lists (StorageServices and pods are watched:
+    /// their changes show as soon as the API server reports them).
     #[arg(long, default_value = "15s", value_parser = duration)]
     discovery_interval: Duration,
     /// Timeout of one scrape (capped at the interval).

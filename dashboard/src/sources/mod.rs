@@ -2,7 +2,8 @@
 //! the URL of each pod's `/metrics`.
 //!
 //! Two sources exist: [`local`] (static `--target NAME=URL` flags, for laptops and demos) and
-//! [`kubernetes`] (StorageService custom resources, their pods and Events, in-cluster).
+//! [`kubernetes`] (StorageService custom resources and their pods, watched, and Events,
+//! listed; in-cluster).
 //! Both only *describe*; scraping happens in [`crate::scrape`], so discovery can be tested
 //! without any network.
 
