@@ -1,7 +1,7 @@
 //! The embedded default backend: one file per object on a local filesystem.
 //!
-//! Crash safety: every write goes to a fresh temp file which is fsynced, renamed over
-//! the object's file and followed by an fsync of the directory, so an acknowledged write
+//! Crash safety: every write goes to a fresh temp file beside the object's file, which is
+//! fsynced, renamed over the object's file and followed by an fsync of the directory, so an acknowledged write
 //! survives `kill -9` and a reader sees the old object or the new one, never a torn one.
 //! Metadata lives in a header inside the same file, so payload and metadata change
 //! together in one rename.
@@ -30,6 +30,9 @@ const MAGIC: &[u8; 8] = b"STRATA\x00\x01";
 const MAX_HEADER: u32 = 16 * 1024 * 1024;
 const LOCK_STRIPES: usize = 64;
 const READ_CHUNK: usize = 64 * 1024;
+/// Objects up to this size are written and read in one blocking call each, whole.
+const SMALL_OBJECT: usize = 64 * 1024;
+const TEMP_SUFFIX: &str = ".tmp";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Header {
@@ -73,10 +76,12 @@ impl FilesystemBackend {
         self.root.join("objects").join(&hex[..2]).join(hex)
     }
 
-    fn temp_path(&self) -> PathBuf {
-        self.root
-            .join("tmp")
-            .join(format!("{}.tmp", uuid::Uuid::new_v4()))
+    /// A fresh temp file beside `target`, so the rename stays within one directory.
+    fn temp_path(target: &Path) -> PathBuf {
+        target
+            .parent()
+            .expect("object paths have a parent")
+            .join(format!(".{}{TEMP_SUFFIX}", uuid::Uuid::new_v4()))
     }
 
     fn stripe(&self, digest: &[u8; 32]) -> &Mutex<()> {
@@ -88,15 +93,24 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn is_temp(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(TEMP_SUFFIX))
+}
+
 fn init_root(root: &Path) -> io::Result<()> {
     std::fs::create_dir_all(root.join("objects"))?;
-    let tmp = root.join("tmp");
-    std::fs::create_dir_all(&tmp)?;
-    for entry in std::fs::read_dir(&tmp)? {
-        let _ = std::fs::remove_file(entry?.path());
-    }
     for i in 0..=255u8 {
-        std::fs::create_dir_all(root.join("objects").join(format!("{i:02x}")))?;
+        let shard = root.join("objects").join(format!("{i:02x}"));
+        std::fs::create_dir_all(&shard)?;
+        // Writes interrupted by a crash leave temp files; they were never acknowledged.
+        for entry in std::fs::read_dir(&shard)? {
+            let path = entry?.path();
+            if is_temp(&path) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
     fsync_dir(&root.join("objects"))?;
     fsync_dir(root)?;
@@ -130,8 +144,8 @@ fn encode_header(id: &ObjectId, metadata: &Metadata) -> Vec<u8> {
     out
 }
 
-/// Reads the header of an open object file; returns it and the payload offset.
-fn read_header(file: &mut File) -> Result<(Header, u64), BackendError> {
+/// Reads the header at the start of an object; returns it and the payload offset.
+fn read_header(file: &mut impl Read) -> Result<(Header, u64), BackendError> {
     let mut prefix = [0u8; 12];
     file.read_exact(&mut prefix)
         .map_err(|e| BackendError::Corrupt(format!("short header: {e}")))?;
@@ -158,15 +172,53 @@ fn open_object(path: &Path, id: &ObjectId) -> Result<Option<(File, Metadata, u64
         Err(e) => return Err(e.into()),
     };
     let (header, offset) = read_header(&mut file)?;
+    check_id(&header, id)?;
+    let len = file.metadata()?.len();
+    let mut metadata = header.metadata;
+    metadata.size = Some(len.saturating_sub(offset));
+    Ok(Some((file, metadata, offset)))
+}
+
+/// A payload as read from disk: small objects whole, large ones as an open file.
+enum Payload {
+    Whole(bytes::Bytes),
+    File(File),
+}
+
+/// Opens an object for reading in one blocking call: small objects are read whole (one
+/// `read`, no further blocking hops), large ones are positioned at their payload.
+fn read_object(path: &Path, id: &ObjectId) -> Result<Option<(Metadata, Payload)>, BackendError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let len = file.metadata()?.len();
+    if len <= (SMALL_OBJECT + 4096) as u64 {
+        let mut whole = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut whole)?;
+        let (header, offset) = read_header(&mut whole.as_slice())?;
+        check_id(&header, id)?;
+        let mut metadata = header.metadata;
+        let payload = bytes::Bytes::from(whole).slice(offset as usize..);
+        metadata.size = Some(payload.len() as u64);
+        return Ok(Some((metadata, Payload::Whole(payload))));
+    }
+    let (header, offset) = read_header(&mut file)?;
+    check_id(&header, id)?;
+    let mut metadata = header.metadata;
+    metadata.size = Some(len.saturating_sub(offset));
+    file.seek(SeekFrom::Start(offset))?;
+    Ok(Some((metadata, Payload::File(file))))
+}
+
+fn check_id(header: &Header, id: &ObjectId) -> Result<(), BackendError> {
     if &header.id != id {
         return Err(BackendError::Corrupt(
             "digest collision or misplaced file".to_owned(),
         ));
     }
-    let len = file.metadata()?.len();
-    let mut metadata = header.metadata;
-    metadata.size = Some(len.saturating_sub(offset));
-    Ok(Some((file, metadata, offset)))
+    Ok(())
 }
 
 /// Moves a finished temp file into place durably.
@@ -200,36 +252,65 @@ impl Backend for FilesystemBackend {
     ) -> Result<u64, BackendError> {
         let digest = Self::digest(id);
         let target = self.object_path(&digest);
-        let temp = self.temp_path();
+        let temp = Self::temp_path(&target);
         let mut guard = TempGuard(Some(temp.clone()));
 
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .await?;
-        // Small objects go to disk in one write: header and first chunks together.
+        // Buffer the start of the body: a small object is written by one blocking call.
         let mut buffer = encode_header(id, metadata);
-        let mut size = 0u64;
+        let header_len = buffer.len();
+        let mut rest = None;
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(BackendError::Payload)?;
-            size += chunk.len() as u64;
-            buffer.extend_from_slice(&chunk);
-            if buffer.len() >= READ_CHUNK {
-                file.write_all(&buffer).await?;
-                buffer.clear();
+            buffer.extend_from_slice(&chunk.map_err(BackendError::Payload)?);
+            if buffer.len() - header_len > SMALL_OBJECT {
+                rest = Some(payload);
+                break;
             }
         }
-        if !buffer.is_empty() {
-            file.write_all(&buffer).await?;
-        }
-        file.flush().await?;
-        file.sync_all().await?;
-        drop(file);
+        let size = match rest {
+            None => {
+                let size = (buffer.len() - header_len) as u64;
+                let temp = temp.clone();
+                blocking(move || {
+                    let mut file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&temp)?;
+                    file.write_all(&buffer)?;
+                    file.sync_data()?;
+                    Ok(())
+                })
+                .await?;
+                size
+            }
+            Some(mut payload) => {
+                let mut file = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&temp)
+                    .await?;
+                let mut size = (buffer.len() - header_len) as u64;
+                file.write_all(&buffer).await?;
+                buffer.clear();
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk.map_err(BackendError::Payload)?;
+                    size += chunk.len() as u64;
+                    buffer.extend_from_slice(&chunk);
+                    if buffer.len() >= READ_CHUNK {
+                        file.write_all(&buffer).await?;
+                        buffer.clear();
+                    }
+                }
+                file.write_all(&buffer).await?;
+                file.flush().await?;
+                file.sync_data().await?;
+                size
+            }
+        };
 
         let _lock = self.stripe(&digest).lock().await;
+        let published = temp.clone();
         blocking(move || {
-            publish(&temp, &target)?;
+            publish(&published, &target)?;
             Ok(())
         })
         .await?;
@@ -240,22 +321,17 @@ impl Backend for FilesystemBackend {
     async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
         let path = self.object_path(&Self::digest(id));
         let id = id.clone();
-        let opened = blocking(move || {
-            Ok(match open_object(&path, &id)? {
-                Some((mut file, metadata, offset)) => {
-                    file.seek(SeekFrom::Start(offset))?;
-                    Some((file, metadata))
-                }
-                None => None,
-            })
-        })
-        .await?;
-        Ok(opened.map(|(file, metadata)| {
-            let reader = tokio::fs::File::from_std(file);
-            StoredObject {
-                metadata,
-                payload: tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK).boxed(),
-            }
+        let opened = blocking(move || read_object(&path, &id)).await?;
+        Ok(opened.map(|(metadata, payload)| StoredObject {
+            metadata,
+            payload: match payload {
+                Payload::Whole(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
+                Payload::File(file) => tokio_util::io::ReaderStream::with_capacity(
+                    tokio::fs::File::from_std(file),
+                    READ_CHUNK,
+                )
+                .boxed(),
+            },
         }))
     }
 
@@ -288,7 +364,7 @@ impl Backend for FilesystemBackend {
     ) -> Result<bool, BackendError> {
         let digest = Self::digest(id);
         let path = self.object_path(&digest);
-        let temp = self.temp_path();
+        let temp = Self::temp_path(&path);
         let id = id.clone();
         let expected = expected.clone();
         let metadata = metadata.clone();
@@ -329,6 +405,9 @@ impl Backend for FilesystemBackend {
                     Err(e) => return Err(e.into()),
                 };
                 for entry in entries.flatten() {
+                    if is_temp(&entry.path()) {
+                        continue;
+                    }
                     let Ok(mut file) = File::open(entry.path()) else {
                         continue;
                     };
