@@ -2,10 +2,16 @@
 //! k3d or any cluster where the CRD can be installed); otherwise it says so and passes.
 //!
 //! It installs/updates the CRD, creates a StorageService in a throw-away namespace,
-//! runs one reconcile in-process and checks the children and status, then cleans up.
+//! reconciles it in-process until the servers are Ready, stores and reads an object with
+//! the real PyPI `objectstore-client` through `kubectl port-forward`, then cleans up.
+//!
+//! The server image must be pullable by the cluster: set `STRATA_E2E_IMAGE` (e.g. an image
+//! built from this repo and loaded with `kind load docker-image`).
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -54,6 +60,9 @@ async fn storage_service_reconciles_on_a_real_cluster() {
     let services: Api<StorageService> = Api::namespaced(client.clone(), &ns_name);
     let mut spec = StorageServiceSpec::minimal();
     spec.storage.backend = StorageBackend::Memory;
+    if let Ok(image) = std::env::var("STRATA_E2E_IMAGE") {
+        spec.image = image;
+    }
     let created = services
         .create(&PostParams::default(), &StorageService::new("e2e", spec))
         .await
@@ -93,6 +102,62 @@ async fn storage_service_reconciles_on_a_real_cluster() {
         ctx.metrics.writes.with_label_values(&["apply"]).get(),
         before
     );
+
+    // Reconcile until the servers are Ready (the pods must pull and start).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let current = services.get("e2e").await.unwrap();
+        reconcile(Arc::new(current), ctx.clone())
+            .await
+            .expect("reconcile");
+        let current = services.get("e2e").await.unwrap();
+        let ready = current
+            .status
+            .as_ref()
+            .and_then(|s| s.condition("Ready"))
+            .is_some_and(|c| c.status == "True");
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "StorageService not Ready within 5 minutes: {:?}",
+            current.status
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+
+    // The real Python client against the Service, through a port-forward.
+    let mut forward = Command::new("kubectl")
+        .args(["-n", &ns_name, "port-forward", "service/e2e", ":8888"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH");
+    let mut line = String::new();
+    BufReader::new(forward.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "Forwarding from 127.0.0.1:PORT -> 8888"
+    let local = line
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("unexpected port-forward output {line:?}"))
+        .to_owned();
+    let script = format!(
+        "from objectstore_client import Client, Usecase\n\
+         s = Client('http://{local}').session(Usecase('e2e'), org=1)\n\
+         k = s.put(b'hello from e2e', key='greeting')\n\
+         assert s.get(k).payload.read() == b'hello from e2e'\n\
+         s.delete(k)\n\
+         assert s.get(k) is None\n"
+    );
+    let status = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert!(status.success(), "python client round trip failed");
 
     namespaces
         .delete(&ns_name, &DeleteParams::default())
