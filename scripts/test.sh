@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
 export CARGO_TERM_COLOR=never
+# Incremental artifacts only grow a long-lived target directory; CI builds are one-shot.
+export CARGO_INCREMENTAL=0
 export STRATA_ARTIFACTS="${STRATA_ARTIFACTS:-$CARGO_TARGET_DIR/artifacts}"
 mkdir -p "$STRATA_ARTIFACTS"
 

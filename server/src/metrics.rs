@@ -414,11 +414,6 @@ impl Default for Metrics {
     }
 }
 
-/// Fixed histogram buckets used for operation and request latency (seconds).
-pub fn latency_buckets() -> &'static [f64] {
-    LATENCY_BUCKETS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
