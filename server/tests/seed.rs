@@ -127,6 +127,25 @@ async fn start(max_concurrency: usize, max_requests: usize) -> RunningServer {
     app::start(config).await.unwrap()
 }
 
+/// Fetches `/metrics` and returns the value of one series.
+async fn scrape(client: &reqwest::Client, base: &str, series: &str) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric(&text, series)
+}
+
+/// Starts a GET of a delayed (`slow/`) key in the background; yields its status.
+fn slow_get(client: &reqwest::Client, base: &str) -> tokio::task::JoinHandle<reqwest::StatusCode> {
+    let (client, url) = (client.clone(), format!("{base}/v1/objects/seed/_/slow/x"));
+    tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
+}
+
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
@@ -151,16 +170,13 @@ async fn http_panic_is_500_json_and_next_request_succeeds() {
         detail.starts_with("service error: service task failed: injected fault"),
         "{detail}"
     );
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     assert_eq!(
-        metric(&metrics, "strata_service_panics_total{operation=\"get\"}"),
+        scrape(
+            &client,
+            &base,
+            "strata_service_panics_total{operation=\"get\"}"
+        )
+        .await,
         1.0
     );
     let res = client
@@ -178,17 +194,7 @@ async fn http_service_tier_429_and_web_tier_503() {
     let server = start(1, 100).await;
     let base = format!("http://{}", server.addr());
     let client = reqwest::Client::new();
-    let slow = {
-        let (client, base) = (client.clone(), base.clone());
-        tokio::spawn(async move {
-            client
-                .get(format!("{base}/v1/objects/seed/_/slow/x"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let slow = slow_get(&client, &base);
     while server.service().available_permits() > 0 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -201,19 +207,13 @@ async fn http_service_tier_429_and_web_tier_503() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["detail"], "service error: concurrency limit reached");
     assert_eq!(slow.await.unwrap(), 404);
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     assert_eq!(
-        metric(
-            &text,
+        scrape(
+            &client,
+            &base,
             "strata_service_rejections_total{reason=\"at_capacity\"}"
-        ),
+        )
+        .await,
         1.0
     );
     server.shutdown().await;
@@ -221,17 +221,7 @@ async fn http_service_tier_429_and_web_tier_503() {
     // Web tier: with one request slot held by a slow request, the next gets an empty 503.
     let server = start(10, 1).await;
     let base = format!("http://{}", server.addr());
-    let slow = {
-        let (client, base) = (client.clone(), base.clone());
-        tokio::spawn(async move {
-            client
-                .get(format!("{base}/v1/objects/seed/_/slow/x"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let slow = slow_get(&client, &base);
     while server.metrics().http_in_flight.get() == 0 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -246,14 +236,9 @@ async fn http_service_tier_429_and_web_tier_503() {
     let res = client.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(slow.await.unwrap(), 404);
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(metric(&text, "strata_http_rejections_total"), 1.0);
+    assert_eq!(
+        scrape(&client, &base, "strata_http_rejections_total").await,
+        1.0
+    );
     server.shutdown().await;
 }
