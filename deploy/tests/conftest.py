@@ -89,13 +89,7 @@ class Server:
         return r.text
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        p.stop_process(self.proc)
 
 
 @pytest.fixture

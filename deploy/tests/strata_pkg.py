@@ -60,6 +60,17 @@ def tool(name: str) -> str:
     return found
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM a child we started, waiting up to 15 s before SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def run(args: list[str], **kw) -> str:
     """Runs a command, returns stdout; raises with stderr in the message on failure."""
     proc = subprocess.run(args, capture_output=True, text=True, **kw)

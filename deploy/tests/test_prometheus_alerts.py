@@ -78,13 +78,7 @@ class Prometheus:
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; alerts: {self.alerts()}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        p.stop_process(self.proc)
 
 
 @pytest.fixture
