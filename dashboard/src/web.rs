@@ -1,5 +1,5 @@
 //! I/O: the HTTP surface. Read-only by construction: a middleware answers 405 to every
-//! method but GET and HEAD before routing, and no handler changes state.
+//! method but GET before routing, and no handler changes state.
 
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -179,16 +179,16 @@ async fn fallback() -> Response {
     not_found("There is no page at this address.")
 }
 
-/// Refuses every method except GET and HEAD (405 with `Allow`), adds security headers and
+/// Refuses every method except GET (405 with `Allow: GET`), adds security headers and
 /// counts responses.
 async fn guard(AxumState(app): AxumState<AppState>, req: Request, next: Next) -> Response {
-    let mut resp = if req.method() == Method::GET || req.method() == Method::HEAD {
+    let mut resp = if req.method() == Method::GET {
         next.run(req).await
     } else {
         let mut r = Response::new(Body::from("read-only dashboard: only GET is allowed\n"));
         *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
         r
     };
     let h = resp.headers_mut();

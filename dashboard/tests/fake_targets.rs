@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, fast_settings, get, metrics_text, strip_tags, FakeTarget};
+use common::{eventually, fast_settings, get, metrics_text, strip_tags, wait_for_text, FakeTarget};
 use strata_dashboard::collector::Source;
 use strata_dashboard::sources::local::Target;
 
@@ -24,14 +24,11 @@ async fn panics_appear_on_overview_and_alert_strip_names_the_operation() {
     .unwrap();
     let base = format!("http://{}", dash.addr());
     // Wait until at least one scrape saw the zero baseline.
-    eventually("first scrape", Duration::from_secs(10), || async {
-        let (_, body) = get(&format!("{base}/")).await;
-        if body.contains("1 / 1 reachable") {
-            Ok(())
-        } else {
-            Err(strip_tags(&body))
-        }
-    })
+    wait_for_text(
+        &format!("{base}/"),
+        "1 / 1 reachable",
+        Duration::from_secs(10),
+    )
     .await;
     fake.set(metrics_text(3, 0, 0, 20));
     let body = eventually(
@@ -113,14 +110,11 @@ async fn stopped_target_shows_unreachable_since() {
         .await
         .unwrap();
     let base = format!("http://{}", dash.addr());
-    eventually("first scrape", Duration::from_secs(10), || async {
-        let (_, body) = get(&format!("{base}/fragments/overview")).await;
-        if body.contains("1 / 1 reachable") {
-            Ok(())
-        } else {
-            Err(strip_tags(&body))
-        }
-    })
+    wait_for_text(
+        &format!("{base}/fragments/overview"),
+        "1 / 1 reachable",
+        Duration::from_secs(10),
+    )
     .await;
     fake.stop().await;
     let text = eventually("unreachable", Duration::from_secs(10), || async {
@@ -203,13 +197,17 @@ async fn read_only_safe_headers_health_and_own_metrics() {
                 .await
                 .unwrap();
             assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
-            assert_eq!(resp.headers()["allow"], "GET, HEAD");
+            assert_eq!(resp.headers()["allow"], "GET");
         }
     }
     let resp = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let resp = client.head(format!("{base}/")).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200, "HEAD is a read too");
+    assert_eq!(
+        resp.status().as_u16(),
+        405,
+        "every non-GET method is refused"
+    );
     let resp = client.get(format!("{base}/")).send().await.unwrap();
     let csp = resp.headers()["content-security-policy"]
         .to_str()

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, fast_settings, get, strip_tags};
+use common::{eventually, fast_settings, get, strip_tags, wait_for_text};
 use strata_dashboard::collector::Source;
 use strata_server::config::Config;
 
@@ -46,14 +46,11 @@ async fn panics_rejections_and_shutdown_of_a_real_server() {
     .await
     .unwrap();
     let base = format!("http://{}", dash.addr());
-    eventually("first scrape", Duration::from_secs(15), || async {
-        let (_, body) = get(&format!("{base}/fragments/overview")).await;
-        if body.contains("1 / 1 reachable") {
-            Ok(())
-        } else {
-            Err(strip_tags(&body))
-        }
-    })
+    wait_for_text(
+        &format!("{base}/fragments/overview"),
+        "1 / 1 reachable",
+        Duration::from_secs(15),
+    )
     .await;
 
     // Healthy traffic first: an object in, the same object out.

@@ -119,6 +119,19 @@ where
 }
 
 /// The text of the overview's services table, with tags stripped (for readable asserts).
+/// Polls `url` until its HTML contains `needle` (bounded by `timeout`).
+pub async fn wait_for_text(url: &str, needle: &str, timeout: Duration) {
+    eventually(needle, timeout, || async {
+        let (_, body) = get(url).await;
+        if body.contains(needle) {
+            Ok(())
+        } else {
+            Err(strip_tags(&body))
+        }
+    })
+    .await
+}
+
 pub fn strip_tags(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut in_tag = false;
