@@ -219,27 +219,12 @@ impl Config {
         if !overrides.is_empty() {
             origin = format!("{origin} + environment");
         }
-        let config: Config =
-            serde_path_to_error::deserialize(value).map_err(|err| ConfigError::Invalid {
-                origin: origin.clone(),
-                key: err.path().to_string(),
-                message: err.inner().to_string(),
-            })?;
-        config.validate()?;
-        Ok(config)
+        from_value(value, &origin)
     }
 
     /// Parses a YAML document (as the operator renders it) with the same strictness as `load`.
     pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
-        let value = parse_yaml(text, "document")?;
-        let config: Config =
-            serde_path_to_error::deserialize(value).map_err(|err| ConfigError::Invalid {
-                origin: "document".to_owned(),
-                key: err.path().to_string(),
-                message: err.inner().to_string(),
-            })?;
-        config.validate()?;
-        Ok(config)
+        from_value(parse_yaml(text, "document")?, "document")
     }
 
     /// Renders the configuration as YAML (for `strata-server config` and the operator).
@@ -273,6 +258,18 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Deserializes strictly (naming the offending key) and checks cross-field rules.
+fn from_value(value: serde_yaml::Value, origin: &str) -> Result<Config, ConfigError> {
+    let config: Config =
+        serde_path_to_error::deserialize(value).map_err(|err| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: err.path().to_string(),
+            message: err.inner().to_string(),
+        })?;
+    config.validate()?;
+    Ok(config)
 }
 
 fn parse_yaml(text: &str, origin: &str) -> Result<serde_yaml::Value, ConfigError> {

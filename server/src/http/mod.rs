@@ -91,13 +91,7 @@ pub fn with_web_layers(routes: Router, limit: Arc<limit::WebLimit>) -> Router {
 }
 
 fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
-    let message = if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic in request handler".to_owned()
-    };
+    let message = crate::service::panic_message(payload.as_ref());
     tracing::error!(%message, "request handler panicked");
     (
         StatusCode::INTERNAL_SERVER_ERROR,

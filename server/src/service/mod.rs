@@ -147,7 +147,8 @@ impl Inner {
     }
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// The text of a caught panic payload (`&str` or `String`; anything else gets a stand-in).
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
