@@ -128,6 +128,12 @@ fn init_logging(config: &Config) {
 
 fn run(config: Config) -> Result<(), String> {
     init_logging(&config);
+    // Every log segment and connection is a descriptor; the default soft limit (often
+    // 1024) is far below what the hard limit allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!(%err, "cannot raise the open file limit"),
+    }
     runtime()?.block_on(async move {
         let storage = app::describe_storage(&config);
         let server = app::start(config.clone())

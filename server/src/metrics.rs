@@ -4,6 +4,8 @@
 //! only together. Every label value comes from a small fixed set, never from a key,
 //! usecase, scope or user.
 
+use std::sync::Arc;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -160,9 +162,20 @@ pub fn status_class(status: http::StatusCode) -> &'static str {
 }
 
 /// All server metrics, registered in one registry per server instance (so tests can run
-/// several servers in one process).
+/// several servers in one process). Cloned per request, so a clone is one `Arc`.
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<MetricSet>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricSet;
+
+    fn deref(&self) -> &MetricSet {
+        &self.0
+    }
+}
+
+/// The metric handles behind [`Metrics`].
+pub struct MetricSet {
     registry: Registry,
     /// `strata_service_tasks_running`.
     pub tasks_running: IntGauge,
@@ -223,7 +236,7 @@ impl Metrics {
             h
         };
 
-        let metrics = Metrics {
+        let metrics = MetricSet {
             tasks_running: gauge(names::TASKS_RUNNING, "Storage operations running now."),
             tasks_queued: gauge(
                 names::TASKS_QUEUED,
@@ -297,6 +310,7 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("unique");
+        let metrics = Metrics(Arc::new(metrics));
 
         for op in Operation::ALL {
             metrics.panics.with_label_values(&[op.as_str()]);

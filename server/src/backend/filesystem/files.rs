@@ -1,0 +1,234 @@
+//! Object files: one file per large object, `<root>/objects/<xx>/<sha256>`, with the
+//! metadata in a header inside the same file so payload and metadata change together.
+//!
+//! Crash safety: a write goes to a fresh temp file beside the object's file, which is
+//! fsynced, renamed over the object's file and followed by an fsync of the directory.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::backend::BackendError;
+use crate::object::{Metadata, ObjectId};
+
+use super::Digest;
+
+const MAGIC: &[u8; 8] = b"STRATA\x00\x01";
+/// Upper bound on a header, so a corrupt length cannot make us allocate gigabytes.
+const MAX_HEADER: u32 = 16 * 1024 * 1024;
+const TEMP_SUFFIX: &str = ".tmp";
+/// Files up to this size are read whole by one blocking call.
+const READ_WHOLE: u64 = 128 * 1024;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct Header {
+    pub(super) id: ObjectId,
+    pub(super) metadata: Metadata,
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The digest an object file is named after, or `None` for any other file name.
+pub(super) fn parse_digest(name: &str) -> Option<Digest> {
+    if name.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(name.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(digest)
+}
+
+/// Where the object with `digest` lives when it has a file of its own.
+pub(super) fn object_path(root: &Path, digest: &Digest) -> PathBuf {
+    let hex = hex(digest);
+    root.join("objects").join(&hex[..2]).join(hex)
+}
+
+/// A fresh temp file beside `target`, so the rename stays within one directory.
+pub(super) fn temp_path(target: &Path) -> PathBuf {
+    target
+        .parent()
+        .expect("object paths have a parent")
+        .join(format!(".{}{TEMP_SUFFIX}", uuid::Uuid::new_v4()))
+}
+
+fn is_temp(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(TEMP_SUFFIX))
+}
+
+/// Creates the shard directories, removes temp files left by a crash (they were never
+/// acknowledged) and returns the digest of every object file.
+pub(super) fn init_objects(root: &Path) -> io::Result<Vec<Digest>> {
+    let objects = root.join("objects");
+    std::fs::create_dir_all(&objects)?;
+    let mut digests = Vec::new();
+    for i in 0..=255u8 {
+        let shard = objects.join(format!("{i:02x}"));
+        std::fs::create_dir_all(&shard)?;
+        for entry in std::fs::read_dir(&shard)? {
+            let path = entry?.path();
+            if is_temp(&path) {
+                let _ = std::fs::remove_file(path);
+            } else if let Some(digest) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_digest)
+            {
+                digests.push(digest);
+            }
+        }
+    }
+    fsync_dir(&objects)?;
+    fsync_dir(root)?;
+    Ok(digests)
+}
+
+pub(super) fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The header bytes that start an object file.
+pub(super) fn encode_header(id: &ObjectId, metadata: &Metadata) -> Vec<u8> {
+    let mut metadata = metadata.clone();
+    metadata.size = None;
+    let json = serde_json::to_vec(&Header {
+        id: id.clone(),
+        metadata,
+    })
+    .expect("metadata always serializes");
+    let mut out = Vec::with_capacity(12 + json.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out
+}
+
+/// Reads the header at the start of an object; returns it and the payload offset.
+pub(super) fn read_header(file: &mut impl Read) -> Result<(Header, u64), BackendError> {
+    let mut prefix = [0u8; 12];
+    file.read_exact(&mut prefix)
+        .map_err(|e| BackendError::Corrupt(format!("short header: {e}")))?;
+    if &prefix[..8] != MAGIC {
+        return Err(BackendError::Corrupt("bad magic".to_owned()));
+    }
+    let len = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes"));
+    if len > MAX_HEADER {
+        return Err(BackendError::Corrupt(format!("header of {len} bytes")));
+    }
+    let mut json = vec![0u8; len as usize];
+    file.read_exact(&mut json)
+        .map_err(|e| BackendError::Corrupt(format!("short header: {e}")))?;
+    let header: Header = serde_json::from_slice(&json)
+        .map_err(|e| BackendError::Corrupt(format!("bad header: {e}")))?;
+    Ok((header, 12 + len as u64))
+}
+
+/// Opens an object file and reads its header; `None` when the file does not exist.
+pub(super) fn open_object(
+    path: &Path,
+    id: &ObjectId,
+) -> Result<Option<(File, Metadata, u64)>, BackendError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let (header, offset) = read_header(&mut file)?;
+    check_id(&header, id)?;
+    let len = file.metadata()?.len();
+    let mut metadata = header.metadata;
+    metadata.size = Some(len.saturating_sub(offset));
+    Ok(Some((file, metadata, offset)))
+}
+
+/// A payload as read from disk: small files whole, large ones as an open file.
+pub(super) enum Payload {
+    Whole(bytes::Bytes),
+    File(File),
+}
+
+/// Opens an object for reading in one blocking call: small files are read whole, large
+/// ones are positioned at their payload.
+pub(super) fn read_object(
+    path: &Path,
+    id: &ObjectId,
+) -> Result<Option<(Metadata, Payload)>, BackendError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let len = file.metadata()?.len();
+    if len <= READ_WHOLE {
+        let mut whole = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut whole)?;
+        let (header, offset) = read_header(&mut whole.as_slice())?;
+        check_id(&header, id)?;
+        let mut metadata = header.metadata;
+        let payload = bytes::Bytes::from(whole).slice(offset as usize..);
+        metadata.size = Some(payload.len() as u64);
+        return Ok(Some((metadata, Payload::Whole(payload))));
+    }
+    let (header, offset) = read_header(&mut file)?;
+    check_id(&header, id)?;
+    let mut metadata = header.metadata;
+    metadata.size = Some(len.saturating_sub(offset));
+    file.seek(SeekFrom::Start(offset))?;
+    Ok(Some((metadata, Payload::File(file))))
+}
+
+fn check_id(header: &Header, id: &ObjectId) -> Result<(), BackendError> {
+    if &header.id != id {
+        return Err(BackendError::Corrupt(
+            "digest collision or misplaced file".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Moves a finished temp file into place durably.
+pub(super) fn publish(temp: &Path, target: &Path) -> io::Result<()> {
+    std::fs::rename(temp, target)?;
+    fsync_dir(target.parent().expect("object paths have a parent"))
+}
+
+/// Removes an object file; a missing file is fine.
+pub(super) fn remove(path: &Path, durable: bool) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) if durable => fsync_dir(path.parent().expect("object paths have a parent")),
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes a temp file when a write did not complete.
+pub(super) struct TempGuard(pub(super) Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_names_round_trip_and_other_names_are_ignored() {
+        let digest: Digest = std::array::from_fn(|i| (i * 7) as u8);
+        assert_eq!(parse_digest(&hex(&digest)), Some(digest));
+        assert_eq!(parse_digest("LOCK"), None);
+        assert_eq!(parse_digest(&"zz".repeat(32)), None);
+        assert_eq!(parse_digest(&format!(".{}", &hex(&digest)[1..])), None);
+    }
+}

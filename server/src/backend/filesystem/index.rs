@@ -1,0 +1,113 @@
+//! The in-memory index: where the current version of every object lives.
+//!
+//! Why in memory: every key's state (in the log, in a file of its own, or absent) is
+//! known without touching the disk, so a miss costs no I/O and a read of a logged object
+//! is one positioned read, or none when cached. Rebuilt from the log and the object
+//! files at start-up. The index also keeps each segment's live-byte count, which decides
+//! when compaction pays off.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use super::log::Location;
+use super::Digest;
+
+const SHARDS: usize = 64;
+
+/// Where an object's current version lives.
+#[derive(Debug, Clone)]
+pub(super) enum Entry {
+    /// A `Put` record in the log.
+    Logged {
+        location: Location,
+        /// The deadline from its metadata, so the sweep needs no reads.
+        expires: Option<SystemTime>,
+    },
+    /// A file of its own (a large object).
+    File,
+}
+
+/// Digest -> entry, sharded so lookups from many tasks rarely contend.
+#[derive(Debug)]
+pub(super) struct Index {
+    shards: Vec<Mutex<HashMap<Digest, Entry>>>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+fn account(entry: Option<&Entry>, add: bool) {
+    if let Some(Entry::Logged { location, .. }) = entry {
+        let bytes = u64::from(location.len);
+        if add {
+            location.segment.live.fetch_add(bytes, Ordering::Relaxed);
+        } else {
+            location.segment.release(bytes);
+        }
+    }
+}
+
+impl Index {
+    fn shard(&self, digest: &Digest) -> std::sync::MutexGuard<'_, HashMap<Digest, Entry>> {
+        self.shards[digest[1] as usize % SHARDS]
+            .lock()
+            .expect("index shard lock")
+    }
+
+    /// The current entry for `digest`.
+    pub(super) fn get(&self, digest: &Digest) -> Option<Entry> {
+        self.shard(digest).get(digest).cloned()
+    }
+
+    /// Sets the entry for `digest`; returns the one it replaced.
+    pub(super) fn insert(&self, digest: Digest, entry: Entry) -> Option<Entry> {
+        account(Some(&entry), true);
+        let old = self.shard(&digest).insert(digest, entry);
+        account(old.as_ref(), false);
+        old
+    }
+
+    /// Forgets `digest`; returns the entry it had.
+    pub(super) fn remove(&self, digest: &Digest) -> Option<Entry> {
+        let old = self.shard(digest).remove(digest);
+        account(old.as_ref(), false);
+        old
+    }
+
+    /// Logged objects whose deadline passed before `now`.
+    pub(super) fn expired_logged(&self, now: SystemTime) -> Vec<Digest> {
+        self.collect(|entry| {
+            matches!(entry, Entry::Logged { expires: Some(deadline), .. } if *deadline <= now)
+        })
+    }
+
+    /// Objects that have files of their own.
+    pub(super) fn files(&self) -> Vec<Digest> {
+        self.collect(|entry| matches!(entry, Entry::File))
+    }
+
+    fn collect(&self, keep: impl Fn(&Entry) -> bool) -> Vec<Digest> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock().expect("index shard lock");
+            out.extend(shard.iter().filter(|(_, e)| keep(e)).map(|(d, _)| *d));
+        }
+        out
+    }
+
+    /// Whether `digest`'s current version is the record at `offset` of segment `segment`.
+    pub(super) fn points_at(&self, digest: &Digest, segment: u64, offset: u64) -> bool {
+        matches!(
+            self.shard(digest).get(digest),
+            Some(Entry::Logged { location, .. })
+                if location.segment.id == segment && location.offset == offset
+        )
+    }
+}
