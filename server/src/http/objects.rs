@@ -218,19 +218,27 @@ pub async fn get_object(
     Ok((StatusCode::PARTIAL_CONTENT, response_headers, body).into_response())
 }
 
-/// Skips `skip` bytes of a payload and yields the next `take` bytes.
+/// Skips `skip` bytes of a payload and yields the next `take` bytes, then stops reading.
 fn slice_stream(payload: PayloadStream, skip: u64, take: u64) -> PayloadStream {
-    let mut offset = 0u64;
+    let end = skip + take;
     payload
-        .try_filter_map(move |chunk: Bytes| {
-            let len = chunk.len() as u64;
-            let chunk_start = offset;
-            offset += len;
-            let from = skip.saturating_sub(chunk_start).min(len);
-            let to = (skip + take).saturating_sub(chunk_start).min(len);
-            let piece = (from < to).then(|| chunk.slice(from as usize..to as usize));
-            futures::future::ready(Ok(piece))
+        .scan(0u64, move |offset, chunk| {
+            let item = match chunk {
+                Err(err) => Some(Some(Err(err))),
+                // The range is complete: end the stream instead of reading the rest.
+                Ok(_) if *offset >= end => None,
+                Ok(chunk) => {
+                    let len = chunk.len() as u64;
+                    let chunk_start = *offset;
+                    *offset += len;
+                    let from = skip.saturating_sub(chunk_start).min(len);
+                    let to = end.saturating_sub(chunk_start).min(len);
+                    Some((from < to).then(|| Ok(chunk.slice(from as usize..to as usize))))
+                }
+            };
+            futures::future::ready(item)
         })
+        .filter_map(futures::future::ready)
         .boxed()
 }
 
@@ -332,5 +340,19 @@ mod tests {
         assert_eq!(collect(s).await, b"abcdef");
         let s = slice_stream(chunks(&[b"abc", b"def"]), 5, 1);
         assert_eq!(collect(s).await, b"f");
+    }
+
+    #[tokio::test]
+    async fn stops_reading_once_the_range_is_complete() {
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = read.clone();
+        let endless = futures::stream::repeat_with(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(Bytes::from_static(b"0123456789"))
+        })
+        .boxed();
+        let s = slice_stream(endless, 12, 5);
+        assert_eq!(collect(s).await, b"23456");
+        assert!(read.load(std::sync::atomic::Ordering::Relaxed) <= 3);
     }
 }

@@ -281,6 +281,14 @@ impl Shared {
         .await
     }
 
+    /// Drops the cached copy of a version the index no longer points at; passes it on.
+    fn evict(&self, old: Option<Entry>) -> Option<Entry> {
+        if let Some(Entry::Logged { location, .. }) = &old {
+            self.cache.remove(&(location.segment.id, location.offset));
+        }
+        old
+    }
+
     /// Commits a `Put` record and makes it the key's current version. Call with the
     /// key's stripe locked.
     async fn put_logged(
@@ -299,9 +307,10 @@ impl Shared {
             (location.segment.id, location.offset),
             Arc::new(Cached { metadata, payload }),
         );
-        let old = self
-            .index
-            .insert(digest, Entry::Logged { location, expires });
+        let old = self.evict(
+            self.index
+                .insert(digest, Entry::Logged { location, expires }),
+        );
         if let Some(Entry::File) = old {
             // The log now outranks the file; recovery would remove it too.
             let path = self.object_path(&digest);
@@ -355,7 +364,7 @@ impl Shared {
         self.log
             .append(log::encode(Kind::External, id_json, b"", b""))
             .await?;
-        self.index.insert(digest, Entry::File);
+        self.evict(self.index.insert(digest, Entry::File));
         Ok(size)
     }
 
@@ -419,7 +428,7 @@ impl Shared {
                 self.log
                     .append(log::encode(Kind::Delete, id_json, b"", b""))
                     .await?;
-                self.index.remove(&digest);
+                self.evict(self.index.remove(&digest));
             }
             Some(Entry::File) => {
                 // No record needed: the log's last word on this key is `External` (or
@@ -568,8 +577,10 @@ impl Shared {
             let Some(digest) = digest else { continue };
             let _lock = self.stripe(&digest).lock().await;
             if self.index.points_at(&digest, segment, offset) {
-                self.index
-                    .insert(digest, Entry::Logged { location, expires });
+                self.evict(
+                    self.index
+                        .insert(digest, Entry::Logged { location, expires }),
+                );
             }
         }
         Ok(())
