@@ -1938,6 +1938,25 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 }
 
 #[tokio::test]
+async fn bytes_out_counts_payloads_served_from_log_and_file() {
+    let h = Harness::start().await;
+    let out = || h.server.metrics().bytes.with_label_values(&["out"]).get();
+    let small = pattern(4096, 1);
+    let big = pattern(300_000, 2);
+    assert_eq!(h.put("small", &[], &small).await.status, StatusCode::OK);
+    assert_eq!(h.put("big", &[], &big).await.status, StatusCode::OK);
+    for (key, body) in [("small", &small), ("big", &big)] {
+        let before = out();
+        assert!(h.get(key, &[]).await.body == *body);
+        assert_eq!(out() - before, body.len() as u64, "{key}");
+        let before = out();
+        let r = h.get(key, &[("range", b"bytes=100-199")]).await;
+        assert!(r.body == body[100..200]);
+        assert_eq!(out() - before, 100, "{key} range");
+    }
+}
+
+#[tokio::test]
 async fn large_object_ranges_cross_chunk_boundaries() {
     let h = Harness::start().await;
     let len = 3 * 1024 * 1024 + 17;

@@ -6,9 +6,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 
-use super::{same_version, Backend, BackendError, PayloadStream, StoredObject};
+use super::{same_version, Backend, BackendError, Payload, PayloadStream, StoredObject};
 use crate::object::{Metadata, ObjectId};
 
 /// Objects in a hash map; payloads are buffered whole before they replace the old object.
@@ -61,7 +61,7 @@ impl Backend for MemoryBackend {
     async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
         Ok(self.read(id).map(|(metadata, bytes)| StoredObject {
             metadata,
-            payload: futures::stream::once(async move { Ok(bytes) }).boxed(),
+            payload: Payload::Bytes(bytes),
         }))
     }
 

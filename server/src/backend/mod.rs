@@ -17,6 +17,9 @@ use crate::object::{Metadata, ObjectId};
 pub mod faults;
 pub mod filesystem;
 pub mod memory;
+pub mod payload;
+
+pub use payload::Payload;
 
 /// A payload travelling into or out of a backend, chunk by chunk.
 pub type PayloadStream = BoxStream<'static, std::io::Result<Bytes>>;
@@ -25,8 +28,8 @@ pub type PayloadStream = BoxStream<'static, std::io::Result<Bytes>>;
 pub struct StoredObject {
     /// The stored metadata; `size` is the stored payload size.
     pub metadata: Metadata,
-    /// The payload, streamed from the backend.
-    pub payload: PayloadStream,
+    /// The payload, in whatever form the backend serves it cheapest.
+    pub payload: Payload,
 }
 
 impl fmt::Debug for StoredObject {

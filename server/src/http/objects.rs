@@ -17,7 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::error::ApiError;
 use super::range::parse_range;
 use super::AppState;
-use crate::backend::PayloadStream;
+use crate::backend::{Payload, PayloadStream};
 use crate::metrics::Metrics;
 use crate::object::expiration::MetadataUpdate;
 use crate::object::id::{percent_decode_param, validate_usecase};
@@ -192,7 +192,14 @@ pub async fn get_object(
 
     let Some(range) = range else {
         response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
-        let body = Body::from_stream(object.payload.inspect_ok(meter));
+        let body = match object.payload {
+            // Complete in memory: one body, sent with the head.
+            Payload::Bytes(bytes) => {
+                state.metrics.add_bytes(false, bytes.len() as u64);
+                Body::from(bytes)
+            }
+            payload => Body::from_stream(payload.into_stream().inspect_ok(meter)),
+        };
         return Ok((StatusCode::OK, response_headers, body).into_response());
     };
     let span = match range.resolve(total) {
@@ -213,33 +220,13 @@ pub async fn get_object(
         HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")).expect("ascii"),
     );
     response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start + 1));
-    let body =
-        Body::from_stream(slice_stream(object.payload, start, end - start + 1).inspect_ok(meter));
+    let body = Body::from_stream(
+        object
+            .payload
+            .slice(start, end - start + 1)
+            .inspect_ok(meter),
+    );
     Ok((StatusCode::PARTIAL_CONTENT, response_headers, body).into_response())
-}
-
-/// Skips `skip` bytes of a payload and yields the next `take` bytes, then stops reading.
-fn slice_stream(payload: PayloadStream, skip: u64, take: u64) -> PayloadStream {
-    let end = skip + take;
-    payload
-        .scan(0u64, move |offset, chunk| {
-            let item = match chunk {
-                Err(err) => Some(Some(Err(err))),
-                // The range is complete: end the stream instead of reading the rest.
-                Ok(_) if *offset >= end => None,
-                Ok(chunk) => {
-                    let len = chunk.len() as u64;
-                    let chunk_start = *offset;
-                    *offset += len;
-                    let from = skip.saturating_sub(chunk_start).min(len);
-                    let to = end.saturating_sub(chunk_start).min(len);
-                    Some((from < to).then(|| Ok(chunk.slice(from as usize..to as usize))))
-                }
-            };
-            futures::future::ready(item)
-        })
-        .filter_map(futures::future::ready)
-        .boxed()
 }
 
 /// O4 `HEAD …/{key}`: metadata only, with `content-length` of the stored object.
@@ -303,21 +290,6 @@ pub async fn not_implemented() -> ApiError {
 mod tests {
     use super::*;
 
-    async fn collect(stream: PayloadStream) -> Vec<u8> {
-        stream
-            .try_fold(Vec::new(), |mut acc, c| async move {
-                acc.extend_from_slice(&c);
-                Ok(acc)
-            })
-            .await
-            .unwrap()
-    }
-
-    fn chunks(parts: &[&'static [u8]]) -> PayloadStream {
-        let parts: Vec<&'static [u8]> = parts.to_vec();
-        futures::stream::iter(parts.into_iter().map(|p| Ok(Bytes::from_static(p)))).boxed()
-    }
-
     #[test]
     fn splits_raw_paths_without_decoding() {
         let p = split_object_path("/v1/objects/att/org=1;p=2/a%2Fb//c/");
@@ -330,29 +302,5 @@ mod tests {
         assert_eq!((p.scopes.as_str(), p.key), ("_", None));
         let p = split_object_path("/v1/objects/att/_//x");
         assert_eq!(p.key.as_deref(), Some("/x"));
-    }
-
-    #[tokio::test]
-    async fn slices_across_chunk_boundaries() {
-        let s = slice_stream(chunks(&[b"abc", b"def", b"ghi"]), 2, 5);
-        assert_eq!(collect(s).await, b"cdefg");
-        let s = slice_stream(chunks(&[b"abc", b"def"]), 0, 6);
-        assert_eq!(collect(s).await, b"abcdef");
-        let s = slice_stream(chunks(&[b"abc", b"def"]), 5, 1);
-        assert_eq!(collect(s).await, b"f");
-    }
-
-    #[tokio::test]
-    async fn stops_reading_once_the_range_is_complete() {
-        let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = read.clone();
-        let endless = futures::stream::repeat_with(move || {
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(Bytes::from_static(b"0123456789"))
-        })
-        .boxed();
-        let s = slice_stream(endless, 12, 5);
-        assert_eq!(collect(s).await, b"23456");
-        assert!(read.load(std::sync::atomic::Ordering::Relaxed) <= 3);
     }
 }

@@ -5,10 +5,10 @@
 //! fsynced, renamed over the object's file and followed by an fsync of the directory.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Payload};
 use crate::object::{Metadata, ObjectId};
 
 use super::Digest;
@@ -147,14 +147,8 @@ pub(super) fn open_object(
     Ok(Some((file, metadata, offset)))
 }
 
-/// A payload as read from disk: small files whole, large ones as an open file.
-pub(super) enum Payload {
-    Whole(bytes::Bytes),
-    File(File),
-}
-
 /// Opens an object for reading in one blocking call: small files are read whole, large
-/// ones are positioned at their payload.
+/// ones are handed out open, to be streamed from wherever a range starts.
 pub(super) fn read_object(
     path: &Path,
     id: &ObjectId,
@@ -173,14 +167,21 @@ pub(super) fn read_object(
         let mut metadata = header.metadata;
         let payload = bytes::Bytes::from(whole).slice(offset as usize..);
         metadata.size = Some(payload.len() as u64);
-        return Ok(Some((metadata, Payload::Whole(payload))));
+        return Ok(Some((metadata, Payload::Bytes(payload))));
     }
     let (header, offset) = read_header(&mut file)?;
     check_id(&header, id)?;
     let mut metadata = header.metadata;
-    metadata.size = Some(len.saturating_sub(offset));
-    file.seek(SeekFrom::Start(offset))?;
-    Ok(Some((metadata, Payload::File(file))))
+    let size = len.saturating_sub(offset);
+    metadata.size = Some(size);
+    Ok(Some((
+        metadata,
+        Payload::File {
+            file,
+            offset,
+            len: size,
+        },
+    )))
 }
 
 fn check_id(header: &Header, id: &ObjectId) -> Result<(), BackendError> {

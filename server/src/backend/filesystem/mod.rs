@@ -29,7 +29,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-use super::{same_version, Backend, BackendError, PayloadStream, StoredObject};
+use super::{same_version, Backend, BackendError, Payload, PayloadStream, StoredObject};
 use crate::object::{Metadata, ObjectId};
 
 mod files;
@@ -48,7 +48,8 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 /// Decoded logged objects kept in memory, in bytes.
 const CACHE_BYTES: u64 = 64 << 20;
 const LOCK_STRIPES: usize = 256;
-const READ_CHUNK: usize = 64 * 1024;
+/// Large uploads reach the temp file in writes of about this size.
+const WRITE_CHUNK: usize = 64 * 1024;
 /// How often compaction looks for segments that are mostly dead.
 const COMPACT_INTERVAL: Duration = Duration::from_secs(5);
 /// Most bytes of copies compaction commits at once.
@@ -355,7 +356,7 @@ impl Shared {
             let chunk = chunk.map_err(BackendError::Payload)?;
             size += chunk.len() as u64;
             buffer.extend_from_slice(&chunk);
-            if buffer.len() >= READ_CHUNK {
+            if buffer.len() >= WRITE_CHUNK {
                 file.write_all(&buffer).await?;
                 buffer.clear();
             }
@@ -377,8 +378,8 @@ impl Shared {
         Ok(size)
     }
 
-    /// Reads a key's current version, following it if it moves between log and file
-    /// while being read.
+    /// Reads a key's current version (for HEAD, `with_payload` false, a file's payload
+    /// is not read), following it if it moves between log and file while being read.
     async fn read(
         &self,
         id: &ObjectId,
@@ -391,36 +392,25 @@ impl Shared {
                 None => return Ok(None),
                 Some(Entry::Logged { location, .. }) => {
                     let cached = self.load(&location, &id_json).await?;
-                    let payload = cached.payload.clone();
                     return Ok(Some(StoredObject {
                         metadata: cached.metadata.clone(),
-                        payload: if with_payload {
-                            futures::stream::once(async move { Ok(payload) }).boxed()
-                        } else {
-                            futures::stream::empty().boxed()
-                        },
+                        payload: Payload::Bytes(cached.payload.clone()),
                     }));
                 }
                 Some(Entry::File) => {
                     let path = self.object_path(&digest);
                     let id = id.clone();
-                    let opened = blocking(move || files::read_object(&path, &id)).await?;
+                    let opened = blocking(move || {
+                        if with_payload {
+                            files::read_object(&path, &id)
+                        } else {
+                            Ok(files::open_object(&path, &id)?
+                                .map(|(_, metadata, _)| (metadata, Payload::Bytes(Bytes::new()))))
+                        }
+                    })
+                    .await?;
                     if let Some((metadata, payload)) = opened {
-                        return Ok(Some(StoredObject {
-                            metadata,
-                            payload: match payload {
-                                files::Payload::Whole(bytes) => {
-                                    futures::stream::once(async move { Ok(bytes) }).boxed()
-                                }
-                                files::Payload::File(file) => {
-                                    tokio_util::io::ReaderStream::with_capacity(
-                                        tokio::fs::File::from_std(file),
-                                        READ_CHUNK,
-                                    )
-                                    .boxed()
-                                }
-                            },
-                        }));
+                        return Ok(Some(StoredObject { metadata, payload }));
                     }
                     // The file was replaced by a logged version or deleted meanwhile.
                 }
@@ -729,7 +719,6 @@ impl Backend for FilesystemBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::TryStreamExt;
 
     fn id(key: &str) -> ObjectId {
         ObjectId::from_raw_segments("attachments", "org=1", key).unwrap()
@@ -748,8 +737,11 @@ mod tests {
 
     async fn read(backend: &FilesystemBackend, key: &str) -> Option<Vec<u8>> {
         let object = backend.get(&id(key)).await.unwrap()?;
-        let chunks: Vec<Bytes> = object.payload.try_collect().await.unwrap();
-        Some(chunks.concat())
+        Some(
+            crate::backend::payload::collect(object.payload.into_stream())
+                .await
+                .unwrap(),
+        )
     }
 
     fn small(byte: u8) -> Vec<u8> {
