@@ -122,6 +122,13 @@ fn rendered_config_and_hooks_drive_the_real_server() {
             .unwrap()
             .path
             .unwrap();
+        let startup = container
+            .startup_probe
+            .unwrap()
+            .http_get
+            .unwrap()
+            .path
+            .unwrap();
         let ready = container
             .readiness_probe
             .unwrap()
@@ -129,13 +136,14 @@ fn rendered_config_and_hooks_drive_the_real_server() {
             .unwrap()
             .path
             .unwrap();
-        while status_of(addr, &live) != Some(200) {
+        while status_of(addr, &startup) != Some(200) {
             assert!(
                 Instant::now() < deadline,
-                "{example}: {live} never answered 200"
+                "{example}: {startup} never answered 200"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        assert_eq!(status_of(addr, &live), Some(200), "{example}: {live}");
         assert_eq!(
             status_of(addr, &ready),
             Some(200),

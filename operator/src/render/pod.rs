@@ -119,6 +119,10 @@ pub fn render(ctx: &Context<'_>, config_hash: &str) -> Result<PodTemplateSpec, R
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
+        // A restart replays the filesystem backend's object log before the server listens;
+        // liveness only starts once `/health` first answers, so a long replay (up to an
+        // hour) is never mistaken for a hung server.
+        startup_probe: Some(http_probe("/health", 5, 720)),
         liveness_probe: Some(http_probe("/health", 10, 3)),
         readiness_probe: Some(http_probe("/ready", 5, 2)),
         lifecycle: Some(Lifecycle {
