@@ -410,6 +410,22 @@ impl Log {
     }
 }
 
+/// Why a commit failed, and whether the log can go on after it.
+struct Failure {
+    err: io::Error,
+    fatal: bool,
+}
+
+impl Failure {
+    fn fatal(err: io::Error) -> Self {
+        Self { err, fatal: true }
+    }
+
+    fn retryable(err: io::Error) -> Self {
+        Self { err, fatal: false }
+    }
+}
+
 /// The thread that owns the newest segment and commits batches to it.
 struct Writer {
     dir: PathBuf,
@@ -442,9 +458,13 @@ impl Writer {
                         let _ = append.reply.send(Ok(locations));
                     }
                 }
-                Err(err) => {
-                    tracing::error!(%err, "object log commit failed; the log is now read-only");
-                    self.failed = Some(err.to_string());
+                Err(Failure { err, fatal }) => {
+                    if fatal {
+                        tracing::error!(%err, "object log sync failed; the log is now read-only");
+                        self.failed = Some(err.to_string());
+                    } else {
+                        tracing::warn!(%err, "object log write failed; nothing of it is kept");
+                    }
                     for append in batch {
                         let _ = append
                             .reply
@@ -455,14 +475,18 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: &mut [Append], bytes: usize) -> io::Result<Vec<Vec<Location>>> {
+    fn commit(
+        &mut self,
+        batch: &mut [Append],
+        bytes: usize,
+    ) -> Result<Vec<Vec<Location>>, Failure> {
         if let Some(failed) = &self.failed {
-            return Err(io::Error::other(format!(
+            return Err(Failure::fatal(io::Error::other(format!(
                 "object log failed earlier: {failed}"
-            )));
+            ))));
         }
         if self.offset > 0 && self.offset + bytes as u64 > self.segment_bytes {
-            self.roll()?;
+            self.roll().map_err(Failure::retryable)?;
         }
         let mut buf = Vec::with_capacity(bytes);
         let mut locations = Vec::with_capacity(batch.len());
@@ -491,19 +515,32 @@ impl Writer {
             }
             locations.push(placed);
         }
-        self.active.file.write_all_at(&buf, self.offset)?;
-        self.active.file.sync_data()?;
+        if let Err(err) = self.active.file.write_all_at(&buf, self.offset) {
+            // A full disk, say: cut what did land, so no unacknowledged record survives,
+            // and carry on with the next batch once there is room again.
+            return Err(match self.active.file.set_len(self.offset) {
+                Ok(()) => Failure::retryable(err),
+                Err(_) => Failure::fatal(err),
+            });
+        }
+        // After a failed sync the kernel may have dropped the dirty pages: what is on disk
+        // is unknown, so nothing more may be acknowledged from this log.
+        self.active.file.sync_data().map_err(Failure::fatal)?;
         self.offset += buf.len() as u64;
         self.active.size.store(self.offset, Ordering::Relaxed);
         Ok(locations)
     }
 
-    /// Seals the active segment and starts the next one, durably created before use.
+    /// Seals the active segment and starts the next one, durably created before use. On
+    /// failure the active segment stays as it was.
     fn roll(&mut self) -> io::Result<()> {
         let id = self.active.id + 1;
-        let segment = Arc::new(Segment::open(segment_path(&self.dir, id), id, true)?);
-        segment.file.sync_all()?;
-        fsync_dir(&self.dir)?;
+        let path = segment_path(&self.dir, id);
+        let segment = Arc::new(Segment::open(path.clone(), id, true)?);
+        if let Err(err) = segment.file.sync_all().and_then(|()| fsync_dir(&self.dir)) {
+            let _ = std::fs::remove_file(&path);
+            return Err(err);
+        }
         self.segments
             .write()
             .expect("segment map lock")
