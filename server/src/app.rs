@@ -52,7 +52,7 @@ pub struct RunningServer {
 /// Binds the listener and starts serving in the background.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let metrics = Metrics::new();
-    let backend = backend::from_config(&config).await?;
+    let backend = backend::from_config(&config, &metrics).await?;
     let service = StorageService::new(backend, &config.service, metrics.clone());
     let sweeper = service.start_sweeper(SWEEP_INTERVAL);
     let draining = Arc::new(AtomicBool::new(false));

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Metric names, shared with the dashboard, alert rules and Grafana (tests check them).
@@ -41,6 +41,102 @@ pub mod names {
     pub const BYTES_TOTAL: &str = "strata_bytes_total";
     /// Always 1; carries the `version` label.
     pub const BUILD_INFO: &str = "strata_build_info";
+    /// Group commits of the filesystem backend's object log.
+    pub const LOG_COMMITS_TOTAL: &str = "strata_storage_log_commits_total";
+    /// Records those commits made durable (records / commits = mean batch size).
+    pub const LOG_RECORDS_TOTAL: &str = "strata_storage_log_records_total";
+    /// Bytes in all log segments.
+    pub const LOG_BYTES: &str = "strata_storage_log_bytes";
+    /// Bytes of log records that are current versions (the rest awaits compaction).
+    pub const LOG_LIVE_BYTES: &str = "strata_storage_log_live_bytes";
+    /// Log segment files.
+    pub const LOG_SEGMENTS: &str = "strata_storage_log_segments";
+    /// 1 once a failed sync made the log refuse writes until a restart.
+    pub const LOG_READ_ONLY: &str = "strata_storage_log_read_only";
+    /// Segments rewritten by compaction.
+    pub const COMPACTIONS_TOTAL: &str = "strata_storage_compactions_total";
+    /// Objects by `location` (`log`, `file`).
+    pub const OBJECTS: &str = "strata_storage_objects";
+}
+
+/// The filesystem backend's own metrics (`strata_storage_*`), updated where things
+/// happen: by the log's writer thread, compaction and the index.
+#[derive(Clone)]
+pub struct StorageMetrics {
+    /// `strata_storage_log_commits_total`.
+    pub log_commits: IntCounter,
+    /// `strata_storage_log_records_total`.
+    pub log_records: IntCounter,
+    /// `strata_storage_log_bytes`.
+    pub log_bytes: IntGauge,
+    /// `strata_storage_log_live_bytes`.
+    pub log_live_bytes: IntGauge,
+    /// `strata_storage_log_segments`.
+    pub log_segments: IntGauge,
+    /// `strata_storage_log_read_only`.
+    pub log_read_only: IntGauge,
+    /// `strata_storage_compactions_total`.
+    pub compactions: IntCounter,
+    /// `strata_storage_objects{location}`.
+    pub objects: IntGaugeVec,
+}
+
+impl StorageMetrics {
+    /// Metrics that no registry exports (a backend opened outside a server).
+    pub fn unregistered() -> Self {
+        Self::new(None)
+    }
+
+    fn new(registry: Option<&Registry>) -> Self {
+        fn register<C: prometheus::core::Collector + Clone + 'static>(
+            registry: Option<&Registry>,
+            c: C,
+        ) -> C {
+            if let Some(registry) = registry {
+                registry.register(Box::new(c.clone())).expect("unique");
+            }
+            c
+        }
+        let counter = |name: &str, help: &str| {
+            register(registry, IntCounter::new(name, help).expect("valid metric"))
+        };
+        let gauge = |name: &str, help: &str| {
+            register(registry, IntGauge::new(name, help).expect("valid metric"))
+        };
+        let objects = register(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(names::OBJECTS, "Stored objects by where they live."),
+                &["location"],
+            )
+            .expect("valid metric"),
+        );
+        for location in ["log", "file"] {
+            objects.with_label_values(&[location]);
+        }
+        Self {
+            log_commits: counter(names::LOG_COMMITS_TOTAL, "Group commits of the object log."),
+            log_records: counter(
+                names::LOG_RECORDS_TOTAL,
+                "Records made durable by log commits.",
+            ),
+            log_bytes: gauge(names::LOG_BYTES, "Bytes in all object log segments."),
+            log_live_bytes: gauge(
+                names::LOG_LIVE_BYTES,
+                "Bytes of log records that are current object versions.",
+            ),
+            log_segments: gauge(names::LOG_SEGMENTS, "Object log segment files."),
+            log_read_only: gauge(
+                names::LOG_READ_ONLY,
+                "1 once a failed sync made the object log refuse writes until a restart.",
+            ),
+            compactions: counter(
+                names::COMPACTIONS_TOTAL,
+                "Log segments rewritten by compaction.",
+            ),
+            objects,
+        }
+    }
 }
 
 /// Operation label values (`operation`).
@@ -205,6 +301,8 @@ pub struct MetricSet {
     pub bytes: IntCounterVec,
     /// Requests admitted by the web tier (only exported on `/keda`).
     pub requests_admitted: IntCounter,
+    /// The filesystem backend's metrics.
+    pub storage: StorageMetrics,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -290,6 +388,7 @@ impl Metrics {
                 &["direction"],
             ),
             requests_admitted: IntCounter::new("requests_admitted", "unregistered").expect("valid"),
+            storage: StorageMetrics::new(Some(&registry)),
             registry,
         };
 

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use strata_server::backend::filesystem::FilesystemBackend;
 use strata_server::backend::{payload, Backend, PayloadStream};
+use strata_server::metrics::StorageMetrics;
 use strata_server::object::{Metadata, ObjectId};
 
 fn id(key: &str) -> ObjectId {
@@ -35,7 +36,10 @@ async fn a_refused_write_fails_alone_and_the_log_recovers() {
         .expect("SIGXFSZ handler");
     let (_, hard) = rlimit::Resource::FSIZE.get().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
+    let metrics = StorageMetrics::unregistered();
+    let backend = FilesystemBackend::open_with_metrics(dir.path().into(), metrics.clone())
+        .await
+        .unwrap();
 
     let mut acked = Vec::new();
     for n in 0..4u8 {
@@ -65,6 +69,11 @@ async fn a_refused_write_fails_alone_and_the_log_recovers() {
     }
     let refused = refused.expect("the size limit refused a write");
     assert_eq!(read(&backend, &refused).await, None);
+    assert_eq!(
+        metrics.log_read_only.get(),
+        0,
+        "a refused write is not a failed sync"
+    );
 
     // Room again: the log takes writes without a restart.
     rlimit::Resource::FSIZE.set(hard, hard).unwrap();

@@ -1938,6 +1938,39 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 }
 
 #[tokio::test]
+async fn metrics_show_where_objects_live_and_the_log_commits() {
+    let h = Harness::start().await;
+    for key in ["a", "b", "c"] {
+        assert_eq!(h.put(key, &[], b"small").await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        h.put("big", &[], &pattern(200_000, 3)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(h.delete("b").await.status, StatusCode::NO_CONTENT);
+    let text = h
+        .send(Method::GET, "/metrics", &[], Vec::new())
+        .await
+        .text();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from /metrics"))
+    };
+    assert_eq!(value("strata_storage_objects{location=\"log\"}"), 2.0);
+    assert_eq!(value("strata_storage_objects{location=\"file\"}"), 1.0);
+    // Three puts, a delete and the large object's marker: five records.
+    assert_eq!(value("strata_storage_log_records_total"), 5.0);
+    let commits = value("strata_storage_log_commits_total");
+    assert!((1.0..=5.0).contains(&commits), "{commits} commits");
+    assert!(value("strata_storage_log_live_bytes") > 0.0);
+    assert!(value("strata_storage_log_live_bytes") < value("strata_storage_log_bytes"));
+    assert_eq!(value("strata_storage_log_segments"), 1.0);
+    assert_eq!(value("strata_storage_log_read_only"), 0.0);
+    assert_eq!(value("strata_storage_compactions_total"), 0.0);
+}
+
+#[tokio::test]
 async fn bytes_out_counts_payloads_served_from_log_and_file() {
     let h = Harness::start().await;
     let out = || h.server.metrics().bytes.with_label_values(&["out"]).get();

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use crate::config::{Config, StorageConfig};
+use crate::metrics::Metrics;
 use crate::object::{Metadata, ObjectId};
 
 pub mod faults;
@@ -94,11 +95,15 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Builds the configured backend, with fault injection wrapped around it when enabled.
-pub async fn from_config(config: &Config) -> Result<Arc<dyn Backend>, BackendError> {
+pub async fn from_config(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<Arc<dyn Backend>, BackendError> {
     let backend: Arc<dyn Backend> = match &config.storage {
-        StorageConfig::Filesystem { path } => {
-            Arc::new(filesystem::FilesystemBackend::open(path.clone()).await?)
-        }
+        StorageConfig::Filesystem { path } => Arc::new(
+            filesystem::FilesystemBackend::open_with_metrics(path.clone(), metrics.storage.clone())
+                .await?,
+        ),
         StorageConfig::Memory {} => Arc::new(memory::MemoryBackend::default()),
     };
     Ok(

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use super::log::Location;
 use super::Digest;
+use crate::metrics::StorageMetrics;
 
 const SHARDS: usize = 64;
 
@@ -30,31 +31,44 @@ pub(super) enum Entry {
 }
 
 /// Digest -> entry, sharded so lookups from many tasks rarely contend.
-#[derive(Debug)]
 pub(super) struct Index {
     shards: Vec<Mutex<HashMap<Digest, Entry>>>,
+    metrics: StorageMetrics,
 }
 
-impl Default for Index {
-    fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-        }
-    }
-}
-
-fn account(entry: Option<&Entry>, add: bool) {
-    if let Some(Entry::Logged { location, .. }) = entry {
-        let bytes = u64::from(location.len);
-        if add {
-            location.segment.live.fetch_add(bytes, Ordering::Relaxed);
-        } else {
-            location.segment.release(bytes);
-        }
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Index")
     }
 }
 
 impl Index {
+    pub(super) fn new(metrics: StorageMetrics) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            metrics,
+        }
+    }
+
+    /// Keeps live-byte counts (per segment and exported) and object counts in step.
+    fn account(&self, entry: Option<&Entry>, add: bool) {
+        let Some(entry) = entry else { return };
+        let sign = if add { 1 } else { -1 };
+        match entry {
+            Entry::Logged { location, .. } => {
+                let bytes = u64::from(location.len);
+                if add {
+                    location.segment.live.fetch_add(bytes, Ordering::Relaxed);
+                } else {
+                    location.segment.release(bytes);
+                }
+                self.metrics.log_live_bytes.add(sign * bytes as i64);
+                self.metrics.objects.with_label_values(&["log"]).add(sign);
+            }
+            Entry::File => self.metrics.objects.with_label_values(&["file"]).add(sign),
+        }
+    }
+
     fn shard(&self, digest: &Digest) -> std::sync::MutexGuard<'_, HashMap<Digest, Entry>> {
         self.shards[digest[1] as usize % SHARDS]
             .lock()
@@ -68,16 +82,16 @@ impl Index {
 
     /// Sets the entry for `digest`; returns the one it replaced.
     pub(super) fn insert(&self, digest: Digest, entry: Entry) -> Option<Entry> {
-        account(Some(&entry), true);
+        self.account(Some(&entry), true);
         let old = self.shard(&digest).insert(digest, entry);
-        account(old.as_ref(), false);
+        self.account(old.as_ref(), false);
         old
     }
 
     /// Forgets `digest`; returns the entry it had.
     pub(super) fn remove(&self, digest: &Digest) -> Option<Entry> {
         let old = self.shard(digest).remove(digest);
-        account(old.as_ref(), false);
+        self.account(old.as_ref(), false);
         old
     }
 

@@ -27,6 +27,8 @@ use std::sync::{mpsc, Arc, RwLock};
 
 use bytes::Bytes;
 
+use crate::metrics::StorageMetrics;
+
 const MAGIC: u32 = u32::from_le_bytes(*b"SLG1");
 /// Magic, body length and checksum.
 const PREFIX: usize = 12;
@@ -243,6 +245,13 @@ pub(super) struct Log {
     tx: mpsc::Sender<Append>,
     segments: Segments,
     dir: PathBuf,
+    metrics: StorageMetrics,
+}
+
+impl std::fmt::Debug for StorageMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorageMetrics")
+    }
 }
 
 /// Segment file name for `id`.
@@ -261,6 +270,7 @@ impl Log {
     pub(super) fn open(
         dir: PathBuf,
         segment_bytes: u64,
+        metrics: StorageMetrics,
         mut visit: impl FnMut(Record, Location),
     ) -> io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
@@ -333,6 +343,13 @@ impl Log {
                 segment
             }
         };
+        metrics.log_segments.set(segments.len() as i64);
+        metrics.log_bytes.set(
+            segments
+                .values()
+                .map(|s| s.size.load(Ordering::Relaxed) as i64)
+                .sum(),
+        );
         let segments: Segments = Arc::new(RwLock::new(segments));
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -343,11 +360,17 @@ impl Log {
             next_seq,
             segment_bytes,
             failed: None,
+            metrics: metrics.clone(),
         };
         std::thread::Builder::new()
             .name("strata-log".to_owned())
             .spawn(move || writer.run(rx))?;
-        Ok(Self { tx, segments, dir })
+        Ok(Self {
+            tx,
+            segments,
+            dir,
+            metrics,
+        })
     }
 
     /// Commits one fresh record; returns where it lives once it is durable.
@@ -405,6 +428,10 @@ impl Log {
             .write()
             .expect("segment map lock")
             .remove(&segment.id);
+        self.metrics.log_segments.dec();
+        self.metrics
+            .log_bytes
+            .sub(segment.size.load(Ordering::Relaxed) as i64);
         std::fs::remove_file(&segment.path)?;
         fsync_dir(&self.dir)
     }
@@ -434,8 +461,9 @@ struct Writer {
     offset: u64,
     next_seq: u64,
     segment_bytes: u64,
-    /// After a failed write or sync the file's state is unknown; every later append fails.
+    /// After a failed sync the file's state is unknown; every later append fails.
     failed: Option<String>,
+    metrics: StorageMetrics,
 }
 
 impl Writer {
@@ -462,6 +490,7 @@ impl Writer {
                     if fatal {
                         tracing::error!(%err, "object log sync failed; the log is now read-only");
                         self.failed = Some(err.to_string());
+                        self.metrics.log_read_only.set(1);
                     } else {
                         tracing::warn!(%err, "object log write failed; nothing of it is kept");
                     }
@@ -527,6 +556,11 @@ impl Writer {
         // is unknown, so nothing more may be acknowledged from this log.
         self.active.file.sync_data().map_err(Failure::fatal)?;
         self.offset += buf.len() as u64;
+        self.metrics.log_commits.inc();
+        self.metrics
+            .log_records
+            .inc_by(locations.iter().map(|l| l.len() as u64).sum());
+        self.metrics.log_bytes.add(buf.len() as i64);
         self.active.size.store(self.offset, Ordering::Relaxed);
         Ok(locations)
     }
@@ -545,6 +579,7 @@ impl Writer {
             .write()
             .expect("segment map lock")
             .insert(id, segment.clone());
+        self.metrics.log_segments.inc();
         self.active = segment;
         self.offset = 0;
         Ok(())
@@ -614,7 +649,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         {
-            let log = Log::open(path.clone(), 1 << 20, |_, _| panic!("empty log")).unwrap();
+            let log = Log::open(
+                path.clone(),
+                1 << 20,
+                StorageMetrics::unregistered(),
+                |_, _| panic!("empty log"),
+            )
+            .unwrap();
             let a = log
                 .append(encode(Kind::Put, b"\"a\"", b"{}", b"one"))
                 .await
@@ -635,7 +676,13 @@ mod tests {
         drop(file);
 
         let mut seen = Vec::new();
-        let log = Log::open(path.clone(), 1 << 20, |r, _| seen.push((r.kind, r.seq))).unwrap();
+        let log = Log::open(
+            path.clone(),
+            1 << 20,
+            StorageMetrics::unregistered(),
+            |r, _| seen.push((r.kind, r.seq)),
+        )
+        .unwrap();
         assert_eq!(
             seen.iter().map(|s| s.0).collect::<Vec<_>>(),
             [Kind::Put, Kind::Delete]
@@ -654,7 +701,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         {
-            let log = Log::open(path.clone(), 64, |_, _| {}).unwrap();
+            let log =
+                Log::open(path.clone(), 64, StorageMetrics::unregistered(), |_, _| {}).unwrap();
             // Each record is larger than a segment, so each lands in its own.
             for key in ["\"a\"", "\"b\""] {
                 log.append(encode(Kind::Put, key.as_bytes(), b"{}", &[1; 100]))
@@ -667,7 +715,7 @@ mod tests {
         let mut bytes = std::fs::read(&first).unwrap();
         bytes[40] ^= 0xff;
         std::fs::write(&first, bytes).unwrap();
-        let err = Log::open(path, 64, |_, _| {}).unwrap_err();
+        let err = Log::open(path, 64, StorageMetrics::unregistered(), |_, _| {}).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("corrupt"), "{err}");
     }
@@ -675,7 +723,13 @@ mod tests {
     #[tokio::test]
     async fn copies_keep_their_sequence_numbers() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path().join("log"), 1 << 20, |_, _| {}).unwrap();
+        let log = Log::open(
+            dir.path().join("log"),
+            1 << 20,
+            StorageMetrics::unregistered(),
+            |_, _| {},
+        )
+        .unwrap();
         let original = log
             .append(encode(Kind::Put, b"\"a\"", b"{}", b"x"))
             .await

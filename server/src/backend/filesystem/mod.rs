@@ -30,6 +30,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use super::{same_version, Backend, BackendError, Payload, PayloadStream, StoredObject};
+use crate::metrics::StorageMetrics;
 use crate::object::{Metadata, ObjectId};
 
 mod files;
@@ -94,6 +95,7 @@ struct Shared {
     cache: quick_cache::sync::Cache<(u64, u64), Arc<Cached>, CacheWeight>,
     /// Serialise mutations per key so index updates follow commit order.
     stripes: Vec<Mutex<()>>,
+    metrics: StorageMetrics,
     /// Held for the backend's lifetime: one process per root.
     _lock: File,
 }
@@ -139,12 +141,25 @@ impl FilesystemBackend {
     /// Opens (creating when missing) a storage root: takes its lock, replays the log,
     /// reconciles object files with it and starts background compaction.
     pub async fn open(root: PathBuf) -> Result<Self, BackendError> {
-        Self::open_with(root, SEGMENT_BYTES).await
+        Self::open_with_metrics(root, StorageMetrics::unregistered()).await
     }
 
-    async fn open_with(root: PathBuf, segment_bytes: u64) -> Result<Self, BackendError> {
+    /// Like [`FilesystemBackend::open`], reporting into a server's `strata_storage_*`
+    /// metrics.
+    pub async fn open_with_metrics(
+        root: PathBuf,
+        metrics: StorageMetrics,
+    ) -> Result<Self, BackendError> {
+        Self::open_with(root, SEGMENT_BYTES, metrics).await
+    }
+
+    async fn open_with(
+        root: PathBuf,
+        segment_bytes: u64,
+        metrics: StorageMetrics,
+    ) -> Result<Self, BackendError> {
         let dir = root.clone();
-        let shared = blocking(move || recover(dir, segment_bytes)).await?;
+        let shared = blocking(move || recover(dir, segment_bytes, metrics)).await?;
         let shared = Arc::new(shared);
         let compactor = tokio::spawn(compact_forever(Arc::downgrade(&shared)));
         Ok(Self { shared, compactor })
@@ -159,7 +174,11 @@ impl FilesystemBackend {
 /// Rebuilds the index: the highest sequence number per key wins; object files are kept
 /// when the log's last word on them is `External` (or nothing: files written before the
 /// log existed) and removed when a later `Put` or `Delete` superseded them.
-fn recover(root: PathBuf, segment_bytes: u64) -> Result<Shared, BackendError> {
+fn recover(
+    root: PathBuf,
+    segment_bytes: u64,
+    metrics: StorageMetrics,
+) -> Result<Shared, BackendError> {
     std::fs::create_dir_all(&root)?;
     let lock = File::options()
         .create(true)
@@ -179,38 +198,43 @@ fn recover(root: PathBuf, segment_bytes: u64) -> Result<Shared, BackendError> {
 
     let mut latest: HashMap<Digest, Latest> = HashMap::new();
     let mut bad_metadata = None;
-    let log = Log::open(root.join("log"), segment_bytes, |record, location| {
-        let digest = digest_of(&record.id_json);
-        if latest
-            .get(&digest)
-            .is_some_and(|l| l.location.seq > record.seq)
-        {
-            return;
-        }
-        let expires = match record.kind {
-            Kind::Put => match serde_json::from_slice::<Metadata>(&record.metadata_json) {
-                Ok(metadata) => metadata.time_expires,
-                Err(err) => {
-                    bad_metadata.get_or_insert(err.to_string());
-                    None
-                }
-            },
-            Kind::Delete | Kind::External => None,
-        };
-        latest.insert(
-            digest,
-            Latest {
-                kind: record.kind,
-                location,
-                expires,
-            },
-        );
-    })?;
+    let log = Log::open(
+        root.join("log"),
+        segment_bytes,
+        metrics.clone(),
+        |record, location| {
+            let digest = digest_of(&record.id_json);
+            if latest
+                .get(&digest)
+                .is_some_and(|l| l.location.seq > record.seq)
+            {
+                return;
+            }
+            let expires = match record.kind {
+                Kind::Put => match serde_json::from_slice::<Metadata>(&record.metadata_json) {
+                    Ok(metadata) => metadata.time_expires,
+                    Err(err) => {
+                        bad_metadata.get_or_insert(err.to_string());
+                        None
+                    }
+                },
+                Kind::Delete | Kind::External => None,
+            };
+            latest.insert(
+                digest,
+                Latest {
+                    kind: record.kind,
+                    location,
+                    expires,
+                },
+            );
+        },
+    )?;
     if let Some(err) = bad_metadata {
         return Err(BackendError::Corrupt(format!("logged metadata: {err}")));
     }
 
-    let index = Index::default();
+    let index = Index::new(metrics.clone());
     for digest in file_digests {
         match latest.get(&digest).map(|l| l.kind) {
             Some(Kind::Put) | Some(Kind::Delete) => {
@@ -242,6 +266,7 @@ fn recover(root: PathBuf, segment_bytes: u64) -> Result<Shared, BackendError> {
             CacheWeight,
         ),
         stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        metrics,
         _lock: lock,
     })
 }
@@ -556,6 +581,7 @@ impl Shared {
         self.commit_copies(victim.id, &mut copies, &mut batch, &mut lengths)
             .await?;
         self.log.remove(victim)?;
+        self.metrics.compactions.inc();
         tracing::debug!(segment = victim.id, "compacted log segment");
         Ok(true)
     }
@@ -842,8 +868,9 @@ mod tests {
     async fn compaction_reclaims_dead_segments_and_keeps_every_current_version() {
         let dir = tempfile::tempdir().unwrap();
         let segment = 16 * 1024;
+        let metrics = StorageMetrics::unregistered();
         {
-            let backend = FilesystemBackend::open_with(dir.path().into(), segment)
+            let backend = FilesystemBackend::open_with(dir.path().into(), segment, metrics.clone())
                 .await
                 .unwrap();
             for round in 0..10u8 {
@@ -868,6 +895,23 @@ mod tests {
                 compacted > 0 && after < before,
                 "{before} -> {after} segments"
             );
+            // The exported gauges agree with the log itself.
+            let segments = backend.shared.log.segments();
+            let sum = |f: fn(&log::Segment) -> u64| segments.iter().map(|s| f(s)).sum::<u64>();
+            assert_eq!(metrics.compactions.get(), compacted);
+            assert_eq!(metrics.log_segments.get(), after as i64);
+            assert_eq!(
+                metrics.log_bytes.get() as u64,
+                sum(|s| s.size.load(std::sync::atomic::Ordering::Relaxed))
+            );
+            assert_eq!(
+                metrics.log_live_bytes.get() as u64,
+                sum(|s| s.live.load(std::sync::atomic::Ordering::Relaxed))
+            );
+            assert_eq!(metrics.objects.with_label_values(&["log"]).get(), 20);
+            assert_eq!(metrics.objects.with_label_values(&["file"]).get(), 1);
+            assert!(metrics.log_commits.get() > 0);
+            assert!(metrics.log_records.get() >= metrics.log_commits.get());
             for key in 0..10u8 {
                 assert_eq!(
                     read(&backend, &format!("k{key}")).await,
@@ -875,9 +919,13 @@ mod tests {
                 );
             }
         }
-        let backend = FilesystemBackend::open_with(dir.path().into(), segment)
-            .await
-            .unwrap();
+        let backend = FilesystemBackend::open_with(
+            dir.path().into(),
+            segment,
+            StorageMetrics::unregistered(),
+        )
+        .await
+        .unwrap();
         for key in 0..10u8 {
             assert_eq!(
                 read(&backend, &format!("k{key}")).await,
@@ -901,9 +949,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segment = 16 * 1024;
         {
-            let backend = FilesystemBackend::open_with(dir.path().into(), segment)
-                .await
-                .unwrap();
+            let backend = FilesystemBackend::open_with(
+                dir.path().into(),
+                segment,
+                StorageMetrics::unregistered(),
+            )
+            .await
+            .unwrap();
             // The first segment stays mostly live, so it is never compacted and keeps
             // the old `Put` of "gone".
             put(&backend, "gone", small(1)).await;
@@ -920,9 +972,13 @@ mod tests {
             assert_eq!(backend.shared.log.segments()[0].id, first);
             assert_eq!(read(&backend, "gone").await, None);
         }
-        let backend = FilesystemBackend::open_with(dir.path().into(), segment)
-            .await
-            .unwrap();
+        let backend = FilesystemBackend::open_with(
+            dir.path().into(),
+            segment,
+            StorageMetrics::unregistered(),
+        )
+        .await
+        .unwrap();
         assert_eq!(read(&backend, "gone").await, None);
         assert_eq!(read(&backend, "churn").await, Some(small(39)));
     }
@@ -963,9 +1019,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segment = 16 * 1024;
         let backend = Arc::new(
-            FilesystemBackend::open_with(dir.path().into(), segment)
-                .await
-                .unwrap(),
+            FilesystemBackend::open_with(
+                dir.path().into(),
+                segment,
+                StorageMetrics::unregistered(),
+            )
+            .await
+            .unwrap(),
         );
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let compactor = {
@@ -1016,9 +1076,13 @@ mod tests {
             }
         }
         drop(Arc::try_unwrap(backend).expect("sole owner"));
-        let backend = FilesystemBackend::open_with(dir.path().into(), segment)
-            .await
-            .unwrap();
+        let backend = FilesystemBackend::open_with(
+            dir.path().into(),
+            segment,
+            StorageMetrics::unregistered(),
+        )
+        .await
+        .unwrap();
         for w in 0..4 {
             for k in 0..5 {
                 assert_eq!(read(&backend, &format!("w{w}-{k}")).await, expected(k));
@@ -1041,9 +1105,13 @@ mod tests {
                 rng % n
             };
             let mut model: HashMap<String, Vec<u8>> = HashMap::new();
-            let mut backend = FilesystemBackend::open_with(dir.path().into(), segment)
-                .await
-                .unwrap();
+            let mut backend = FilesystemBackend::open_with(
+                dir.path().into(),
+                segment,
+                StorageMetrics::unregistered(),
+            )
+            .await
+            .unwrap();
             for step in 0..400u64 {
                 let key = format!("k{}", next(12));
                 match next(20) {
@@ -1064,9 +1132,13 @@ mod tests {
                     17..=18 => while backend.shared.compact_once().await.unwrap() {},
                     _ => {
                         drop(backend);
-                        backend = FilesystemBackend::open_with(dir.path().into(), segment)
-                            .await
-                            .unwrap();
+                        backend = FilesystemBackend::open_with(
+                            dir.path().into(),
+                            segment,
+                            StorageMetrics::unregistered(),
+                        )
+                        .await
+                        .unwrap();
                         for n in 0..12 {
                             let key = format!("k{n}");
                             assert_eq!(
