@@ -77,8 +77,10 @@ pub struct StorageMetrics {
     pub log_read_only: IntGauge,
     /// `strata_storage_compactions_total`.
     pub compactions: IntCounter,
-    /// `strata_storage_objects{location}`.
-    pub objects: IntGaugeVec,
+    /// `strata_storage_objects{location="log"}`.
+    pub objects_in_log: IntGauge,
+    /// `strata_storage_objects{location="file"}`.
+    pub objects_in_files: IntGauge,
 }
 
 impl StorageMetrics {
@@ -111,9 +113,6 @@ impl StorageMetrics {
             )
             .expect("valid metric"),
         );
-        for location in ["log", "file"] {
-            objects.with_label_values(&[location]);
-        }
         Self {
             log_commits: counter(names::LOG_COMMITS_TOTAL, "Group commits of the object log."),
             log_records: counter(
@@ -134,7 +133,8 @@ impl StorageMetrics {
                 names::COMPACTIONS_TOTAL,
                 "Log segments rewritten by compaction.",
             ),
-            objects,
+            objects_in_log: objects.with_label_values(&["log"]),
+            objects_in_files: objects.with_label_values(&["file"]),
         }
     }
 }

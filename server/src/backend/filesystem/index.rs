@@ -63,9 +63,9 @@ impl Index {
                     location.segment.release(bytes);
                 }
                 self.metrics.log_live_bytes.add(sign * bytes as i64);
-                self.metrics.objects.with_label_values(&["log"]).add(sign);
+                self.metrics.objects_in_log.add(sign);
             }
-            Entry::File => self.metrics.objects.with_label_values(&["file"]).add(sign),
+            Entry::File => self.metrics.objects_in_files.add(sign),
         }
     }
 

@@ -908,8 +908,8 @@ mod tests {
                 metrics.log_live_bytes.get() as u64,
                 sum(|s| s.live.load(std::sync::atomic::Ordering::Relaxed))
             );
-            assert_eq!(metrics.objects.with_label_values(&["log"]).get(), 20);
-            assert_eq!(metrics.objects.with_label_values(&["file"]).get(), 1);
+            assert_eq!(metrics.objects_in_log.get(), 20);
+            assert_eq!(metrics.objects_in_files.get(), 1);
             assert!(metrics.log_commits.get() > 0);
             assert!(metrics.log_records.get() >= metrics.log_commits.get());
             for key in 0..10u8 {
