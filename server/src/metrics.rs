@@ -83,6 +83,12 @@ pub struct StorageMetrics {
     pub objects_in_files: IntGauge,
 }
 
+impl std::fmt::Debug for StorageMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorageMetrics")
+    }
+}
+
 impl StorageMetrics {
     /// Metrics that no registry exports (a backend opened outside a server).
     pub fn unregistered() -> Self {

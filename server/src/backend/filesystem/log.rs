@@ -248,12 +248,6 @@ pub(super) struct Log {
     metrics: StorageMetrics,
 }
 
-impl std::fmt::Debug for StorageMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StorageMetrics")
-    }
-}
-
 /// Segment file name for `id`.
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:016x}{SEGMENT_SUFFIX}"))

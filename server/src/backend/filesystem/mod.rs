@@ -6,7 +6,7 @@
 //!   synced, and concurrent writes share one sync (group commit). Compaction rewrites
 //!   segments that are mostly dead.
 //! - Larger objects are files of their own (`<root>/objects/<xx>/<sha256>`, see
-//!   [`files`]): temp file, fsync, rename, directory fsync. A `External` record in the log
+//!   [`files`]): temp file, fsync, rename, directory fsync. An `External` record in the log
 //!   marks each such write so that, after a crash, the newest of log and file wins.
 //!
 //! Either way an acknowledged write survives `kill -9` and power loss, and a reader sees
