@@ -9,6 +9,11 @@ use clap::{Parser, Subcommand};
 use strata_server::app;
 use strata_server::config::{Config, LogFormat};
 
+/// Small, short-lived allocations dominate (request and connection buffers); mimalloc
+/// serves them from per-thread pages instead of glibc's shared arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "strata-server",
