@@ -13,6 +13,11 @@
 //!   seq u64 | kind u8 | id_len u32 | meta_len u32 | id json | metadata json | payload
 //! ```
 //!
+//! The top bit of `kind` marks the first record of each commit. After a crash only the
+//! last commit can be torn, so a bad record followed by the start of a later commit is
+//! corruption of acknowledged data (the server refuses to start), while a bad record
+//! with no later commit is a torn tail (cut off).
+//!
 //! Every record carries a sequence number, unique and increasing in commit order; a copy
 //! made by compaction keeps the original's. For each key the record with the highest
 //! sequence number is the truth, wherever it sits in the log.
@@ -39,6 +44,10 @@ const MAX_BODY: usize = 64 << 20;
 /// Most bytes one commit writes, so one sync never waits behind an unbounded batch.
 const MAX_BATCH: usize = 8 << 20;
 const SEGMENT_SUFFIX: &str = ".seg";
+/// Set in the kind byte of the first record of a commit.
+const COMMIT_START: u8 = 0x80;
+/// Offset of the kind byte in an encoded record.
+const KIND_AT: usize = PREFIX + 8;
 
 /// What a record says about its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +76,8 @@ impl Kind {
 pub(super) struct Record {
     pub(super) seq: u64,
     pub(super) kind: Kind,
+    /// Whether this record began a commit.
+    pub(super) commit_start: bool,
     /// The object id as JSON, exactly as hashed for its digest.
     pub(super) id_json: Bytes,
     /// The metadata as JSON (`Put` only).
@@ -101,9 +112,15 @@ pub(super) fn encode(kind: Kind, id_json: &[u8], metadata_json: &[u8], payload: 
     out
 }
 
-/// Sets the sequence number of an encoded record and seals it with its checksum.
-fn seal(record: &mut [u8], seq: u64) {
+/// Sets the sequence number and commit-start mark of an encoded record and seals it with
+/// its checksum.
+fn seal(record: &mut [u8], seq: u64, commit_start: bool) {
     record[PREFIX..PREFIX + 8].copy_from_slice(&seq.to_le_bytes());
+    if commit_start {
+        record[KIND_AT] |= COMMIT_START;
+    } else {
+        record[KIND_AT] &= !COMMIT_START;
+    }
     let crc = crc32fast::hash(&record[PREFIX..]);
     record[8..12].copy_from_slice(&crc.to_le_bytes());
 }
@@ -135,8 +152,9 @@ pub(super) fn decode(buf: &Bytes) -> Result<(Record, usize), DecodeError> {
         return Err(DecodeError::Corrupt("record checksum mismatch".to_owned()));
     }
     let seq = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
-    let kind = Kind::from_u8(body[8])
+    let kind = Kind::from_u8(body[8] & !COMMIT_START)
         .ok_or_else(|| DecodeError::Corrupt(format!("record kind {}", body[8])))?;
+    let commit_start = body[8] & COMMIT_START != 0;
     let id_len = u32_at(body, 9) as usize;
     let meta_len = u32_at(body, 13) as usize;
     if BODY_HEADER + id_len + meta_len > body_len {
@@ -151,6 +169,7 @@ pub(super) fn decode(buf: &Bytes) -> Result<(Record, usize), DecodeError> {
         Record {
             seq,
             kind,
+            commit_start,
             id_json: buf.slice(id_start..meta_start),
             metadata_json: buf.slice(meta_start..payload_start),
             payload: buf.slice(payload_start..total),
@@ -248,6 +267,16 @@ pub(super) struct Log {
     metrics: StorageMetrics,
 }
 
+/// Whether a valid record that began a commit starts at or after `from`: proof that
+/// whatever is damaged before it had already been acknowledged.
+fn later_commit(bytes: &Bytes, from: usize) -> bool {
+    let magic = MAGIC.to_le_bytes();
+    (from..bytes.len().saturating_sub(PREFIX)).any(|at| {
+        bytes[at..at + 4] == magic
+            && matches!(decode(&bytes.slice(at..)), Ok((record, _)) if record.commit_start)
+    })
+}
+
 /// Segment file name for `id`.
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:016x}{SEGMENT_SUFFIX}"))
@@ -300,7 +329,7 @@ impl Log {
                         visit(record, location);
                         offset += len;
                     }
-                    Err(err) if n + 1 == ids.len() => {
+                    Err(err) if n + 1 == ids.len() && !later_commit(&bytes, offset + 1) => {
                         // A crash mid-commit leaves a torn tail; it was never acknowledged.
                         tracing::warn!(
                             segment = %segment.path.display(),
@@ -519,13 +548,13 @@ impl Writer {
             for &len in &append.lengths {
                 let record = &mut append.record[start..start + len];
                 let seq = if append.fresh {
-                    let seq = self.next_seq;
                     self.next_seq += 1;
-                    seal(record, seq);
-                    seq
+                    self.next_seq - 1
                 } else {
                     u64::from_le_bytes(record[PREFIX..PREFIX + 8].try_into().expect("8 bytes"))
                 };
+                // Copies are resealed too: only this commit's first record may carry the mark.
+                seal(record, seq, buf.is_empty());
                 self.active.min_seq.fetch_min(seq, Ordering::Relaxed);
                 placed.push(Location {
                     segment: self.active.clone(),
@@ -586,7 +615,7 @@ mod tests {
 
     fn sealed(kind: Kind, seq: u64, payload: &[u8]) -> Vec<u8> {
         let mut record = encode(kind, br#"{"k":"a"}"#, br#"{"m":1}"#, payload);
-        seal(&mut record, seq);
+        seal(&mut record, seq, true);
         record
     }
 
@@ -688,6 +717,73 @@ mod tests {
         assert_eq!(c.seq, seen[1].1 + 1);
         let record = c.segment.read(c.offset, c.len as usize).unwrap();
         assert_eq!(&decode(&record).unwrap().0.payload[..], b"three");
+    }
+
+    /// Damages the first byte of the payload `b"MARK"` in segment 1.
+    fn damage_marked_payload(path: &Path) {
+        let segment = segment_path(path, 1);
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let at = bytes.windows(4).position(|w| w == b"MARK").unwrap();
+        bytes[at] ^= 0xff;
+        std::fs::write(&segment, bytes).unwrap();
+    }
+
+    #[tokio::test]
+    async fn damage_before_a_later_commit_is_corruption_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        {
+            let log = Log::open(
+                path.clone(),
+                1 << 20,
+                StorageMetrics::unregistered(),
+                |_, _| {},
+            )
+            .unwrap();
+            for payload in [&b"one"[..], b"MARK", b"three"] {
+                log.append(encode(Kind::Put, b"\"a\"", b"{}", payload))
+                    .await
+                    .unwrap();
+            }
+        }
+        damage_marked_payload(&path);
+        let err = Log::open(path, 1 << 20, StorageMetrics::unregistered(), |_, _| {}).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn damage_inside_the_last_commit_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        {
+            let log = Log::open(
+                path.clone(),
+                1 << 20,
+                StorageMetrics::unregistered(),
+                |_, _| {},
+            )
+            .unwrap();
+            log.append(encode(Kind::Put, b"\"a\"", b"{}", b"kept"))
+                .await
+                .unwrap();
+            // One commit of two records; a crash could tear either.
+            let mut both = encode(Kind::Put, b"\"b\"", b"{}", b"MARK");
+            let first = both.len();
+            both.extend(encode(Kind::Put, b"\"c\"", b"{}", b"later"));
+            let second = both.len() - first;
+            for (range, seq) in [(0..first, 90), (first..first + second, 91)] {
+                seal(&mut both[range], seq, false);
+            }
+            log.append_copies(both, vec![first, second]).await.unwrap();
+        }
+        damage_marked_payload(&path);
+        let mut seen = Vec::new();
+        Log::open(path, 1 << 20, StorageMetrics::unregistered(), |r, _| {
+            seen.push(r.payload.to_vec())
+        })
+        .unwrap();
+        assert_eq!(seen, [b"kept".to_vec()]);
     }
 
     #[tokio::test]
