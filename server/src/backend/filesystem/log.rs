@@ -613,6 +613,17 @@ impl Writer {
 mod tests {
     use super::*;
 
+    /// Opens a log, ignoring what it replays.
+    fn open_quietly(path: PathBuf, segment_bytes: u64) -> Log {
+        Log::open(
+            path,
+            segment_bytes,
+            StorageMetrics::unregistered(),
+            |_, _| {},
+        )
+        .unwrap()
+    }
+
     fn sealed(kind: Kind, seq: u64, payload: &[u8]) -> Vec<u8> {
         let mut record = encode(kind, br#"{"k":"a"}"#, br#"{"m":1}"#, payload);
         seal(&mut record, seq, true);
@@ -733,13 +744,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         {
-            let log = Log::open(
-                path.clone(),
-                1 << 20,
-                StorageMetrics::unregistered(),
-                |_, _| {},
-            )
-            .unwrap();
+            let log = open_quietly(path.clone(), 1 << 20);
             for payload in [&b"one"[..], b"MARK", b"three"] {
                 log.append(encode(Kind::Put, b"\"a\"", b"{}", payload))
                     .await
@@ -757,13 +762,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         {
-            let log = Log::open(
-                path.clone(),
-                1 << 20,
-                StorageMetrics::unregistered(),
-                |_, _| {},
-            )
-            .unwrap();
+            let log = open_quietly(path.clone(), 1 << 20);
             log.append(encode(Kind::Put, b"\"a\"", b"{}", b"kept"))
                 .await
                 .unwrap();
@@ -791,8 +790,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         {
-            let log =
-                Log::open(path.clone(), 64, StorageMetrics::unregistered(), |_, _| {}).unwrap();
+            let log = open_quietly(path.clone(), 64);
             // Each record is larger than a segment, so each lands in its own.
             for key in ["\"a\"", "\"b\""] {
                 log.append(encode(Kind::Put, key.as_bytes(), b"{}", &[1; 100]))
@@ -813,13 +811,7 @@ mod tests {
     #[tokio::test]
     async fn copies_keep_their_sequence_numbers() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(
-            dir.path().join("log"),
-            1 << 20,
-            StorageMetrics::unregistered(),
-            |_, _| {},
-        )
-        .unwrap();
+        let log = open_quietly(dir.path().join("log"), 1 << 20);
         let original = log
             .append(encode(Kind::Put, b"\"a\"", b"{}", b"x"))
             .await

@@ -770,6 +770,13 @@ mod tests {
         )
     }
 
+    /// A backend whose log rolls to a new segment every `segment` bytes.
+    async fn open_segmented(root: &Path, segment: u64) -> FilesystemBackend {
+        FilesystemBackend::open_with(root.into(), segment, StorageMetrics::unregistered())
+            .await
+            .unwrap()
+    }
+
     fn small(byte: u8) -> Vec<u8> {
         vec![byte; 1000]
     }
@@ -919,13 +926,7 @@ mod tests {
                 );
             }
         }
-        let backend = FilesystemBackend::open_with(
-            dir.path().into(),
-            segment,
-            StorageMetrics::unregistered(),
-        )
-        .await
-        .unwrap();
+        let backend = open_segmented(dir.path(), segment).await;
         for key in 0..10u8 {
             assert_eq!(
                 read(&backend, &format!("k{key}")).await,
@@ -949,13 +950,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segment = 16 * 1024;
         {
-            let backend = FilesystemBackend::open_with(
-                dir.path().into(),
-                segment,
-                StorageMetrics::unregistered(),
-            )
-            .await
-            .unwrap();
+            let backend = open_segmented(dir.path(), segment).await;
             // The first segment stays mostly live, so it is never compacted and keeps
             // the old `Put` of "gone".
             put(&backend, "gone", small(1)).await;
@@ -972,13 +967,7 @@ mod tests {
             assert_eq!(backend.shared.log.segments()[0].id, first);
             assert_eq!(read(&backend, "gone").await, None);
         }
-        let backend = FilesystemBackend::open_with(
-            dir.path().into(),
-            segment,
-            StorageMetrics::unregistered(),
-        )
-        .await
-        .unwrap();
+        let backend = open_segmented(dir.path(), segment).await;
         assert_eq!(read(&backend, "gone").await, None);
         assert_eq!(read(&backend, "churn").await, Some(small(39)));
     }
@@ -1018,15 +1007,7 @@ mod tests {
     async fn compaction_racing_writers_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let segment = 16 * 1024;
-        let backend = Arc::new(
-            FilesystemBackend::open_with(
-                dir.path().into(),
-                segment,
-                StorageMetrics::unregistered(),
-            )
-            .await
-            .unwrap(),
-        );
+        let backend = Arc::new(open_segmented(dir.path(), segment).await);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let compactor = {
             let (backend, stop) = (backend.clone(), stop.clone());
@@ -1076,13 +1057,7 @@ mod tests {
             }
         }
         drop(Arc::try_unwrap(backend).expect("sole owner"));
-        let backend = FilesystemBackend::open_with(
-            dir.path().into(),
-            segment,
-            StorageMetrics::unregistered(),
-        )
-        .await
-        .unwrap();
+        let backend = open_segmented(dir.path(), segment).await;
         for w in 0..4 {
             for k in 0..5 {
                 assert_eq!(read(&backend, &format!("w{w}-{k}")).await, expected(k));
@@ -1105,13 +1080,7 @@ mod tests {
                 rng % n
             };
             let mut model: HashMap<String, Vec<u8>> = HashMap::new();
-            let mut backend = FilesystemBackend::open_with(
-                dir.path().into(),
-                segment,
-                StorageMetrics::unregistered(),
-            )
-            .await
-            .unwrap();
+            let mut backend = open_segmented(dir.path(), segment).await;
             for step in 0..400u64 {
                 let key = format!("k{}", next(12));
                 match next(20) {
@@ -1132,13 +1101,7 @@ mod tests {
                     17..=18 => while backend.shared.compact_once().await.unwrap() {},
                     _ => {
                         drop(backend);
-                        backend = FilesystemBackend::open_with(
-                            dir.path().into(),
-                            segment,
-                            StorageMetrics::unregistered(),
-                        )
-                        .await
-                        .unwrap();
+                        backend = open_segmented(dir.path(), segment).await;
                         for n in 0..12 {
                             let key = format!("k{n}");
                             assert_eq!(
