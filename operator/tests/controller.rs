@@ -18,13 +18,16 @@ use strata_operator::controller::{reconcile, Context};
 use strata_operator::metrics::Metrics;
 use strata_operator::render::{Capabilities, CONFIG_HASH_ANNOTATION};
 
-fn context(client: kube::Client, caps: Capabilities) -> Arc<Context> {
-    Arc::new(Context::new(
+/// A mocked API server and a controller context talking to it.
+fn start(caps: Capabilities) -> (FakeApi, Arc<Context>) {
+    let (client, fake) = FakeApi::start();
+    let ctx = Arc::new(Context::new(
         client,
         Arc::new(Metrics::new()),
         caps,
         Some("test".into()),
-    ))
+    ));
+    (fake, ctx)
 }
 
 fn deployment_path(name: &str) -> String {
@@ -58,6 +61,16 @@ fn deployment_becomes_ready(fake: &FakeApi, name: &str, replicas: i64) {
     fake.put(&path, d);
 }
 
+/// The message of `obj`'s `type_` condition.
+fn condition_message(obj: &StorageService, type_: &str) -> String {
+    obj.status
+        .as_ref()
+        .and_then(|s| s.condition(type_))
+        .unwrap_or_else(|| panic!("no {type_} condition"))
+        .message
+        .clone()
+}
+
 fn condition(obj: &StorageService, type_: &str) -> (String, String) {
     let c = obj
         .status
@@ -69,8 +82,7 @@ fn condition(obj: &StorageService, type_: &str) -> (String, String) {
 
 #[tokio::test]
 async fn create_applies_children_with_ssa_and_reports_ready() {
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities::default());
+    let (fake, ctx) = start(Capabilities::default());
     let obj = common::service("web");
     fake.put_service(&obj);
 
@@ -156,8 +168,7 @@ async fn create_applies_children_with_ssa_and_reports_ready() {
 
 #[tokio::test]
 async fn unchanged_resource_makes_zero_writes() {
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities::default());
+    let (fake, ctx) = start(Capabilities::default());
     let obj = common::service("quiet");
     fake.put_service(&obj);
     reconcile_stored(&fake, &obj, &ctx).await;
@@ -175,8 +186,7 @@ async fn unchanged_resource_makes_zero_writes() {
 
 #[tokio::test]
 async fn spec_change_rolls_a_new_config_hash() {
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities::default());
+    let (fake, ctx) = start(Capabilities::default());
     let mut obj = common::service("conf");
     fake.put_service(&obj);
     reconcile_stored(&fake, &obj, &ctx).await;
@@ -235,8 +245,7 @@ async fn spec_change_rolls_a_new_config_hash() {
 
 #[tokio::test]
 async fn deleted_child_is_reapplied() {
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities::default());
+    let (fake, ctx) = start(Capabilities::default());
     let obj = common::service("heal");
     fake.put_service(&obj);
     reconcile_stored(&fake, &obj, &ctx).await;
@@ -256,8 +265,7 @@ async fn deleted_child_is_reapplied() {
 
 #[tokio::test]
 async fn drifted_child_is_corrected() {
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities::default());
+    let (fake, ctx) = start(Capabilities::default());
     let obj = common::service("drift");
     fake.put_service(&obj);
     reconcile_stored(&fake, &obj, &ctx).await;
@@ -273,8 +281,7 @@ async fn drifted_child_is_corrected() {
 
 #[tokio::test]
 async fn invalid_spec_sets_degraded_and_emits_event() {
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities::default());
+    let (fake, ctx) = start(Capabilities::default());
     let mut obj = common::service("broken");
     obj.spec.limits = Some(LimitsSpec {
         queue_depth: Some(10),
@@ -300,14 +307,7 @@ async fn invalid_spec_sets_degraded_and_emits_event() {
             .get(),
         0
     );
-    let message = stored
-        .status
-        .as_ref()
-        .unwrap()
-        .condition("Degraded")
-        .unwrap()
-        .message
-        .clone();
+    let message = condition_message(&stored, "Degraded");
     assert!(message.contains("limits.queueTimeout"), "{message}");
     let writes = fake.writes();
     assert!(
@@ -332,8 +332,7 @@ async fn invalid_spec_sets_degraded_and_emits_event() {
 
 #[tokio::test]
 async fn paused_service_changes_no_child() {
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities::default());
+    let (fake, ctx) = start(Capabilities::default());
     let mut obj = common::service("hold");
     fake.put_service(&obj);
     reconcile_stored(&fake, &obj, &ctx).await;
@@ -359,8 +358,7 @@ async fn paused_service_changes_no_child() {
 
 #[tokio::test]
 async fn children_no_longer_desired_are_deleted() {
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities::default());
+    let (fake, ctx) = start(Capabilities::default());
     let obj = common::service("prune");
     fake.put_service(&obj);
     reconcile_stored(&fake, &obj, &ctx).await;
@@ -385,8 +383,7 @@ async fn children_no_longer_desired_are_deleted() {
 
 #[tokio::test]
 async fn monitoring_children_only_with_the_api() {
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities { monitoring: true });
+    let (fake, ctx) = start(Capabilities { monitoring: true });
     let obj = common::example("monitoring");
     fake.put_service(&obj);
     reconcile_stored(&fake, &obj, &ctx).await;
@@ -397,8 +394,7 @@ async fn monitoring_children_only_with_the_api() {
         .get("/apis/monitoring.coreos.com/v1/namespaces/storage/prometheusrules/observed")
         .is_some());
 
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities { monitoring: false });
+    let (fake, ctx) = start(Capabilities { monitoring: false });
     fake.put_service(&obj);
     reconcile_stored(&fake, &obj, &ctx).await;
     assert!(fake
@@ -409,8 +405,7 @@ async fn monitoring_children_only_with_the_api() {
 
 #[tokio::test]
 async fn pending_volume_is_reported() {
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities::default());
+    let (fake, ctx) = start(Capabilities::default());
     let obj = common::example("filesystem-persistent");
     fake.put_service(&obj);
     fake.put(
@@ -431,13 +426,7 @@ async fn pending_volume_is_reported() {
         condition(&stored, "Degraded"),
         ("True".into(), "VolumePending".into())
     );
-    let msg = stored
-        .status
-        .unwrap()
-        .condition("Degraded")
-        .unwrap()
-        .message
-        .clone();
+    let msg = condition_message(&stored, "Degraded");
     assert!(
         msg.contains("fast-ssd") && msg.contains("data-objects-0"),
         "{msg}"
@@ -446,8 +435,7 @@ async fn pending_volume_is_reported() {
 
 #[tokio::test]
 async fn rejected_apply_is_degraded_and_retried() {
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities::default());
+    let (fake, ctx) = start(Capabilities::default());
     let obj = common::example("filesystem-persistent");
     fake.put_service(&obj);
     let sts = "/apis/apps/v1/namespaces/storage/statefulsets/objects";
@@ -464,13 +452,7 @@ async fn rejected_apply_is_degraded_and_retried() {
         condition(&stored, "Degraded"),
         ("True".into(), "ApplyFailed".into())
     );
-    let message = stored
-        .status
-        .unwrap()
-        .condition("Degraded")
-        .unwrap()
-        .message
-        .clone();
+    let message = condition_message(&stored, "Degraded");
     assert!(message.contains("volumeClaimTemplates"), "{message}");
     let first = strata_operator::controller::error_policy(Arc::new(obj.clone()), &err, ctx.clone());
     let second = strata_operator::controller::error_policy(Arc::new(obj), &err, ctx.clone());
@@ -486,8 +468,7 @@ async fn rejected_apply_is_degraded_and_retried() {
 
 #[tokio::test]
 async fn failed_status_write_is_an_error() {
-    let (client, _fake) = FakeApi::start();
-    let ctx = context(client, Capabilities::default());
+    let (_fake, ctx) = start(Capabilities::default());
     let obj = common::service("status-path");
     // No StorageService stored: the status patch 404s, so the reconcile must fail
     // (and be retried by error_policy) rather than pretend success.
@@ -516,8 +497,7 @@ fn update_spec(fake: &FakeApi, obj: &StorageService, change: impl FnOnce(&mut St
 /// the ones only the watch machinery and the Event recorder's series updates use.
 #[tokio::test]
 async fn lifecycle_uses_exactly_the_granted_verbs() {
-    let (client, fake) = FakeApi::start();
-    let ctx = context(client, Capabilities { monitoring: true });
+    let (fake, ctx) = start(Capabilities { monitoring: true });
     let mut obj = common::service("life");
     obj.spec.autoscaling = Some(AutoscalingSpec {
         min_replicas: 1,
