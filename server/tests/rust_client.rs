@@ -81,6 +81,15 @@ async fn read(session: &Session, key: &str) -> Bytes {
         .expect("payload readable")
 }
 
+/// Sends one expiry extension and returns the server's verdict.
+async fn extend(session: &Session, key: &str, extension: ExpiryExtension) -> ExtendExpiryResponse {
+    session
+        .extend_expiry(key, extension)
+        .send()
+        .await
+        .expect("extension request succeeds")
+}
+
 async fn read_stored(session: &Session, key: &str) -> Bytes {
     session
         .get(key)
@@ -335,14 +344,12 @@ async fn extend_expiry() {
     let before = s.head("ttl").send().await.unwrap().expect("exists");
     let created = before.time_created.expect("created").as_secs();
 
-    let outcome = s
-        .extend_expiry(
-            "ttl",
-            ExpiryExtension::FromCreation(Duration::from_secs(3 * DAY)),
-        )
-        .send()
-        .await
-        .unwrap();
+    let outcome = extend(
+        &s,
+        "ttl",
+        ExpiryExtension::FromCreation(Duration::from_secs(3 * DAY)),
+    )
+    .await;
     assert_eq!(outcome, ExtendExpiryResponse::Satisfied);
     let after = s.head("ttl").send().await.unwrap().expect("exists");
     assert_eq!(after.time_expires.unwrap().as_secs(), created + 3 * DAY);
@@ -352,27 +359,23 @@ async fn extend_expiry() {
     );
 
     // Never shortened.
-    let outcome = s
-        .extend_expiry(
-            "ttl",
-            ExpiryExtension::FromCreation(Duration::from_secs(DAY)),
-        )
-        .send()
-        .await
-        .unwrap();
+    let outcome = extend(
+        &s,
+        "ttl",
+        ExpiryExtension::FromCreation(Duration::from_secs(DAY)),
+    )
+    .await;
     assert_eq!(outcome, ExtendExpiryResponse::Satisfied);
     let same = s.head("ttl").send().await.unwrap().expect("exists");
     assert_eq!(same.time_expires, after.time_expires);
 
     // From now.
-    let outcome = s
-        .extend_expiry(
-            "ttl",
-            ExpiryExtension::FromNow(Duration::from_secs(30 * DAY)),
-        )
-        .send()
-        .await
-        .unwrap();
+    let outcome = extend(
+        &s,
+        "ttl",
+        ExpiryExtension::FromNow(Duration::from_secs(30 * DAY)),
+    )
+    .await;
     assert_eq!(outcome, ExtendExpiryResponse::Satisfied);
     let now_ext = s.head("ttl").send().await.unwrap().expect("exists");
     let expires = now_ext.time_expires.unwrap().as_secs();
@@ -384,11 +387,7 @@ async fn extend_expiry() {
 
     // At an absolute time (fractional seconds round up).
     let at = SystemTime::now() + Duration::from_secs(60 * DAY) + Duration::from_millis(1500);
-    let outcome = s
-        .extend_expiry("ttl", ExpiryExtension::At(at))
-        .send()
-        .await
-        .unwrap();
+    let outcome = extend(&s, "ttl", ExpiryExtension::At(at)).await;
     assert_eq!(outcome, ExtendExpiryResponse::Satisfied);
     let at_secs = at.duration_since(UNIX_EPOCH).unwrap();
     let ceil = at_secs.as_secs() + u64::from(at_secs.subsec_nanos() > 0);
@@ -404,14 +403,12 @@ async fn extend_expiry() {
         .send()
         .await
         .unwrap();
-    let outcome = s
-        .extend_expiry(
-            "tti",
-            ExpiryExtension::FromCreation(Duration::from_secs(5 * DAY)),
-        )
-        .send()
-        .await
-        .unwrap();
+    let outcome = extend(
+        &s,
+        "tti",
+        ExpiryExtension::FromCreation(Duration::from_secs(5 * DAY)),
+    )
+    .await;
     assert_eq!(outcome, ExtendExpiryResponse::Satisfied);
     let meta = s.head("tti").send().await.unwrap().expect("exists");
     assert_eq!(meta.expiration_policy, tti);
@@ -421,18 +418,20 @@ async fn extend_expiry() {
     );
 
     // Missing and manual.
-    let outcome = s
-        .extend_expiry("absent", ExpiryExtension::FromNow(Duration::from_secs(DAY)))
-        .send()
-        .await
-        .unwrap();
+    let outcome = extend(
+        &s,
+        "absent",
+        ExpiryExtension::FromNow(Duration::from_secs(DAY)),
+    )
+    .await;
     assert_eq!(outcome, ExtendExpiryResponse::NotFound);
     s.put("z").key("manual").send().await.unwrap();
-    let outcome = s
-        .extend_expiry("manual", ExpiryExtension::FromNow(Duration::from_secs(DAY)))
-        .send()
-        .await
-        .unwrap();
+    let outcome = extend(
+        &s,
+        "manual",
+        ExpiryExtension::FromNow(Duration::from_secs(DAY)),
+    )
+    .await;
     assert_eq!(outcome, ExtendExpiryResponse::Rejected);
     let meta = s.head("manual").send().await.unwrap().expect("exists");
     assert_eq!(meta.expiration_policy, ExpirationPolicy::Manual);
