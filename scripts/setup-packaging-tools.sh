@@ -33,14 +33,16 @@ else
   chmod +x "$TOOLS/helm/helm" "$TOOLS/kubectl/kubectl"
 fi
 "$TOOLS/helm/helm" version --short
-"$TOOLS/kubectl/kubectl" version --client | head -1
+# sed reads to the end: `head` could close the pipe early, and under pipefail the
+# writer's SIGPIPE would fail the whole setup.
+"$TOOLS/kubectl/kubectl" version --client | sed -n 1p
 
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get -o DPkg::Lock::Timeout=900 update -qq
   apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends prometheus
 fi
-promtool --version 2>&1 | head -1
+promtool --version 2>&1 | sed -n 1p
 
 missing=()
 python3 -c 'import kubernetes_validate' 2>/dev/null || missing+=(kubernetes-validate)
