@@ -6,7 +6,7 @@
 //! histogram buckets beyond [`MAX_BUCKETS`] are dropped.
 
 use prometheus_parse::{Scrape, Value};
-use strata_server::metrics::names;
+use strata_types::metrics::names;
 
 /// Most distinct `operation` label values kept per pod (the real set has ~12).
 pub const MAX_OPERATIONS: usize = 32;

@@ -1,7 +1,8 @@
 //! Strata operator: reconciles `StorageService` resources (`strata.dev/v1alpha1`) into
 //! running storage servers.
 //!
-//! Layout follows DESIGN §1: [`api`] holds the CRD types (shared with the dashboard),
+//! Layout follows DESIGN §1: [`api`] re-exports the CRD types from `strata-types` (shared
+//! with the dashboard),
 //! [`render`] turns a spec into desired child objects with pure functions,
 //! [`status`] describes what was observed, and [`controller`] does the (small)
 //! Kubernetes I/O. [`rbac`] lists the permissions that I/O needs.

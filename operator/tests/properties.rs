@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use strata_operator::api::*;
 use strata_operator::render::config::{server_config, CONFIG_KEY};
 use strata_operator::render::{render, Capabilities, Workload, CONFIG_HASH_ANNOTATION};
-use strata_server::config::Config;
+use strata_types::config::Config;
 
 fn limits() -> impl Strategy<Value = Option<LimitsSpec>> {
     prop::option::of(

@@ -1,282 +1,54 @@
-//! Server configuration: typed sections, YAML loading and `STRATA__SECTION__KEY`
-//! environment overrides.
+//! Loading the server configuration: a YAML file (or the defaults) deep-merged with
+//! `STRATA__SECTION__KEY` environment overrides, then checked strictly.
 //!
-//! This is the only module that touches `serde_yaml`, so the YAML library can be
-//! swapped without touching anything else. The operator renders these same types,
-//! so what it writes always parses here.
+//! The schema itself (sections, defaults, validation) is the contract in
+//! [`strata_types::config`], re-exported here; this is the only server module that
+//! touches the file system or the environment for configuration.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+pub use strata_types::config::*;
 
-/// Prefix of environment variables that override configuration keys.
-pub const ENV_PREFIX: &str = "STRATA__";
-
-/// The whole server configuration. Every section has defaults, so an empty file is valid.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// HTTP listener and web-tier admission.
-    pub http: HttpConfig,
-    /// Service-tier admission (storage operation concurrency).
-    pub service: ServiceConfig,
-    /// Where objects are stored.
-    pub storage: StorageConfig,
-    /// Fault injection for tests, demos and alert drills; off by default.
-    pub faults: FaultsConfig,
-    /// Log verbosity and format.
-    pub logging: LoggingConfig,
-}
-
-/// HTTP listener settings and the web-tier in-flight limit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Listen address; port 0 picks a free port (printed at start).
-    pub addr: SocketAddr,
-    /// Requests in flight beyond which new requests get 503 (internal routes exempt).
-    pub max_requests: usize,
-    /// While this file exists `/ready` answers 503 (`strata-server down` creates it).
-    pub drain_file: PathBuf,
-    /// How long shutdown waits for in-flight requests and spawned tasks.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_timeout: Duration,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            addr: SocketAddr::from(([0, 0, 0, 0], 8888)),
-            max_requests: 10_000,
-            drain_file: PathBuf::from("/tmp/strata.down"),
-            shutdown_timeout: Duration::from_secs(10),
+/// Loads `file` (or defaults when `None`) and applies `STRATA__…` overrides from `env`.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let (mut value, mut origin) = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let origin = path.display().to_string();
+            let value = parse_yaml(&text, &origin)?;
+            (value, origin)
         }
+        None => (
+            serde_yaml::Value::Mapping(Default::default()),
+            "defaults".to_owned(),
+        ),
+    };
+    if value.is_null() {
+        value = serde_yaml::Value::Mapping(Default::default());
     }
-}
-
-/// Service-tier admission: the semaphore over backend operations and its wait queue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServiceConfig {
-    /// Storage operations running at once; 0 rejects everything.
-    pub max_concurrency: usize,
-    /// Operations that may wait for a permit; 0 rejects at once when none is free.
-    pub queue_depth: usize,
-    /// How long a queued operation waits before it is rejected.
-    #[serde(with = "humantime_serde")]
-    pub queue_timeout: Duration,
-    /// Share of `max_concurrency` (percent, 1..=100) that batch operations may use.
-    pub bulk_percent: u8,
-}
-
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        Self {
-            max_concurrency: 500,
-            queue_depth: 0,
-            queue_timeout: Duration::from_secs(1),
-            bulk_percent: 60,
-        }
+    // Start from the defaults so an override of one key (say, the storage path)
+    // keeps every other default around it.
+    let mut merged = serde_yaml::to_value(Config::default()).expect("defaults serialize");
+    merge(&mut merged, value);
+    let mut value = merged;
+    let overrides: BTreeMap<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    for (name, raw) in &overrides {
+        apply_override(&mut value, name, raw)?;
     }
-}
-
-/// Storage backend selection, tagged by `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum StorageConfig {
-    /// Objects as files under `path` (the embedded default).
-    Filesystem {
-        /// Root directory; created when missing.
-        path: PathBuf,
-    },
-    /// Objects in process memory; lost at exit (tests, demos).
-    Memory {},
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig::Filesystem {
-            path: PathBuf::from("data"),
-        }
+    if !overrides.is_empty() {
+        origin = format!("{origin} + environment");
     }
-}
-
-/// Fault injection: operations on keys with these prefixes panic or stall in the backend.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FaultsConfig {
-    /// Any operation on a key starting with this prefix panics inside the backend.
-    pub panic_key_prefix: Option<String>,
-    /// Any operation on a key starting with this prefix sleeps `delay` holding its permit.
-    pub delay_key_prefix: Option<String>,
-    /// How long delayed operations sleep.
-    #[serde(with = "humantime_serde")]
-    pub delay: Duration,
-}
-
-/// Logging settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LoggingConfig {
-    /// `tracing` filter directive, e.g. `info` or `strata_server=debug`.
-    pub level: String,
-    /// Human-readable text or one JSON object per line.
-    pub format: LogFormat,
-}
-
-impl Default for LoggingConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".to_owned(),
-            format: LogFormat::Text,
-        }
-    }
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log pipelines.
-    Json,
-}
-
-/// Why a configuration could not be loaded; the message names the file and the key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The YAML is not well-formed.
-    #[error("config file {origin} is not valid YAML: {message}")]
-    Syntax {
-        /// File name, or `environment`.
-        origin: String,
-        /// Parser message.
-        message: String,
-    },
-    /// A key is unknown or a value has the wrong type.
-    #[error("invalid configuration in {origin} at `{key}`: {message}")]
-    Invalid {
-        /// File name (or `defaults`), plus environment overrides when present.
-        origin: String,
-        /// Dotted path of the offending key.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The values parse but contradict each other.
-    #[error("invalid configuration: {0}")]
-    Semantic(String),
-}
-
-impl Config {
-    /// Loads `file` (or defaults when `None`) and applies `STRATA__…` overrides from `env`.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
-        let (mut value, mut origin) = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                let origin = path.display().to_string();
-                let value = parse_yaml(&text, &origin)?;
-                (value, origin)
-            }
-            None => (
-                serde_yaml::Value::Mapping(Default::default()),
-                "defaults".to_owned(),
-            ),
-        };
-        if value.is_null() {
-            value = serde_yaml::Value::Mapping(Default::default());
-        }
-        // Start from the defaults so an override of one key (say, the storage path)
-        // keeps every other default around it.
-        let mut merged = serde_yaml::to_value(Config::default()).expect("defaults serialize");
-        merge(&mut merged, value);
-        let mut value = merged;
-        let overrides: BTreeMap<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
-        for (name, raw) in &overrides {
-            apply_override(&mut value, name, raw)?;
-        }
-        if !overrides.is_empty() {
-            origin = format!("{origin} + environment");
-        }
-        from_value(value, &origin)
-    }
-
-    /// Parses a YAML document (as the operator renders it) with the same strictness as `load`.
-    pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
-        from_value(parse_yaml(text, "document")?, "document")
-    }
-
-    /// Renders the configuration as YAML (for `strata-server config` and the operator).
-    pub fn to_yaml(&self) -> String {
-        serde_yaml::to_string(self).expect("configuration always serializes")
-    }
-
-    /// Checks cross-field rules that types alone cannot express.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let s = &self.service;
-        if !(1..=100).contains(&s.bulk_percent) {
-            return Err(ConfigError::Semantic(format!(
-                "service.bulk_percent must be within 1..=100, got {}",
-                s.bulk_percent
-            )));
-        }
-        if self.faults.delay_key_prefix.is_some() && self.faults.delay.is_zero() {
-            return Err(ConfigError::Semantic(
-                "faults.delay_key_prefix needs a non-zero faults.delay".to_owned(),
-            ));
-        }
-        for prefix in [&self.faults.panic_key_prefix, &self.faults.delay_key_prefix]
-            .into_iter()
-            .flatten()
-        {
-            if prefix.is_empty() {
-                return Err(ConfigError::Semantic(
-                    "fault key prefixes must not be empty (leave them unset instead)".to_owned(),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Deserializes strictly (naming the offending key) and checks cross-field rules.
-fn from_value(value: serde_yaml::Value, origin: &str) -> Result<Config, ConfigError> {
-    let config: Config =
-        serde_path_to_error::deserialize(value).map_err(|err| ConfigError::Invalid {
-            origin: origin.to_owned(),
-            key: err.path().to_string(),
-            message: err.inner().to_string(),
-        })?;
-    config.validate()?;
-    Ok(config)
-}
-
-fn parse_yaml(text: &str, origin: &str) -> Result<serde_yaml::Value, ConfigError> {
-    serde_yaml::from_str(text).map_err(|err| ConfigError::Syntax {
-        origin: origin.to_owned(),
-        message: err.to_string(),
-    })
+    from_value(value, &origin)
 }
 
 /// Deep-merges `overlay` into `base`. A tagged section (one with `type`) whose type
@@ -350,12 +122,14 @@ fn apply_override(root: &mut serde_yaml::Value, name: &str, raw: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+    use std::time::Duration;
 
     fn load_str(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strata.yaml");
         std::fs::write(&path, yaml).unwrap();
-        Config::load(
+        load(
             Some(&path),
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         )

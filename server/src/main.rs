@@ -53,7 +53,7 @@ enum Command {
 }
 
 fn load(arg: &ConfigArg) -> Result<Config, String> {
-    Config::load(arg.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())
+    strata_server::config::load(arg.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

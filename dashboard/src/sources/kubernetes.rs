@@ -34,8 +34,8 @@ use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
-use strata_operator::api::StorageService;
-use strata_operator::render::{config::HTTP_PORT, selector_labels, APP_NAME};
+use strata_types::crd::labels::{selector_labels, APP_NAME, HTTP_PORT};
+use strata_types::crd::StorageService;
 use tokio::sync::Notify;
 
 use super::{

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use strata_server::config::{
+use strata_types::config::{
     Config, FaultsConfig, HttpConfig, LogFormat, LoggingConfig, ServiceConfig, StorageConfig,
 };
 
@@ -14,8 +14,7 @@ use super::RenderError;
 use crate::api::validate::parse_duration;
 use crate::api::{LogFormatSpec, StorageBackend, StorageServiceSpec};
 
-/// Port the server listens on inside the pod (container port `http`).
-pub const HTTP_PORT: u16 = 8888;
+pub use strata_types::crd::labels::HTTP_PORT;
 /// Where the ConfigMap is mounted.
 pub const CONFIG_DIR: &str = "/etc/strata";
 /// Key of the server YAML inside the ConfigMap.

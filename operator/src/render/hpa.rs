@@ -9,7 +9,7 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::Resource;
-use strata_server::config::Config;
+use strata_types::config::Config;
 
 use super::Context;
 use crate::api::StorageService;

@@ -30,8 +30,7 @@ pub mod statefulset;
 
 /// Annotation on the pod template carrying the config hash (changes roll pods).
 pub const CONFIG_HASH_ANNOTATION: &str = "strata.dev/config-hash";
-/// `app.kubernetes.io/name` of every server object.
-pub const APP_NAME: &str = "strata-server";
+pub use strata_types::crd::labels::{selector_labels, APP_NAME};
 /// `app.kubernetes.io/managed-by` value, also the server-side-apply field manager.
 pub const MANAGER: &str = "strata-operator";
 
@@ -255,14 +254,6 @@ impl<'a> Context<'a> {
             ..ObjectMeta::default()
         }
     }
-}
-
-/// Labels that select the pods of StorageService `name`.
-pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), APP_NAME.to_owned()),
-        ("app.kubernetes.io/instance".to_owned(), name.to_owned()),
-    ])
 }
 
 /// The label selector string for the scale subresource and `kubectl -l`.

@@ -28,7 +28,7 @@ impl ValidationError {
 }
 
 /// Parses a humantime duration as the server does, naming the field on failure.
-pub(crate) fn parse_duration(field: &str, text: &str) -> Result<Duration, ValidationError> {
+pub fn parse_duration(field: &str, text: &str) -> Result<Duration, ValidationError> {
     humantime::parse_duration(text).map_err(|err| {
         ValidationError::new(
             field,
@@ -172,7 +172,7 @@ pub fn validate(spec: &StorageServiceSpec) -> Result<(), Vec<ValidationError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{AutoscalingSpec, LimitsSpec, PodDisruptionBudgetSpec};
+    use crate::crd::{AutoscalingSpec, LimitsSpec, PodDisruptionBudgetSpec};
 
     #[test]
     fn minimal_spec_is_valid() {

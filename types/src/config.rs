@@ -1,0 +1,240 @@
+//! Server configuration schema: typed sections, their defaults, strict YAML
+//! (de)serialization of one document and the cross-field rules that need no I/O.
+//!
+//! Loading a file and applying `STRATA__SECTION__KEY` environment overrides is the
+//! server's job (`strata_server::config`). The operator renders these same types, so
+//! what it writes always parses in the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "STRATA__";
+
+/// The whole server configuration. Every section has defaults, so an empty file is valid.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP listener and web-tier admission.
+    pub http: HttpConfig,
+    /// Service-tier admission (storage operation concurrency).
+    pub service: ServiceConfig,
+    /// Where objects are stored.
+    pub storage: StorageConfig,
+    /// Fault injection for tests, demos and alert drills; off by default.
+    pub faults: FaultsConfig,
+    /// Log verbosity and format.
+    pub logging: LoggingConfig,
+}
+
+/// HTTP listener settings and the web-tier in-flight limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address; port 0 picks a free port (printed at start).
+    pub addr: SocketAddr,
+    /// Requests in flight beyond which new requests get 503 (internal routes exempt).
+    pub max_requests: usize,
+    /// While this file exists `/ready` answers 503 (`strata-server down` creates it).
+    pub drain_file: PathBuf,
+    /// How long shutdown waits for in-flight requests and spawned tasks.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 8888)),
+            max_requests: 10_000,
+            drain_file: PathBuf::from("/tmp/strata.down"),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Service-tier admission: the semaphore over backend operations and its wait queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Storage operations running at once; 0 rejects everything.
+    pub max_concurrency: usize,
+    /// Operations that may wait for a permit; 0 rejects at once when none is free.
+    pub queue_depth: usize,
+    /// How long a queued operation waits before it is rejected.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// Share of `max_concurrency` (percent, 1..=100) that batch operations may use.
+    pub bulk_percent: u8,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 500,
+            queue_depth: 0,
+            queue_timeout: Duration::from_secs(1),
+            bulk_percent: 60,
+        }
+    }
+}
+
+/// Storage backend selection, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StorageConfig {
+    /// Objects as files under `path` (the embedded default).
+    Filesystem {
+        /// Root directory; created when missing.
+        path: PathBuf,
+    },
+    /// Objects in process memory; lost at exit (tests, demos).
+    Memory {},
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig::Filesystem {
+            path: PathBuf::from("data"),
+        }
+    }
+}
+
+/// Fault injection: operations on keys with these prefixes panic or stall in the backend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsConfig {
+    /// Any operation on a key starting with this prefix panics inside the backend.
+    pub panic_key_prefix: Option<String>,
+    /// Any operation on a key starting with this prefix sleeps `delay` holding its permit.
+    pub delay_key_prefix: Option<String>,
+    /// How long delayed operations sleep.
+    #[serde(with = "humantime_serde")]
+    pub delay: Duration,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `tracing` filter directive, e.g. `info` or `strata_server=debug`.
+    pub level: String,
+    /// Human-readable text or one JSON object per line.
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// Why a configuration could not be loaded; the message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is not well-formed.
+    #[error("config file {origin} is not valid YAML: {message}")]
+    Syntax {
+        /// File name, or `environment`.
+        origin: String,
+        /// Parser message.
+        message: String,
+    },
+    /// A key is unknown or a value has the wrong type.
+    #[error("invalid configuration in {origin} at `{key}`: {message}")]
+    Invalid {
+        /// File name (or `defaults`), plus environment overrides when present.
+        origin: String,
+        /// Dotted path of the offending key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The values parse but contradict each other.
+    #[error("invalid configuration: {0}")]
+    Semantic(String),
+}
+
+impl Config {
+    /// Parses a YAML document (as the operator renders it) with the same strictness as `load`.
+    pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
+        from_value(parse_yaml(text, "document")?, "document")
+    }
+
+    /// Renders the configuration as YAML (for `strata-server config` and the operator).
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("configuration always serializes")
+    }
+
+    /// Checks cross-field rules that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.service;
+        if !(1..=100).contains(&s.bulk_percent) {
+            return Err(ConfigError::Semantic(format!(
+                "service.bulk_percent must be within 1..=100, got {}",
+                s.bulk_percent
+            )));
+        }
+        if self.faults.delay_key_prefix.is_some() && self.faults.delay.is_zero() {
+            return Err(ConfigError::Semantic(
+                "faults.delay_key_prefix needs a non-zero faults.delay".to_owned(),
+            ));
+        }
+        for prefix in [&self.faults.panic_key_prefix, &self.faults.delay_key_prefix]
+            .into_iter()
+            .flatten()
+        {
+            if prefix.is_empty() {
+                return Err(ConfigError::Semantic(
+                    "fault key prefixes must not be empty (leave them unset instead)".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deserializes strictly (naming the offending key, with `origin` as the file name in
+/// messages) and checks cross-field rules.
+pub fn from_value(value: serde_yaml::Value, origin: &str) -> Result<Config, ConfigError> {
+    let config: Config =
+        serde_path_to_error::deserialize(value).map_err(|err| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: err.path().to_string(),
+            message: err.inner().to_string(),
+        })?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Parses YAML text into a document tree; `origin` names the source in errors.
+pub fn parse_yaml(text: &str, origin: &str) -> Result<serde_yaml::Value, ConfigError> {
+    serde_yaml::from_str(text).map_err(|err| ConfigError::Syntax {
+        origin: origin.to_owned(),
+        message: err.to_string(),
+    })
+}

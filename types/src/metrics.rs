@@ -1,0 +1,146 @@
+//! The metric-name contract of the storage server (DESIGN §2.6): names and the fixed
+//! label values the server exports and the dashboard, alert rules and Grafana read.
+//!
+//! Change these only together with everything that reads them. Every label value comes
+//! from a small fixed set, never from a key, usecase, scope or user.
+
+/// Metric names, shared with the dashboard, alert rules and Grafana (tests check them).
+pub mod names {
+    /// Storage operations currently running in spawned tasks.
+    pub const TASKS_RUNNING: &str = "strata_service_tasks_running";
+    /// Operations waiting in the service-tier queue.
+    pub const TASKS_QUEUED: &str = "strata_service_tasks_queued";
+    /// The service-tier permit count (`service.max_concurrency`).
+    pub const TASKS_LIMIT: &str = "strata_service_tasks_limit";
+    /// Operations by `operation` and `outcome`.
+    pub const OPERATIONS_TOTAL: &str = "strata_service_operations_total";
+    /// Operation latency by `operation`.
+    pub const OPERATION_DURATION: &str = "strata_service_operation_duration_seconds";
+    /// Service-tier rejections by `reason`.
+    pub const SERVICE_REJECTIONS_TOTAL: &str = "strata_service_rejections_total";
+    /// Panics caught in operation tasks, by `operation`.
+    pub const PANICS_TOTAL: &str = "strata_service_panics_total";
+    /// HTTP requests in flight (internal routes included).
+    pub const HTTP_IN_FLIGHT: &str = "strata_http_requests_in_flight";
+    /// The web-tier limit (`http.max_requests`).
+    pub const HTTP_LIMIT: &str = "strata_http_requests_limit";
+    /// Requests rejected by the web tier with 503.
+    pub const HTTP_REJECTIONS_TOTAL: &str = "strata_http_rejections_total";
+    /// Requests by `method` and `status` class.
+    pub const HTTP_REQUESTS_TOTAL: &str = "strata_http_requests_total";
+    /// Request latency by `method`.
+    pub const HTTP_DURATION: &str = "strata_http_request_duration_seconds";
+    /// Payload bytes by `direction` (`in`, `out`).
+    pub const BYTES_TOTAL: &str = "strata_bytes_total";
+    /// Always 1; carries the `version` label.
+    pub const BUILD_INFO: &str = "strata_build_info";
+    /// Group commits of the filesystem backend's object log.
+    pub const LOG_COMMITS_TOTAL: &str = "strata_storage_log_commits_total";
+    /// Records those commits made durable (records / commits = mean batch size).
+    pub const LOG_RECORDS_TOTAL: &str = "strata_storage_log_records_total";
+    /// Bytes in all log segments.
+    pub const LOG_BYTES: &str = "strata_storage_log_bytes";
+    /// Bytes of log records that are current versions (the rest awaits compaction).
+    pub const LOG_LIVE_BYTES: &str = "strata_storage_log_live_bytes";
+    /// Log segment files.
+    pub const LOG_SEGMENTS: &str = "strata_storage_log_segments";
+    /// 1 once a failed sync made the log refuse writes until a restart.
+    pub const LOG_READ_ONLY: &str = "strata_storage_log_read_only";
+    /// Segments rewritten by compaction.
+    pub const COMPACTIONS_TOTAL: &str = "strata_storage_compactions_total";
+    /// Objects by `location` (`log`, `file`).
+    pub const OBJECTS: &str = "strata_storage_objects";
+}
+
+/// Operation label values (`operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// O1/O2.
+    Insert,
+    /// O3.
+    Get,
+    /// O4.
+    Head,
+    /// O5.
+    Delete,
+    /// E1 (PATCH).
+    ExtendExpiry,
+}
+
+impl Operation {
+    /// Every operation, for pre-registering label sets so series exist at zero.
+    pub const ALL: [Operation; 5] = [
+        Operation::Insert,
+        Operation::Get,
+        Operation::Head,
+        Operation::Delete,
+        Operation::ExtendExpiry,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Insert => "insert",
+            Operation::Get => "get",
+            Operation::Head => "head",
+            Operation::Delete => "delete",
+            Operation::ExtendExpiry => "extend_expiry",
+        }
+    }
+}
+
+/// Outcome label values (`outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Completed successfully.
+    Ok,
+    /// The object did not exist (or had expired).
+    NotFound,
+    /// Backend or I/O failure.
+    Error,
+    /// Refused by the service-tier limiter.
+    Rejected,
+    /// The task panicked.
+    Panic,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Ok,
+        Outcome::NotFound,
+        Outcome::Error,
+        Outcome::Rejected,
+        Outcome::Panic,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::NotFound => "not_found",
+            Outcome::Error => "error",
+            Outcome::Rejected => "rejected",
+            Outcome::Panic => "panic",
+        }
+    }
+}
+
+/// Service-tier rejection reasons (`reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// No permit free and no queue slot (or no queue).
+    AtCapacity,
+    /// Waited in the queue for `queue_timeout` without a permit.
+    QueueTimeout,
+}
+
+impl RejectReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::AtCapacity => "at_capacity",
+            RejectReason::QueueTimeout => "queue_timeout",
+        }
+    }
+}
