@@ -207,22 +207,24 @@ impl S3Backend {
             .with_max_concurrency(PARTS_IN_FLIGHT)
             .with_attributes(attributes_for(metadata));
         let mut size = 0u64;
-        let result: Result<(), BackendError> = async {
+        let written: Result<(), BackendError> = async {
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(BackendError::Payload)?;
                 size += chunk.len() as u64;
                 writer.write_all(&chunk).await.map_err(unavailable)?;
             }
-            writer.shutdown().await.map_err(unavailable)
+            Ok(())
         }
         .await;
-        if let Err(err) = result {
+        if let Err(err) = written {
             // An unfinished multipart upload would linger (and cost) until aborted.
             if let Err(abort) = writer.abort().await {
                 tracing::warn!(%abort, "cannot abort s3 multipart upload");
             }
             return Err(err);
         }
+        // Completes the single put or the multipart upload; the writer is spent after.
+        writer.shutdown().await.map_err(unavailable)?;
         Ok(size)
     }
 }
