@@ -9,6 +9,9 @@ need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# The Bigtable emulator the shared-storage tests start (Google Cloud apt repository).
+[ -x /usr/lib/google-cloud-sdk/platform/bigtable-emulator/cbtemulator ] ||
+  need_apt+=(google-cloud-cli-bigtable-emulator)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

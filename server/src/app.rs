@@ -158,5 +158,37 @@ pub fn describe_storage(config: &Config) -> String {
             format!("filesystem at {}", shown.display())
         }
         StorageConfig::Memory {} => "memory (contents are lost at exit)".to_owned(),
+        other => describe_shared(other),
+    }
+}
+
+/// Shared backends: kind and location, never credentials.
+fn describe_shared(storage: &StorageConfig) -> String {
+    match storage {
+        StorageConfig::Bigtable {
+            endpoint,
+            project_id,
+            instance_name,
+            table_name,
+            ..
+        } => format!(
+            "bigtable table {project_id}/{instance_name}/{table_name} at {}",
+            endpoint
+                .as_deref()
+                .unwrap_or("BIGTABLE_EMULATOR_HOST or Google")
+        ),
+        StorageConfig::S3compatible {
+            endpoint, bucket, ..
+        } => format!("s3compatible bucket {bucket} at {endpoint}"),
+        StorageConfig::Tiered {
+            high_volume,
+            long_term,
+        } => format!(
+            "tiered: up to 1 MiB in {}; larger in {}",
+            describe_shared(high_volume),
+            describe_shared(long_term)
+        ),
+        StorageConfig::Filesystem { path } => format!("filesystem at {}", path.display()),
+        StorageConfig::Memory {} => "memory".to_owned(),
     }
 }

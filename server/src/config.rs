@@ -207,6 +207,30 @@ mod tests {
     }
 
     #[test]
+    fn shared_backends_parse_strictly() {
+        let c = load_str(
+            "storage:\n  type: tiered\n  high_volume: {type: bigtable, endpoint: \"127.0.0.1:1\", project_id: p, instance_name: i, table_name: t, create_table: true}\n  long_term: {type: s3compatible, endpoint: \"http://127.0.0.1:2\", bucket: b}\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.storage.kind(), "tiered");
+        assert_eq!(Config::from_yaml_str(&c.to_yaml()).unwrap(), c);
+        let err = load_str(
+            "storage: {type: s3compatible, endpoint: \"http://x\", bucket: b, secret: s}\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("secret"), "{err}");
+        let err = load_str(
+            "storage:\n  type: tiered\n  high_volume: {type: memory}\n  long_term: {type: memory}\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("long_term"), "{err}");
+    }
+
+
+    #[test]
     fn bulk_percent_range_checked() {
         assert!(load_str("service:\n  bulk_percent: 0\n", &[]).is_err());
     }

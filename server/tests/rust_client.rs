@@ -16,16 +16,36 @@ use strata_server::app::{self, RunningServer};
 use strata_server::config::{Config, StorageConfig};
 use tempfile::TempDir;
 
+mod support;
+
 const DAY: u64 = 86_400;
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 
 /// A server on 127.0.0.1:0 with its own data directory, plus a client for it.
+///
+/// With `STRATA_TEST_PAIR=1` the suite runs against two servers on one Bigtable emulator
+/// and one S3 server (tiered storage) behind a round-robin balancer, and the clients
+/// open a new connection per request, so consecutive requests alternate between the two
+/// servers as they would behind a Kubernetes Service.
 struct Harness {
     server: RunningServer,
+    pair: Option<Pair>,
+    base: String,
     client: Client,
     http: reqwest::Client,
     _dir: TempDir,
+}
+
+/// The second server of pair mode and the services both share.
+struct Pair {
+    peer: RunningServer,
+    balancer: support::RoundRobin,
+    _services: (support::Service, support::Service),
+}
+
+fn pair_mode() -> bool {
+    std::env::var("STRATA_TEST_PAIR").is_ok_and(|v| v == "1")
 }
 
 impl Harness {
@@ -37,14 +57,50 @@ impl Harness {
         config.storage = StorageConfig::Filesystem {
             path: dir.path().join("data"),
         };
-        let server = app::start(config).await.expect("server starts");
-        let client = Client::builder(format!("http://{}", server.addr()))
+        if !pair_mode() {
+            let server = app::start(config).await.expect("server starts");
+            let base = format!("http://{}", server.addr());
+            let client = Client::builder(base.as_str())
+                .build()
+                .expect("client builds");
+            return Self {
+                server,
+                pair: None,
+                base,
+                client,
+                http: reqwest::Client::new(),
+                _dir: dir,
+            };
+        }
+        support::s3_credentials();
+        let bigtable = support::bigtable_emulator().await;
+        let s3 = support::s3_server("strata").await;
+        config.storage = StorageConfig::Tiered {
+            high_volume: Box::new(support::bigtable_config(&bigtable.addr, "objects")),
+            long_term: Box::new(support::s3_config(&s3.addr, "strata")),
+        };
+        let server = app::start(config.clone()).await.expect("server starts");
+        config.http.drain_file = dir.path().join("peer.down");
+        let peer = app::start(config).await.expect("peer starts");
+        let balancer = support::RoundRobin::start(vec![server.addr(), peer.addr()]).await;
+        let base = format!("http://{}", balancer.addr);
+        let client = Client::builder(base.as_str())
+            .configure_reqwest(|b| b.pool_max_idle_per_host(0))
             .build()
             .expect("client builds");
         Self {
             server,
+            pair: Some(Pair {
+                peer,
+                balancer,
+                _services: (bigtable, s3),
+            }),
+            base,
             client,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("http client"),
             _dir: dir,
         }
     }
@@ -59,12 +115,20 @@ impl Harness {
 
     fn object_url(&self, org: u64, encoded_key: &str) -> String {
         format!(
-            "http://{}/v1/objects/rust-client/org={org}/{encoded_key}",
-            self.server.addr()
+            "{}/v1/objects/rust-client/org={org}/{encoded_key}",
+            self.base
         )
     }
 
     async fn stop(self) {
+        if let Some(pair) = self.pair {
+            let connections = pair.balancer.connections();
+            assert!(
+                connections.iter().all(|n| *n > 0),
+                "both servers served requests: {connections:?}"
+            );
+            pair.peer.shutdown().await;
+        }
         self.server.shutdown().await;
     }
 }

@@ -93,6 +93,60 @@ pub enum StorageConfig {
     },
     /// Objects in process memory; lost at exit (tests, demos).
     Memory {},
+    /// Google Cloud Bigtable or its emulator, shared by every pod (the high-volume tier).
+    Bigtable {
+        /// `host:port` of an emulator; unset uses `BIGTABLE_EMULATOR_HOST`, else Google
+        /// with application-default credentials.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        /// Google Cloud project.
+        project_id: String,
+        /// Bigtable instance.
+        instance_name: String,
+        /// Table holding one row per object.
+        table_name: String,
+        /// gRPC channels to open (default 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        connections: Option<usize>,
+        /// Create the table and its column families at start (emulator and local use).
+        #[serde(default)]
+        create_table: bool,
+    },
+    /// Any S3-compatible object store, shared by every pod (the long-term tier).
+    /// Credentials come only from the standard AWS environment variables.
+    S3compatible {
+        /// Base URL, e.g. `https://s3.us-east-1.amazonaws.com` or `http://minio:9000`.
+        endpoint: String,
+        /// Bucket holding the objects; it must exist.
+        bucket: String,
+        /// Signing region (default `us-east-1`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// Address buckets as `endpoint/bucket` instead of `bucket.endpoint` (default true).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path_style: Option<bool>,
+    },
+    /// Objects up to 1 MiB in `high_volume`; larger ones in `long_term` behind a
+    /// redirect tombstone in `high_volume`.
+    Tiered {
+        /// Small objects and tombstones: `bigtable` (or `memory` for tests).
+        high_volume: Box<StorageConfig>,
+        /// Large objects: `s3compatible` or `filesystem`.
+        long_term: Box<StorageConfig>,
+    },
+}
+
+impl StorageConfig {
+    /// The `type` tag of this section.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StorageConfig::Filesystem { .. } => "filesystem",
+            StorageConfig::Memory {} => "memory",
+            StorageConfig::Bigtable { .. } => "bigtable",
+            StorageConfig::S3compatible { .. } => "s3compatible",
+            StorageConfig::Tiered { .. } => "tiered",
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -203,6 +257,24 @@ impl Config {
             return Err(ConfigError::Semantic(
                 "faults.delay_key_prefix needs a non-zero faults.delay".to_owned(),
             ));
+        }
+        if let StorageConfig::Tiered {
+            high_volume,
+            long_term,
+        } = &self.storage
+        {
+            if !matches!(high_volume.kind(), "bigtable" | "memory") {
+                return Err(ConfigError::Semantic(format!(
+                    "storage.high_volume must be bigtable or memory, got {}",
+                    high_volume.kind()
+                )));
+            }
+            if !matches!(long_term.kind(), "s3compatible" | "filesystem") {
+                return Err(ConfigError::Semantic(format!(
+                    "storage.long_term must be s3compatible or filesystem, got {}",
+                    long_term.kind()
+                )));
+            }
         }
         for prefix in [&self.faults.panic_key_prefix, &self.faults.delay_key_prefix]
             .into_iter()

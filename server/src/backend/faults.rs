@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use super::{Backend, BackendError, PayloadStream, StoredObject};
 use crate::config::FaultsConfig;
@@ -90,5 +91,23 @@ impl Backend for FaultyBackend {
 
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
         self.inner.sweep_expired(now).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        id: &ObjectId,
+        expected: Option<&Metadata>,
+        new: Option<(&Metadata, Bytes)>,
+    ) -> Result<bool, BackendError> {
+        self.inject(id).await;
+        self.inner.compare_and_swap(id, expected, new).await
+    }
+
+    async fn probe(&self) -> Result<(), BackendError> {
+        self.inner.probe().await
+    }
+
+    async fn shutdown(&self) {
+        self.inner.shutdown().await
     }
 }

@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::TryStreamExt;
 
-use super::{same_version, Backend, BackendError, Payload, PayloadStream, StoredObject};
+use super::{
+    matches_expected, same_version, Backend, BackendError, Payload, PayloadStream, StoredObject,
+};
 use crate::object::{Metadata, ObjectId};
 
 /// Objects in a hash map; payloads are buffered whole before they replace the old object.
@@ -92,6 +94,29 @@ impl Backend for MemoryBackend {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn compare_and_swap(
+        &self,
+        id: &ObjectId,
+        expected: Option<&Metadata>,
+        new: Option<(&Metadata, Bytes)>,
+    ) -> Result<bool, BackendError> {
+        let mut map = self.objects.write().expect("memory backend lock poisoned");
+        if !matches_expected(map.get(id).map(|(meta, _)| meta), expected) {
+            return Ok(false);
+        }
+        match new {
+            Some((metadata, bytes)) => {
+                let mut meta = metadata.clone();
+                meta.size = None;
+                map.insert(id.clone(), (meta, bytes));
+            }
+            None => {
+                map.remove(id);
+            }
+        }
+        Ok(true)
     }
 
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {

@@ -15,10 +15,13 @@ use crate::config::{Config, StorageConfig};
 use crate::metrics::Metrics;
 use crate::object::{Metadata, ObjectId};
 
+pub mod bigtable;
 pub mod faults;
 pub mod filesystem;
 pub mod memory;
 pub mod payload;
+pub mod s3;
+pub mod tiered;
 
 pub use payload::Payload;
 
@@ -53,6 +56,25 @@ pub enum BackendError {
     /// Stored data could not be decoded.
     #[error("corrupt object: {0}")]
     Corrupt(String),
+    /// A remote storage service failed or could not be reached (maps to 503).
+    #[error("{backend} backend unavailable: {message}")]
+    Unavailable {
+        /// The backend kind (`bigtable`, `s3compatible`).
+        backend: &'static str,
+        /// What went wrong, without credentials.
+        message: String,
+    },
+    /// The backend is misconfigured: a missing table or bucket, a bad endpoint.
+    #[error("{0}")]
+    Config(String),
+    /// The object exceeds what this backend can hold in one piece.
+    #[error("object larger than the {backend} backend's limit of {limit} bytes")]
+    TooLarge {
+        /// The backend kind.
+        backend: &'static str,
+        /// The largest payload it accepts, in bytes.
+        limit: u64,
+    },
 }
 
 /// The persistence contract every storage tier implements.
@@ -92,6 +114,25 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Removes every object whose deadline passed before `now`; returns how many.
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError>;
+
+    /// Replaces a whole small object atomically, only while its current version is
+    /// `expected` (`None`: the key is absent); `new` of `None` deletes it. Versions are
+    /// compared as in [`Backend::update_metadata`]. Returns whether the swap happened.
+    /// The tiered backend keeps its redirect tombstones consistent with this.
+    async fn compare_and_swap(
+        &self,
+        id: &ObjectId,
+        expected: Option<&Metadata>,
+        new: Option<(&Metadata, Bytes)>,
+    ) -> Result<bool, BackendError>;
+
+    /// Checks that the storage answers, for `/ready`; local backends always do.
+    async fn probe(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// Waits for background work (such as orphan clean-up) at shutdown.
+    async fn shutdown(&self) {}
 }
 
 /// Builds the configured backend, with fault injection wrapped around it when enabled.
@@ -99,19 +140,59 @@ pub async fn from_config(
     config: &Config,
     metrics: &Metrics,
 ) -> Result<Arc<dyn Backend>, BackendError> {
-    let backend: Arc<dyn Backend> = match &config.storage {
-        StorageConfig::Filesystem { path } => Arc::new(
-            filesystem::FilesystemBackend::open_with_metrics(path.clone(), metrics.storage.clone())
-                .await?,
-        ),
-        StorageConfig::Memory {} => Arc::new(memory::MemoryBackend::default()),
-    };
+    let backend = open(&config.storage, metrics).await?;
     Ok(
         match faults::FaultyBackend::wrap(backend.clone(), &config.faults) {
             Some(faulty) => Arc::new(faulty),
             None => backend,
         },
     )
+}
+
+/// Opens one storage section (recursively for `tiered`).
+pub fn open<'a>(
+    storage: &'a StorageConfig,
+    metrics: &'a Metrics,
+) -> futures::future::BoxFuture<'a, Result<Arc<dyn Backend>, BackendError>> {
+    Box::pin(async move {
+        let backend: Arc<dyn Backend> = match storage {
+            StorageConfig::Filesystem { path } => Arc::new(
+                filesystem::FilesystemBackend::open_with_metrics(
+                    path.clone(),
+                    metrics.storage.clone(),
+                )
+                .await?,
+            ),
+            StorageConfig::Memory {} => Arc::new(memory::MemoryBackend::default()),
+            StorageConfig::Bigtable { .. } => {
+                Arc::new(bigtable::BigtableBackend::open(storage).await?)
+            }
+            StorageConfig::S3compatible { .. } => Arc::new(s3::S3Backend::open(storage).await?),
+            StorageConfig::Tiered {
+                high_volume,
+                long_term,
+            } => Arc::new(tiered::TieredBackend::new(
+                open(high_volume, metrics).await?,
+                open(long_term, metrics).await?,
+            )),
+        };
+        Ok(backend)
+    })
+}
+
+/// The storage name of an object, `usecase/scopes/key`: unambiguous, because neither a
+/// usecase nor a scope may contain `/` (empty scopes leave an empty middle part).
+pub fn storage_key(id: &ObjectId) -> String {
+    format!("{}/{}/{}", id.usecase, id.scopes.to_wire(), id.key)
+}
+
+/// Whether the current version `current` is the `expected` one (both absent counts).
+pub(crate) fn matches_expected(current: Option<&Metadata>, expected: Option<&Metadata>) -> bool {
+    match (current, expected) {
+        (None, None) => true,
+        (Some(current), Some(expected)) => same_version(current, expected),
+        _ => false,
+    }
 }
 
 /// Compares metadata for compare-and-swap, ignoring `size` (derived, not stored).

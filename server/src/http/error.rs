@@ -95,6 +95,12 @@ fn service_error(err: &ServiceError) -> Response {
             (StatusCode::CONFLICT, "client error")
         }
         ServiceError::ExtendInvalid(_) => (StatusCode::BAD_REQUEST, "client error"),
+        ServiceError::Backend(BackendError::Unavailable { .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "service error")
+        }
+        ServiceError::Backend(BackendError::TooLarge { .. }) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "client error")
+        }
         ServiceError::Panic(_) | ServiceError::TaskDropped | ServiceError::Backend(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "service error")
         }

@@ -13,12 +13,22 @@ pub async fn health() -> &'static str {
     "OK"
 }
 
-/// `GET /ready`: 503 while draining (drain file present or shutdown begun).
+/// `GET /ready`: 503 while draining (drain file present or shutdown begun) or while
+/// the storage backend does not answer (a shared backend's outage).
 pub async fn ready(State(state): State<AppState>) -> Response {
     if state.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "Shutting down").into_response()
-    } else {
-        "OK".into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, "Shutting down").into_response();
+    }
+    match state.service.probe().await {
+        Ok(()) => "OK".into_response(),
+        Err(err) => {
+            tracing::warn!(%err, "readiness probe: storage unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Storage unavailable: {err}"),
+            )
+                .into_response()
+        }
     }
 }
 

@@ -29,6 +29,9 @@ pub mod limiter;
 pub use error::ServiceError;
 use limiter::Limiter;
 
+/// How long `/ready` waits for the backend's probe.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Result of an expiry extension that reached an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtendOutcome {
@@ -256,12 +259,29 @@ impl StorageService {
         })
     }
 
-    /// Waits (at most `timeout`) for every spawned operation to finish; for shutdown.
+    /// Waits (at most `timeout`) for every spawned operation to finish, then for the
+    /// backend's background work; for shutdown.
     pub async fn drain(&self, timeout: Duration) -> bool {
         self.tasks.close();
-        tokio::time::timeout(timeout, self.tasks.wait())
-            .await
-            .is_ok()
+        let backend = self.inner.backend.clone();
+        let tasks = self.tasks.clone();
+        tokio::time::timeout(timeout, async move {
+            tasks.wait().await;
+            backend.shutdown().await;
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Checks that the backend answers (bounded by [`PROBE_TIMEOUT`]), for `/ready`.
+    pub async fn probe(&self) -> Result<(), crate::backend::BackendError> {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.inner.backend.probe()).await {
+            Ok(result) => result,
+            Err(_) => Err(crate::backend::BackendError::Unavailable {
+                backend: self.inner.backend.name(),
+                message: format!("no answer within {PROBE_TIMEOUT:?}"),
+            }),
+        }
     }
 
     /// Service-tier permits free right now.

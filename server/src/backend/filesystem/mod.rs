@@ -29,7 +29,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-use super::{same_version, Backend, BackendError, Payload, PayloadStream, StoredObject};
+use super::{
+    matches_expected, same_version, Backend, BackendError, Payload, PayloadStream, StoredObject,
+};
 use crate::metrics::StorageMetrics;
 use crate::object::{Metadata, ObjectId};
 
@@ -739,6 +741,45 @@ impl Backend for FilesystemBackend {
 
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
         Ok(self.shared.sweep_logged(now).await? + self.shared.sweep_files(now).await?)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        id: &ObjectId,
+        expected: Option<&Metadata>,
+        new: Option<(&Metadata, Bytes)>,
+    ) -> Result<bool, BackendError> {
+        let id_json = id_json(id);
+        let digest = digest_of(&id_json);
+        let shared = &self.shared;
+        let _lock = shared.stripe(&digest).lock().await;
+        // Under the stripe lock the current version cannot change.
+        let current = match shared.index.get(&digest) {
+            None => None,
+            Some(Entry::Logged { location, .. }) => {
+                Some(shared.load(&location, &id_json).await?.metadata.clone())
+            }
+            Some(Entry::File) => {
+                let path = shared.object_path(&digest);
+                let id = id.clone();
+                blocking(move || Ok(files::open_object(&path, &id)?.map(|(_, meta, _)| meta)))
+                    .await?
+            }
+        };
+        if !matches_expected(current.as_ref(), expected) {
+            return Ok(false);
+        }
+        match new {
+            // Small enough for the log whatever the log's own threshold: callers swap
+            // tombstones and small objects.
+            Some((metadata, payload)) => {
+                shared
+                    .put_logged(digest, &id_json, metadata, payload)
+                    .await?
+            }
+            None => shared.delete_locked(digest, &id_json).await?,
+        }
+        Ok(true)
     }
 }
 

@@ -1,0 +1,328 @@
+//! Tiered backend: objects up to [`THRESHOLD`] live in the high-volume backend; larger
+//! ones live in the long-term backend behind a redirect tombstone in the high-volume
+//! backend.
+//!
+//! A tombstone is a high-volume entry with an empty payload whose metadata is the
+//! object's own plus two reserved custom entries (names no header can carry, because
+//! they contain a space): the long-term key and the real size. Every change of the
+//! high-volume entry is a compare-and-swap against the version read just before, so
+//! concurrent writers never lose track of a long-term object; the order of steps keeps
+//! one invariant: **a tombstone never points at nothing**.
+//!
+//! - A large write first uploads under a fresh long-term key, then swaps the tombstone
+//!   in. A failure, panic or cancellation before the swap leaves only an orphan, which
+//!   a guard deletes in a tracked background task.
+//! - Replacing or deleting a tombstone swaps it out first and deletes its target
+//!   afterwards, in the background.
+//! - Long-term objects carry the object's deadline, and a deadline is only ever moved
+//!   there before it moves on the tombstone, so the long-term sweep removes them only
+//!   after the tombstone expired too.
+//!
+//! Reads of small objects are one high-volume read; a HEAD never touches long-term
+//! storage; a GET of a large object adds the long-term read.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use tokio_util::task::TaskTracker;
+
+use super::{matches_expected, same_version, Backend, BackendError, PayloadStream, StoredObject};
+use crate::object::{Metadata, ObjectId};
+
+/// Largest object kept in the high-volume backend (1 MiB).
+pub const THRESHOLD: usize = 1024 * 1024;
+/// Reserved custom entry: the long-term key a tombstone points at.
+const REDIRECT: &str = "strata redirect";
+/// Reserved custom entry: the size of the object a tombstone stands for.
+const SIZE: &str = "strata size";
+/// Attempts of a compare-and-swap loop before giving up on heavy contention.
+const ATTEMPTS: usize = 16;
+
+/// High-volume plus long-term storage, joined by redirect tombstones.
+#[derive(Debug)]
+pub struct TieredBackend {
+    high_volume: Arc<dyn Backend>,
+    long_term: Arc<dyn Backend>,
+    cleanup: TaskTracker,
+}
+
+/// What a high-volume entry is.
+enum Entry {
+    /// A small object, stored whole.
+    Small,
+    /// A tombstone pointing at this long-term object.
+    Redirect(ObjectId),
+}
+
+fn entry_of(id: &ObjectId, raw: &Metadata) -> Entry {
+    match raw.custom.get(REDIRECT) {
+        Some(key) => Entry::Redirect(long_term_id(id, key)),
+        None => Entry::Small,
+    }
+}
+
+fn long_term_id(id: &ObjectId, key: &str) -> ObjectId {
+    ObjectId {
+        usecase: id.usecase.clone(),
+        scopes: id.scopes.clone(),
+        key: key.to_owned(),
+    }
+}
+
+/// The object's metadata as clients see it (reserved entries removed, size restored).
+fn public(mut raw: Metadata) -> Metadata {
+    if raw.custom.remove(REDIRECT).is_some() {
+        raw.size = raw.custom.remove(SIZE).and_then(|s| s.parse().ok());
+    }
+    raw
+}
+
+/// The tombstone metadata for an object stored under `target`.
+fn tombstone(metadata: &Metadata, target: &str, size: u64) -> Metadata {
+    let mut raw = metadata.clone();
+    raw.size = None;
+    raw.custom.insert(REDIRECT.to_owned(), target.to_owned());
+    raw.custom.insert(SIZE.to_owned(), size.to_string());
+    raw
+}
+
+/// Deletes a long-term object unless disarmed; covers errors, panics and cancellation
+/// between an upload and the swap that would have referenced it.
+struct OrphanGuard<'a> {
+    backend: &'a TieredBackend,
+    target: Option<ObjectId>,
+}
+
+impl Drop for OrphanGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(target) = self.target.take() {
+            self.backend.remove_later(target);
+        }
+    }
+}
+
+impl TieredBackend {
+    /// Joins the two backends.
+    pub fn new(high_volume: Arc<dyn Backend>, long_term: Arc<dyn Backend>) -> Self {
+        Self {
+            high_volume,
+            long_term,
+            cleanup: TaskTracker::new(),
+        }
+    }
+
+    /// Deletes a long-term object in a tracked background task (awaited at shutdown).
+    fn remove_later(&self, target: ObjectId) {
+        let long_term = self.long_term.clone();
+        self.cleanup.spawn(async move {
+            for attempt in 1..=3u32 {
+                match long_term.delete(&target).await {
+                    Ok(()) => return,
+                    Err(err) => {
+                        tracing::warn!(%err, key = %target.key, attempt, "cannot delete long-term object");
+                        tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Swaps the high-volume entry from whatever it is now to `new`, retrying on
+    /// contention; the replaced tombstone's target is deleted afterwards.
+    async fn swap_in(
+        &self,
+        id: &ObjectId,
+        new: Option<(&Metadata, Bytes)>,
+    ) -> Result<(), BackendError> {
+        for _ in 0..ATTEMPTS {
+            let current = self.high_volume.head(id).await?;
+            if current.is_none() && new.is_none() {
+                return Ok(());
+            }
+            if self
+                .high_volume
+                .compare_and_swap(id, current.as_ref(), new.clone())
+                .await?
+            {
+                if let Some(Entry::Redirect(old)) = current.as_ref().map(|raw| entry_of(id, raw)) {
+                    self.remove_later(old);
+                }
+                return Ok(());
+            }
+        }
+        Err(BackendError::Unavailable {
+            backend: "tiered",
+            message: "too many concurrent writers on one key".to_owned(),
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for TieredBackend {
+    fn name(&self) -> &'static str {
+        "tiered"
+    }
+
+    async fn put(
+        &self,
+        id: &ObjectId,
+        metadata: &Metadata,
+        mut payload: PayloadStream,
+    ) -> Result<u64, BackendError> {
+        let mut head = BytesMut::new();
+        while head.len() <= THRESHOLD {
+            match payload.next().await {
+                Some(chunk) => head.extend_from_slice(&chunk.map_err(BackendError::Payload)?),
+                None => {
+                    let size = head.len() as u64;
+                    self.swap_in(id, Some((metadata, head.freeze()))).await?;
+                    return Ok(size);
+                }
+            }
+        }
+        // Large: a fresh long-term key, so readers of the old tombstone keep their data.
+        let key = format!("{}/{}", uuid::Uuid::now_v7(), id.key);
+        let target = long_term_id(id, &key);
+        let mut guard = OrphanGuard {
+            backend: self,
+            target: Some(target.clone()),
+        };
+        let body = futures::stream::once(async move { Ok(head.freeze()) })
+            .chain(payload)
+            .boxed();
+        let size = self.long_term.put(&target, metadata, body).await?;
+        let raw = tombstone(metadata, &key, size);
+        self.swap_in(id, Some((&raw, Bytes::new()))).await?;
+        guard.target = None;
+        Ok(size)
+    }
+
+    async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
+        // A target vanishes only after its tombstone was replaced: re-read then.
+        for _ in 0..ATTEMPTS {
+            let Some(object) = self.high_volume.get(id).await? else {
+                return Ok(None);
+            };
+            let Entry::Redirect(target) = entry_of(id, &object.metadata) else {
+                return Ok(Some(object));
+            };
+            if let Some(stored) = self.long_term.get(&target).await? {
+                return Ok(Some(StoredObject {
+                    metadata: public(object.metadata),
+                    payload: stored.payload,
+                }));
+            }
+            if self.high_volume.head(id).await?.as_ref() == Some(&object.metadata) {
+                return Err(BackendError::Corrupt(format!(
+                    "tombstone of {} points at a missing long-term object",
+                    id.key
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError> {
+        Ok(self.high_volume.head(id).await?.map(public))
+    }
+
+    async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
+        self.swap_in(id, None).await
+    }
+
+    async fn update_metadata(
+        &self,
+        id: &ObjectId,
+        expected: &Metadata,
+        metadata: &Metadata,
+    ) -> Result<bool, BackendError> {
+        let Some(raw) = self.high_volume.head(id).await? else {
+            return Ok(false);
+        };
+        if !same_version(&public(raw.clone()), expected) {
+            return Ok(false);
+        }
+        let new_raw = match entry_of(id, &raw) {
+            Entry::Small => metadata.clone(),
+            Entry::Redirect(target) => {
+                // The long-term deadline moves first, and only ever later.
+                if let Some(stored) = self.long_term.head(&target).await? {
+                    let later = match (stored.time_expires, metadata.time_expires) {
+                        (Some(old), Some(new)) => new > old,
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    };
+                    if later {
+                        let mut moved = stored.clone();
+                        moved.time_expires = metadata.time_expires;
+                        moved.expiration = metadata.expiration;
+                        if !self
+                            .long_term
+                            .update_metadata(&target, &stored, &moved)
+                            .await?
+                        {
+                            return Ok(false);
+                        }
+                    }
+                }
+                let size = raw.custom.get(SIZE).cloned().unwrap_or_default();
+                let key = raw.custom.get(REDIRECT).cloned().unwrap_or_default();
+                let mut new_raw = metadata.clone();
+                new_raw.size = None;
+                new_raw.custom.insert(REDIRECT.to_owned(), key);
+                new_raw.custom.insert(SIZE.to_owned(), size);
+                new_raw
+            }
+        };
+        self.high_volume.update_metadata(id, &raw, &new_raw).await
+    }
+
+    async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
+        // Expired tombstones go with the high-volume sweep; their targets carry the same
+        // (or a later) deadline and go with the long-term sweep.
+        // Every object has a high-volume entry, so that count is the object count.
+        let removed = self.high_volume.sweep_expired(now).await?;
+        self.long_term.sweep_expired(now).await?;
+        Ok(removed)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        id: &ObjectId,
+        expected: Option<&Metadata>,
+        new: Option<(&Metadata, Bytes)>,
+    ) -> Result<bool, BackendError> {
+        let current = self.high_volume.head(id).await?;
+        let visible = current.clone().map(public);
+        if !matches_expected(visible.as_ref(), expected) {
+            return Ok(false);
+        }
+        if !self
+            .high_volume
+            .compare_and_swap(id, current.as_ref(), new)
+            .await?
+        {
+            return Ok(false);
+        }
+        if let Some(Entry::Redirect(old)) = current.as_ref().map(|raw| entry_of(id, raw)) {
+            self.remove_later(old);
+        }
+        Ok(true)
+    }
+
+    async fn probe(&self) -> Result<(), BackendError> {
+        self.high_volume.probe().await?;
+        self.long_term.probe().await
+    }
+
+    async fn shutdown(&self) {
+        self.cleanup.close();
+        self.cleanup.wait().await;
+        self.cleanup.reopen();
+        self.high_volume.shutdown().await;
+        self.long_term.shutdown().await;
+    }
+}
