@@ -255,13 +255,35 @@ impl Backend for S3Backend {
             Err(err) => return Err(self.error(err)),
         };
         let metadata = decode_metadata(&result.attributes, result.meta.size)?;
+        let store = self.store.clone();
+        let path = result.meta.location.clone();
+        let e_tag = result.meta.e_tag.clone();
         let stream = result
             .into_stream()
             .map_err(|err| std::io::Error::other(unavailable(err)))
             .boxed();
+        // A range far into the object is its own ranged request, pinned to this version.
+        let reopen = move |skip: u64, take: u64| -> PayloadStream {
+            if take == 0 {
+                return futures::stream::empty().boxed();
+            }
+            let options = GetOptions {
+                if_match: e_tag,
+                range: Some((skip..skip + take).into()),
+                ..GetOptions::default()
+            };
+            futures::stream::once(async move { store.get_opts(&path, options).await })
+                .map_ok(|result| result.into_stream())
+                .try_flatten()
+                .map_err(|err| std::io::Error::other(unavailable(err)))
+                .boxed()
+        };
         Ok(Some(StoredObject {
             metadata,
-            payload: Payload::Stream(stream),
+            payload: Payload::Remote {
+                stream,
+                reopen: Box::new(reopen),
+            },
         }))
     }
 
