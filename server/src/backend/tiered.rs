@@ -326,3 +326,320 @@ impl Backend for TieredBackend {
         self.long_term.shutdown().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::payload::collect;
+    use crate::object::Scopes;
+
+    /// What the high-volume wrapper does on compare-and-swap.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum OnSwap {
+        Pass,
+        Fail,
+        Panic,
+        Hang,
+    }
+
+    /// Memory high-volume storage whose swaps can fail, panic or hang.
+    #[derive(Debug)]
+    struct Hooked {
+        inner: MemoryBackend,
+        on_swap: Mutex<OnSwap>,
+    }
+
+    /// Memory long-term storage that remembers every key written.
+    #[derive(Debug, Default)]
+    struct Recording {
+        inner: MemoryBackend,
+        written: Mutex<Vec<ObjectId>>,
+    }
+
+    #[async_trait]
+    impl Backend for Hooked {
+        fn name(&self) -> &'static str {
+            "hooked"
+        }
+        async fn put(
+            &self,
+            id: &ObjectId,
+            m: &Metadata,
+            p: PayloadStream,
+        ) -> Result<u64, BackendError> {
+            self.inner.put(id, m, p).await
+        }
+        async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
+            self.inner.get(id).await
+        }
+        async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError> {
+            self.inner.head(id).await
+        }
+        async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
+            self.inner.delete(id).await
+        }
+        async fn update_metadata(
+            &self,
+            id: &ObjectId,
+            e: &Metadata,
+            m: &Metadata,
+        ) -> Result<bool, BackendError> {
+            self.inner.update_metadata(id, e, m).await
+        }
+        async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
+            self.inner.sweep_expired(now).await
+        }
+        async fn compare_and_swap(
+            &self,
+            id: &ObjectId,
+            expected: Option<&Metadata>,
+            new: Option<(&Metadata, Bytes)>,
+        ) -> Result<bool, BackendError> {
+            let mode = *self.on_swap.lock().unwrap();
+            match mode {
+                OnSwap::Pass => self.inner.compare_and_swap(id, expected, new).await,
+                OnSwap::Fail => Err(BackendError::Unavailable {
+                    backend: "hooked",
+                    message: "injected".into(),
+                }),
+                OnSwap::Panic => panic!("injected panic in the swap"),
+                OnSwap::Hang => futures::future::pending().await,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Backend for Recording {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+        async fn put(
+            &self,
+            id: &ObjectId,
+            m: &Metadata,
+            p: PayloadStream,
+        ) -> Result<u64, BackendError> {
+            self.written.lock().unwrap().push(id.clone());
+            self.inner.put(id, m, p).await
+        }
+        async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
+            self.inner.get(id).await
+        }
+        async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError> {
+            self.inner.head(id).await
+        }
+        async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
+            self.inner.delete(id).await
+        }
+        async fn update_metadata(
+            &self,
+            id: &ObjectId,
+            e: &Metadata,
+            m: &Metadata,
+        ) -> Result<bool, BackendError> {
+            self.inner.update_metadata(id, e, m).await
+        }
+        async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
+            self.inner.sweep_expired(now).await
+        }
+        async fn compare_and_swap(
+            &self,
+            id: &ObjectId,
+            expected: Option<&Metadata>,
+            new: Option<(&Metadata, Bytes)>,
+        ) -> Result<bool, BackendError> {
+            self.inner.compare_and_swap(id, expected, new).await
+        }
+    }
+
+    impl Recording {
+        /// Long-term keys that still hold an object.
+        async fn live(&self) -> Vec<ObjectId> {
+            let written = self.written.lock().unwrap().clone();
+            let mut live = Vec::new();
+            for id in written {
+                if self.inner.head(&id).await.unwrap().is_some() && !live.contains(&id) {
+                    live.push(id);
+                }
+            }
+            live
+        }
+    }
+
+    struct Setup {
+        tiered: Arc<TieredBackend>,
+        high: Arc<Hooked>,
+        long: Arc<Recording>,
+    }
+
+    fn setup() -> Setup {
+        let high = Arc::new(Hooked {
+            inner: MemoryBackend::default(),
+            on_swap: Mutex::new(OnSwap::Pass),
+        });
+        let long = Arc::new(Recording::default());
+        let tiered = Arc::new(TieredBackend::new(high.clone(), long.clone()));
+        Setup { tiered, high, long }
+    }
+
+    fn id() -> ObjectId {
+        ObjectId::new("tiered", Scopes(vec![]), "key").unwrap()
+    }
+
+    fn body(len: usize, byte: u8) -> PayloadStream {
+        futures::stream::once(async move { Ok(Bytes::from(vec![byte; len])) }).boxed()
+    }
+
+    async fn read(tiered: &TieredBackend) -> Option<Vec<u8>> {
+        let object = tiered.get(&id()).await.unwrap()?;
+        Some(collect(object.payload.into_stream()).await.unwrap())
+    }
+
+    const LARGE: usize = THRESHOLD + 1;
+
+    #[tokio::test]
+    async fn the_threshold_splits_the_tiers_and_replaced_targets_are_removed() {
+        let s = setup();
+        let m = Metadata::default();
+        s.tiered.put(&id(), &m, body(THRESHOLD, 1)).await.unwrap();
+        assert!(s.long.live().await.is_empty(), "1 MiB stays in high volume");
+        s.tiered.put(&id(), &m, body(LARGE, 2)).await.unwrap();
+        let first = s.long.live().await;
+        assert_eq!(first.len(), 1);
+        let raw = s.high.head(&id()).await.unwrap().unwrap();
+        assert_eq!(raw.size, Some(0), "the tombstone holds no payload");
+        assert_eq!(
+            s.tiered.head(&id()).await.unwrap().unwrap().size,
+            Some(LARGE as u64)
+        );
+        assert!(s
+            .tiered
+            .head(&id())
+            .await
+            .unwrap()
+            .unwrap()
+            .custom
+            .is_empty());
+
+        s.tiered.put(&id(), &m, body(LARGE, 3)).await.unwrap();
+        s.tiered.shutdown().await;
+        let second = s.long.live().await;
+        assert_eq!(second.len(), 1, "the replaced target is gone");
+        assert_ne!(first, second);
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![3; LARGE]);
+
+        s.tiered.put(&id(), &m, body(5, 4)).await.unwrap();
+        s.tiered.shutdown().await;
+        assert!(
+            s.long.live().await.is_empty(),
+            "large to small removes the target"
+        );
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![4; 5]);
+
+        s.tiered.put(&id(), &m, body(LARGE, 5)).await.unwrap();
+        s.tiered.delete(&id()).await.unwrap();
+        s.tiered.shutdown().await;
+        assert!(s.long.live().await.is_empty(), "delete removes the target");
+        assert!(read(&s.tiered).await.is_none());
+    }
+
+    /// After a failed, panicked or abandoned large write the old version is intact, no
+    /// tombstone points anywhere new, and the uploaded orphan is removed.
+    async fn interrupted_swap_keeps_the_old_version(mode: OnSwap) {
+        let s = setup();
+        let m = Metadata::default();
+        s.tiered.put(&id(), &m, body(LARGE, 1)).await.unwrap();
+        let before = s.high.head(&id()).await.unwrap();
+        *s.high.on_swap.lock().unwrap() = mode;
+        let tiered = s.tiered.clone();
+        let write = tokio::spawn(async move {
+            tiered
+                .put(&id(), &Metadata::default(), body(LARGE, 2))
+                .await
+        });
+        match mode {
+            OnSwap::Fail => assert!(write.await.unwrap().is_err()),
+            OnSwap::Panic => assert!(write.await.unwrap_err().is_panic()),
+            OnSwap::Hang => {
+                // Wait until the upload is done and the swap hangs, then abandon it.
+                while s.long.written.lock().unwrap().len() < 2 {
+                    tokio::task::yield_now().await;
+                }
+                write.abort();
+                assert!(write.await.unwrap_err().is_cancelled());
+            }
+            OnSwap::Pass => unreachable!(),
+        }
+        *s.high.on_swap.lock().unwrap() = OnSwap::Pass;
+        s.tiered.shutdown().await;
+        assert_eq!(s.high.head(&id()).await.unwrap(), before, "{mode:?}");
+        assert_eq!(
+            s.long.live().await.len(),
+            1,
+            "{mode:?}: the orphan is removed"
+        );
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![1; LARGE], "{mode:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_swap_leaves_no_orphan() {
+        interrupted_swap_keeps_the_old_version(OnSwap::Fail).await;
+    }
+
+    #[tokio::test]
+    async fn a_panic_before_the_swap_leaves_no_orphan() {
+        interrupted_swap_keeps_the_old_version(OnSwap::Panic).await;
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_write_leaves_no_orphan() {
+        interrupted_swap_keeps_the_old_version(OnSwap::Hang).await;
+    }
+
+    #[tokio::test]
+    async fn a_broken_upload_stores_nothing() {
+        let s = setup();
+        s.tiered
+            .put(&id(), &Metadata::default(), body(10, 1))
+            .await
+            .unwrap();
+        let broken = futures::stream::iter(vec![
+            Ok(Bytes::from(vec![0u8; LARGE])),
+            Err(std::io::Error::other("client went away")),
+        ])
+        .boxed();
+        let err = s
+            .tiered
+            .put(&id(), &Metadata::default(), broken)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BackendError::Payload(_)), "{err}");
+        s.tiered.shutdown().await;
+        assert!(s.long.live().await.is_empty());
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![1; 10]);
+    }
+
+    #[tokio::test]
+    async fn extending_a_large_object_moves_the_long_term_deadline_first() {
+        let s = setup();
+        let now = SystemTime::now();
+        let mut m = Metadata {
+            time_expires: Some(now + std::time::Duration::from_secs(60)),
+            ..Metadata::default()
+        };
+        s.tiered.put(&id(), &m, body(LARGE, 1)).await.unwrap();
+        let visible = s.tiered.head(&id()).await.unwrap().unwrap();
+        m.time_expires = Some(now + std::time::Duration::from_secs(3600));
+        assert!(s.tiered.update_metadata(&id(), &visible, &m).await.unwrap());
+        let target = s.long.live().await.pop().unwrap();
+        let stored = s.long.head(&target).await.unwrap().unwrap();
+        assert_eq!(stored.time_expires, m.time_expires);
+        // Sweeping before the new deadline keeps both the tombstone and its target.
+        let later = now + std::time::Duration::from_secs(120);
+        assert_eq!(s.tiered.sweep_expired(later).await.unwrap(), 0);
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![1; LARGE]);
+    }
+}
