@@ -350,6 +350,7 @@ mod tests {
     struct Hooked {
         inner: MemoryBackend,
         on_swap: Mutex<OnSwap>,
+        calls: std::sync::atomic::AtomicUsize,
     }
 
     /// Memory long-term storage that remembers every key written.
@@ -357,6 +358,7 @@ mod tests {
     struct Recording {
         inner: MemoryBackend,
         written: Mutex<Vec<ObjectId>>,
+        calls: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait]
@@ -373,9 +375,13 @@ mod tests {
             self.inner.put(id, m, p).await
         }
         async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.inner.get(id).await
         }
         async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError> {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.inner.head(id).await
         }
         async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
@@ -426,9 +432,13 @@ mod tests {
             self.inner.put(id, m, p).await
         }
         async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.inner.get(id).await
         }
         async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError> {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.inner.head(id).await
         }
         async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
@@ -479,6 +489,7 @@ mod tests {
         let high = Arc::new(Hooked {
             inner: MemoryBackend::default(),
             on_swap: Mutex::new(OnSwap::Pass),
+            calls: Default::default(),
         });
         let long = Arc::new(Recording::default());
         let tiered = Arc::new(TieredBackend::new(high.clone(), long.clone()));
@@ -499,6 +510,29 @@ mod tests {
     }
 
     const LARGE: usize = THRESHOLD + 1;
+
+    #[tokio::test]
+    async fn small_reads_and_every_head_are_one_high_volume_read() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = setup();
+        let small = ObjectId::new("tiered", Scopes(vec![]), "small").unwrap();
+        s.tiered
+            .put(&small, &Metadata::default(), body(100, 1))
+            .await
+            .unwrap();
+        s.tiered
+            .put(&id(), &Metadata::default(), body(LARGE, 2))
+            .await
+            .unwrap();
+        let calls = |s: &Setup| (s.high.calls.swap(0, Relaxed), s.long.calls.swap(0, Relaxed));
+        calls(&s);
+        s.tiered.get(&small).await.unwrap().unwrap();
+        assert_eq!(calls(&s), (1, 0), "small GET");
+        s.tiered.head(&id()).await.unwrap().unwrap();
+        assert_eq!(calls(&s), (1, 0), "large HEAD");
+        s.tiered.get(&id()).await.unwrap().unwrap();
+        assert_eq!(calls(&s), (1, 1), "large GET follows the tombstone once");
+    }
 
     #[tokio::test]
     async fn the_threshold_splits_the_tiers_and_replaced_targets_are_removed() {
