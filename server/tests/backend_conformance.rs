@@ -425,3 +425,23 @@ mod cases {
         assert_eq!(metadata.size, Some(sizes[winner] as u64));
     }
 }
+
+/// Bigtable keeps objects in single rows: beyond its limit a write is refused whole
+/// (413 over HTTP) and the previous version stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bigtable_refuses_objects_beyond_one_row() {
+    let fixture = bigtable().await;
+    let b = fixture.backend.as_ref();
+    let id = cases::id("limits", "big");
+    cases::put(b, &id, &cases::meta(), b"small").await;
+    let too_big = vec![0u8; backend::bigtable::MAX_OBJECT as usize + 1];
+    let err = b
+        .put(&id, &cases::meta(), cases::stream(&too_big))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, backend::BackendError::TooLarge { .. }),
+        "{err}"
+    );
+    assert_eq!(cases::read(b, &id).await.unwrap().1, b"small");
+}
