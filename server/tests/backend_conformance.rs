@@ -445,3 +445,65 @@ async fn bigtable_refuses_objects_beyond_one_row() {
     );
     assert_eq!(cases::read(b, &id).await.unwrap().1, b"small");
 }
+
+/// A crash between a long-term upload and its tombstone swap leaves an object nothing
+/// points at; the tiered sweep removes it once it is older than the grace period, and
+/// never touches a referenced object or a young upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiered_sweep_removes_long_term_orphans_after_the_grace_period() {
+    let (bt, high_volume) = emulator().await;
+    let (s3, long_term) = s3_service().await;
+    let direct = backend::open(&long_term, &Metrics::new()).await.unwrap();
+    let tiered = backend::open(
+        &StorageConfig::Tiered {
+            high_volume: Box::new(high_volume),
+            long_term: Box::new(long_term),
+        },
+        &Metrics::new(),
+    )
+    .await
+    .unwrap();
+    let live = cases::id("orphans", "live");
+    let big = cases::body(1, 2_000_000);
+    cases::put(tiered.as_ref(), &live, &cases::meta(), &big).await;
+
+    let now = SystemTime::now();
+    let at = |ago: u64| {
+        let t = now - Duration::from_secs(ago);
+        let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            since.as_secs(),
+            since.subsec_nanos(),
+        ))
+    };
+    let orphan = |stamp: uuid::Uuid, key: &str| {
+        let mut id = cases::id("orphans", key);
+        id.key = format!("{stamp}/{key}");
+        id
+    };
+    let old = orphan(at(2 * 3600), "live");
+    let young = orphan(at(60), "live");
+    let stray = orphan(at(2 * 3600), "never-written");
+    for id in [&old, &young, &stray] {
+        cases::put(direct.as_ref(), id, &cases::meta(), b"orphan").await;
+    }
+    tiered.sweep_expired(now).await.unwrap();
+    assert!(
+        direct.head(&old).await.unwrap().is_none(),
+        "old orphan removed"
+    );
+    assert!(
+        direct.head(&stray).await.unwrap().is_none(),
+        "orphan of a missing key removed"
+    );
+    assert!(
+        direct.head(&young).await.unwrap().is_some(),
+        "young upload kept"
+    );
+    assert!(
+        cases::read(tiered.as_ref(), &live).await.unwrap().1 == big,
+        "live object kept"
+    );
+    drop((bt, s3));
+}

@@ -119,6 +119,11 @@ impl Backend for MemoryBackend {
         Ok(true)
     }
 
+    async fn list_ids(&self) -> Result<Option<Vec<ObjectId>>, BackendError> {
+        let map = self.objects.read().expect("memory backend lock poisoned");
+        Ok(Some(map.keys().cloned().collect()))
+    }
+
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
         let mut map = self.objects.write().expect("memory backend lock poisoned");
         let before = map.len();

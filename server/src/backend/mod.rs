@@ -133,6 +133,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Waits for background work (such as orphan clean-up) at shutdown.
     async fn shutdown(&self) {}
+
+    /// Every stored object's id, for reconciliation sweeps; `None` when the backend
+    /// cannot enumerate its objects.
+    async fn list_ids(&self) -> Result<Option<Vec<ObjectId>>, BackendError> {
+        Ok(None)
+    }
 }
 
 /// Builds the configured backend, with fault injection wrapped around it when enabled.

@@ -38,6 +38,8 @@ pub const THRESHOLD: usize = 1024 * 1024;
 const REDIRECT: &str = "strata redirect";
 /// Reserved custom entry: the size of the object a tombstone stands for.
 const SIZE: &str = "strata size";
+/// Age beyond which an unreferenced long-term object counts as orphaned.
+pub const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Attempts of a compare-and-swap loop before giving up on heavy contention.
 const ATTEMPTS: usize = 16;
 
@@ -128,6 +130,51 @@ impl TieredBackend {
                 }
             }
         });
+    }
+
+    /// Deletes long-term objects no tombstone points at (left by a crash between an
+    /// upload and its swap) once they are older than [`ORPHAN_GRACE`], so uploads still
+    /// on their way to a swap are never touched. Needs a long-term store that lists.
+    async fn remove_orphans(&self, now: SystemTime) -> Result<u64, BackendError> {
+        let Some(ids) = self.long_term.list_ids().await? else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for target in ids {
+            let Some((stamp, key)) = target.key.split_once('/') else {
+                continue;
+            };
+            let Some(written) = uuid::Uuid::parse_str(stamp)
+                .ok()
+                .and_then(|u| u.get_timestamp())
+                .map(|t| {
+                    let (secs, nanos) = t.to_unix();
+                    SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+                })
+            else {
+                continue;
+            };
+            if now.duration_since(written).unwrap_or_default() < ORPHAN_GRACE {
+                continue;
+            }
+            let Ok(owner) = ObjectId::new(target.usecase.as_str(), target.scopes.clone(), key)
+            else {
+                continue;
+            };
+            let referenced = self
+                .high_volume
+                .head(&owner)
+                .await?
+                .is_some_and(|raw| raw.custom.get(REDIRECT) == Some(&target.key));
+            if !referenced {
+                self.long_term.delete(&target).await?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "orphaned long-term objects removed");
+        }
+        Ok(removed)
     }
 
     /// Swaps the high-volume entry from whatever it is now to `new`, retrying on
@@ -286,6 +333,7 @@ impl Backend for TieredBackend {
         // Every object has a high-volume entry, so that count is the object count.
         let removed = self.high_volume.sweep_expired(now).await?;
         self.long_term.sweep_expired(now).await?;
+        self.remove_orphans(now).await?;
         Ok(removed)
     }
 
@@ -421,6 +469,9 @@ mod tests {
     impl Backend for Recording {
         fn name(&self) -> &'static str {
             "recording"
+        }
+        async fn list_ids(&self) -> Result<Option<Vec<ObjectId>>, BackendError> {
+            self.inner.list_ids().await
         }
         async fn put(
             &self,
@@ -631,6 +682,32 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_write_leaves_no_orphan() {
         interrupted_swap_keeps_the_old_version(OnSwap::Hang).await;
+    }
+
+    #[tokio::test]
+    async fn only_unreferenced_long_term_objects_past_the_grace_period_are_removed() {
+        let s = setup();
+        s.tiered
+            .put(&id(), &Metadata::default(), body(LARGE, 1))
+            .await
+            .unwrap();
+        let referenced = s.long.live().await.pop().unwrap();
+        let mut orphan = referenced.clone();
+        orphan.key = format!("{}/key", uuid::Uuid::now_v7());
+        s.long
+            .put(&orphan, &Metadata::default(), body(10, 2))
+            .await
+            .unwrap();
+        let now = SystemTime::now();
+        assert_eq!(
+            s.tiered.remove_orphans(now).await.unwrap(),
+            0,
+            "within the grace"
+        );
+        let later = now + ORPHAN_GRACE + std::time::Duration::from_secs(1);
+        assert_eq!(s.tiered.remove_orphans(later).await.unwrap(), 1);
+        assert_eq!(s.long.live().await, vec![referenced]);
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![1; LARGE]);
     }
 
     #[tokio::test]
