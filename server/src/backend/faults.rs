@@ -111,7 +111,7 @@ impl Backend for FaultyBackend {
         self.inner.shutdown().await
     }
 
-    async fn list_ids(&self) -> Result<Option<Vec<ObjectId>>, BackendError> {
+    async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
         self.inner.list_ids().await
     }
 }

@@ -119,9 +119,14 @@ impl Backend for MemoryBackend {
         Ok(true)
     }
 
-    async fn list_ids(&self) -> Result<Option<Vec<ObjectId>>, BackendError> {
+    async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
         let map = self.objects.read().expect("memory backend lock poisoned");
-        Ok(Some(map.keys().cloned().collect()))
+        // Write times are not kept.
+        Ok(Some(
+            map.keys()
+                .map(|id| (id.clone(), SystemTime::UNIX_EPOCH))
+                .collect(),
+        ))
     }
 
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {

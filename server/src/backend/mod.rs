@@ -134,9 +134,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Waits for background work (such as orphan clean-up) at shutdown.
     async fn shutdown(&self) {}
 
-    /// Every stored object's id, for reconciliation sweeps; `None` when the backend
-    /// cannot enumerate its objects.
-    async fn list_ids(&self) -> Result<Option<Vec<ObjectId>>, BackendError> {
+    /// Every stored object's id with the time it was last written (`UNIX_EPOCH` when
+    /// unknown), for reconciliation sweeps; `None` when the backend cannot enumerate.
+    async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
         Ok(None)
     }
 }

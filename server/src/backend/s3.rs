@@ -421,7 +421,7 @@ impl Backend for S3Backend {
         }
     }
 
-    async fn list_ids(&self) -> Result<Option<Vec<ObjectId>>, BackendError> {
+    async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
         let listed: Vec<_> = self
             .store
             .list(None)
@@ -431,7 +431,10 @@ impl Backend for S3Backend {
         // Objects not named by this backend (three parts, valid usecase and scopes) are
         // someone else's and skipped.
         Ok(Some(
-            listed.iter().filter_map(|o| id_of(&o.location)).collect(),
+            listed
+                .iter()
+                .filter_map(|o| Some((id_of(&o.location)?, SystemTime::from(o.last_modified))))
+                .collect(),
         ))
     }
 

@@ -140,11 +140,11 @@ impl TieredBackend {
             return Ok(0);
         };
         let mut removed = 0;
-        for target in ids {
+        for (target, modified) in ids {
             let Some((stamp, key)) = target.key.split_once('/') else {
                 continue;
             };
-            let Some(written) = uuid::Uuid::parse_str(stamp)
+            let Some(started) = uuid::Uuid::parse_str(stamp)
                 .ok()
                 .and_then(|u| u.get_timestamp())
                 .map(|t| {
@@ -154,6 +154,9 @@ impl TieredBackend {
             else {
                 continue;
             };
+            // The later of upload start and completion: a slow upload completes long
+            // after its key was made, and its swap follows the completion.
+            let written = started.max(modified);
             if now.duration_since(written).unwrap_or_default() < ORPHAN_GRACE {
                 continue;
             }
@@ -470,7 +473,7 @@ mod tests {
         fn name(&self) -> &'static str {
             "recording"
         }
-        async fn list_ids(&self) -> Result<Option<Vec<ObjectId>>, BackendError> {
+        async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
             self.inner.list_ids().await
         }
         async fn put(
