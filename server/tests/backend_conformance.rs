@@ -425,3 +425,90 @@ mod cases {
         assert_eq!(metadata.size, Some(sizes[winner] as u64));
     }
 }
+
+/// Bigtable keeps objects in single rows: beyond its limit a write is refused whole
+/// (413 over HTTP) and the previous version stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bigtable_refuses_objects_beyond_one_row() {
+    let fixture = bigtable().await;
+    let b = fixture.backend.as_ref();
+    let id = cases::id("limits", "big");
+    cases::put(b, &id, &cases::meta(), b"small").await;
+    let too_big = vec![0u8; backend::bigtable::MAX_OBJECT as usize + 1];
+    let err = b
+        .put(&id, &cases::meta(), cases::stream(&too_big))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, backend::BackendError::TooLarge { .. }),
+        "{err}"
+    );
+    assert_eq!(cases::read(b, &id).await.unwrap().1, b"small");
+}
+
+/// A crash between a long-term upload and its tombstone swap leaves an object nothing
+/// points at; the tiered sweep removes it once it is older than the grace period (by
+/// the later of its key's stamp and its write time), and never a referenced object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiered_sweep_removes_long_term_orphans_after_the_grace_period() {
+    let (bt, high_volume) = emulator().await;
+    let (s3, long_term) = s3_service().await;
+    let direct = backend::open(&long_term, &Metrics::new()).await.unwrap();
+    let tiered = backend::open(
+        &StorageConfig::Tiered {
+            high_volume: Box::new(high_volume),
+            long_term: Box::new(long_term),
+        },
+        &Metrics::new(),
+    )
+    .await
+    .unwrap();
+    let live = cases::id("orphans", "live");
+    let big = cases::body(1, 2_000_000);
+    cases::put(tiered.as_ref(), &live, &cases::meta(), &big).await;
+
+    let now = SystemTime::now();
+    let at = |ago: u64| {
+        let t = now - Duration::from_secs(ago);
+        let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            since.as_secs(),
+            since.subsec_nanos(),
+        ))
+    };
+    let orphan = |stamp: uuid::Uuid, key: &str| {
+        let mut id = cases::id("orphans", key);
+        id.key = format!("{stamp}/{key}");
+        id
+    };
+    let old = orphan(at(2 * 3600), "live");
+    let stray = orphan(at(2 * 3600), "never-written");
+    for id in [&old, &stray] {
+        cases::put(direct.as_ref(), id, &cases::meta(), b"orphan").await;
+    }
+    // Just written: within the grace period by S3's own write time.
+    tiered.sweep_expired(now).await.unwrap();
+    assert!(
+        direct.head(&old).await.unwrap().is_some(),
+        "a fresh write is kept"
+    );
+    // Two hours on, the unreferenced ones go; the referenced target stays.
+    tiered
+        .sweep_expired(now + Duration::from_secs(2 * 3600))
+        .await
+        .unwrap();
+    assert!(
+        direct.head(&old).await.unwrap().is_none(),
+        "old orphan removed"
+    );
+    assert!(
+        direct.head(&stray).await.unwrap().is_none(),
+        "orphan of a missing key removed"
+    );
+    assert!(
+        cases::read(tiered.as_ref(), &live).await.unwrap().1 == big,
+        "live object kept"
+    );
+    drop((bt, s3));
+}

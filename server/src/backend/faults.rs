@@ -110,4 +110,8 @@ impl Backend for FaultyBackend {
     async fn shutdown(&self) {
         self.inner.shutdown().await
     }
+
+    async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
+        self.inner.list_ids().await
+    }
 }

@@ -119,6 +119,16 @@ impl Backend for MemoryBackend {
         Ok(true)
     }
 
+    async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
+        let map = self.objects.read().expect("memory backend lock poisoned");
+        // Write times are not kept.
+        Ok(Some(
+            map.keys()
+                .map(|id| (id.clone(), SystemTime::UNIX_EPOCH))
+                .collect(),
+        ))
+    }
+
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
         let mut map = self.objects.write().expect("memory backend lock poisoned");
         let before = map.len();

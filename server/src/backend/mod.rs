@@ -133,6 +133,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Waits for background work (such as orphan clean-up) at shutdown.
     async fn shutdown(&self) {}
+
+    /// Every stored object's id with the time it was last written (`UNIX_EPOCH` when
+    /// unknown), for reconciliation sweeps; `None` when the backend cannot enumerate.
+    async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
+        Ok(None)
+    }
 }
 
 /// Builds the configured backend, with fault injection wrapped around it when enabled.

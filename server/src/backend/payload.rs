@@ -30,7 +30,19 @@ pub enum Payload {
     },
     /// Any other source.
     Stream(PayloadStream),
+    /// A remote payload already requested whole, plus a way to request any byte range
+    /// of the same version instead, so a range far into it skips what comes before.
+    Remote {
+        /// The whole payload, already requested.
+        stream: PayloadStream,
+        /// Opens `take` bytes starting `skip` bytes in.
+        reopen: Box<dyn FnOnce(u64, u64) -> PayloadStream + Send>,
+    },
 }
+
+/// Ranges starting beyond this many bytes into a remote payload are requested afresh
+/// rather than read and dropped from the whole stream.
+pub const REOPEN_AFTER: u64 = 1024 * 1024;
 
 impl std::fmt::Debug for Payload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,6 +50,7 @@ impl std::fmt::Debug for Payload {
             Self::Bytes(bytes) => write!(f, "Payload::Bytes({} bytes)", bytes.len()),
             Self::File { offset, len, .. } => write!(f, "Payload::File({len} bytes at {offset})"),
             Self::Stream(_) => f.write_str("Payload::Stream"),
+            Self::Remote { .. } => f.write_str("Payload::Remote"),
         }
     }
 }
@@ -48,7 +61,7 @@ impl Payload {
         match self {
             Self::Bytes(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
             Self::File { file, offset, len } => file_stream(file, offset, len),
-            Self::Stream(stream) => stream,
+            Self::Stream(stream) | Self::Remote { stream, .. } => stream,
         }
     }
 
@@ -66,6 +79,11 @@ impl Payload {
                 file_stream(file, offset + skip, take.min(len - skip))
             }
             Self::Stream(stream) => slice_stream(stream, skip, take),
+            Self::Remote { stream, .. } if skip <= REOPEN_AFTER => slice_stream(stream, skip, take),
+            Self::Remote { stream, reopen } => {
+                drop(stream);
+                reopen(skip, take)
+            }
         }
     }
 }
@@ -160,6 +178,40 @@ mod tests {
         let s = Payload::Stream(endless).slice(12, 5);
         assert_eq!(collect(s).await.unwrap(), b"23456");
         assert!(read.load(Ordering::Relaxed) <= 3);
+    }
+
+    #[tokio::test]
+    async fn remote_payloads_request_far_ranges_afresh() {
+        let whole: Vec<u8> = (0..=255u8).cycle().take(3 << 20).collect();
+        let remote = |whole: &Vec<u8>, reopened: Arc<AtomicUsize>| {
+            let copy = whole.clone();
+            Payload::Remote {
+                stream: futures::stream::iter(
+                    whole
+                        .chunks(65_536)
+                        .map(|c| Ok(Bytes::copy_from_slice(c)))
+                        .collect::<Vec<_>>(),
+                )
+                .boxed(),
+                reopen: Box::new(move |skip, take| {
+                    reopened.fetch_add(1, Ordering::Relaxed);
+                    let part = copy[skip as usize..(skip + take) as usize].to_vec();
+                    futures::stream::once(async move { Ok(Bytes::from(part)) }).boxed()
+                }),
+            }
+        };
+        for (skip, take, reopens) in [(0, 10, 0), (REOPEN_AFTER, 5, 0), (2 << 20, 1000, 1)] {
+            let reopened = Arc::new(AtomicUsize::new(0));
+            let got = collect(remote(&whole, reopened.clone()).slice(skip, take))
+                .await
+                .unwrap();
+            assert_eq!(got, &whole[skip as usize..(skip + take) as usize]);
+            assert_eq!(reopened.load(Ordering::Relaxed), reopens, "{skip}+{take}");
+        }
+        let all = collect(remote(&whole, Arc::default()).into_stream())
+            .await
+            .unwrap();
+        assert!(all == whole);
     }
 
     #[tokio::test]

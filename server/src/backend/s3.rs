@@ -28,7 +28,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{matches_expected, Backend, BackendError, Payload, PayloadStream, StoredObject};
 use crate::config::StorageConfig;
-use crate::object::{Metadata, ObjectId};
+use crate::object::{Metadata, ObjectId, Scopes};
 
 const NAME: &str = "s3compatible";
 /// User-metadata name holding the object's metadata.
@@ -64,6 +64,23 @@ fn path_of(id: &ObjectId) -> Path {
         PathPart::from(id.scopes.to_wire().as_str()),
         PathPart::from(id.key.as_str()),
     ])
+}
+
+/// The object id an S3 path names, the inverse of [`path_of`].
+fn id_of(path: &Path) -> Option<ObjectId> {
+    let parts: Vec<String> = path
+        .parts()
+        .map(|part| {
+            percent_encoding::percent_decode_str(part.as_ref())
+                .decode_utf8()
+                .map(|s| s.into_owned())
+        })
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [usecase, scopes, key] = parts.as_slice() else {
+        return None;
+    };
+    ObjectId::new(usecase.as_str(), Scopes::parse(scopes).ok()?, key.as_str()).ok()
 }
 
 fn encode_metadata(metadata: &Metadata) -> String {
@@ -255,13 +272,35 @@ impl Backend for S3Backend {
             Err(err) => return Err(self.error(err)),
         };
         let metadata = decode_metadata(&result.attributes, result.meta.size)?;
+        let store = self.store.clone();
+        let path = result.meta.location.clone();
+        let e_tag = result.meta.e_tag.clone();
         let stream = result
             .into_stream()
             .map_err(|err| std::io::Error::other(unavailable(err)))
             .boxed();
+        // A range far into the object is its own ranged request, pinned to this version.
+        let reopen = move |skip: u64, take: u64| -> PayloadStream {
+            if take == 0 {
+                return futures::stream::empty().boxed();
+            }
+            let options = GetOptions {
+                if_match: e_tag,
+                range: Some((skip..skip + take).into()),
+                ..GetOptions::default()
+            };
+            futures::stream::once(async move { store.get_opts(&path, options).await })
+                .map_ok(|result| result.into_stream())
+                .try_flatten()
+                .map_err(|err| std::io::Error::other(unavailable(err)))
+                .boxed()
+        };
         Ok(Some(StoredObject {
             metadata,
-            payload: Payload::Stream(stream),
+            payload: Payload::Remote {
+                stream,
+                reopen: Box::new(reopen),
+            },
         }))
     }
 
@@ -380,6 +419,23 @@ impl Backend for S3Backend {
             // The tiered backend never swaps on its long-term store.
             None => self.delete(id).await.map(|()| true),
         }
+    }
+
+    async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
+        let listed: Vec<_> = self
+            .store
+            .list(None)
+            .try_collect()
+            .await
+            .map_err(|err| self.error(err))?;
+        // Objects not named by this backend (three parts, valid usecase and scopes) are
+        // someone else's and skipped.
+        Ok(Some(
+            listed
+                .iter()
+                .filter_map(|o| Some((id_of(&o.location)?, SystemTime::from(o.last_modified))))
+                .collect(),
+        ))
     }
 
     async fn probe(&self) -> Result<(), BackendError> {

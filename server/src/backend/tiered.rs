@@ -38,6 +38,8 @@ pub const THRESHOLD: usize = 1024 * 1024;
 const REDIRECT: &str = "strata redirect";
 /// Reserved custom entry: the size of the object a tombstone stands for.
 const SIZE: &str = "strata size";
+/// Age beyond which an unreferenced long-term object counts as orphaned.
+pub const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Attempts of a compare-and-swap loop before giving up on heavy contention.
 const ATTEMPTS: usize = 16;
 
@@ -128,6 +130,54 @@ impl TieredBackend {
                 }
             }
         });
+    }
+
+    /// Deletes long-term objects no tombstone points at (left by a crash between an
+    /// upload and its swap) once they are older than [`ORPHAN_GRACE`], so uploads still
+    /// on their way to a swap are never touched. Needs a long-term store that lists.
+    async fn remove_orphans(&self, now: SystemTime) -> Result<u64, BackendError> {
+        let Some(ids) = self.long_term.list_ids().await? else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for (target, modified) in ids {
+            let Some((stamp, key)) = target.key.split_once('/') else {
+                continue;
+            };
+            let Some(started) = uuid::Uuid::parse_str(stamp)
+                .ok()
+                .and_then(|u| u.get_timestamp())
+                .map(|t| {
+                    let (secs, nanos) = t.to_unix();
+                    SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+                })
+            else {
+                continue;
+            };
+            // The later of upload start and completion: a slow upload completes long
+            // after its key was made, and its swap follows the completion.
+            let written = started.max(modified);
+            if now.duration_since(written).unwrap_or_default() < ORPHAN_GRACE {
+                continue;
+            }
+            let Ok(owner) = ObjectId::new(target.usecase.as_str(), target.scopes.clone(), key)
+            else {
+                continue;
+            };
+            let referenced = self
+                .high_volume
+                .head(&owner)
+                .await?
+                .is_some_and(|raw| raw.custom.get(REDIRECT) == Some(&target.key));
+            if !referenced {
+                self.long_term.delete(&target).await?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "orphaned long-term objects removed");
+        }
+        Ok(removed)
     }
 
     /// Swaps the high-volume entry from whatever it is now to `new`, retrying on
@@ -286,6 +336,7 @@ impl Backend for TieredBackend {
         // Every object has a high-volume entry, so that count is the object count.
         let removed = self.high_volume.sweep_expired(now).await?;
         self.long_term.sweep_expired(now).await?;
+        self.remove_orphans(now).await?;
         Ok(removed)
     }
 
@@ -324,5 +375,385 @@ impl Backend for TieredBackend {
         self.cleanup.reopen();
         self.high_volume.shutdown().await;
         self.long_term.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::payload::collect;
+    use crate::object::Scopes;
+
+    /// What the high-volume wrapper does on compare-and-swap.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum OnSwap {
+        Pass,
+        Fail,
+        Panic,
+        Hang,
+    }
+
+    /// Memory high-volume storage whose swaps can fail, panic or hang.
+    #[derive(Debug)]
+    struct Hooked {
+        inner: MemoryBackend,
+        on_swap: Mutex<OnSwap>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    /// Memory long-term storage that remembers every key written.
+    #[derive(Debug, Default)]
+    struct Recording {
+        inner: MemoryBackend,
+        written: Mutex<Vec<ObjectId>>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Backend for Hooked {
+        fn name(&self) -> &'static str {
+            "hooked"
+        }
+        async fn put(
+            &self,
+            id: &ObjectId,
+            m: &Metadata,
+            p: PayloadStream,
+        ) -> Result<u64, BackendError> {
+            self.inner.put(id, m, p).await
+        }
+        async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.get(id).await
+        }
+        async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError> {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.head(id).await
+        }
+        async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
+            self.inner.delete(id).await
+        }
+        async fn update_metadata(
+            &self,
+            id: &ObjectId,
+            e: &Metadata,
+            m: &Metadata,
+        ) -> Result<bool, BackendError> {
+            self.inner.update_metadata(id, e, m).await
+        }
+        async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
+            self.inner.sweep_expired(now).await
+        }
+        async fn compare_and_swap(
+            &self,
+            id: &ObjectId,
+            expected: Option<&Metadata>,
+            new: Option<(&Metadata, Bytes)>,
+        ) -> Result<bool, BackendError> {
+            let mode = *self.on_swap.lock().unwrap();
+            match mode {
+                OnSwap::Pass => self.inner.compare_and_swap(id, expected, new).await,
+                OnSwap::Fail => Err(BackendError::Unavailable {
+                    backend: "hooked",
+                    message: "injected".into(),
+                }),
+                OnSwap::Panic => panic!("injected panic in the swap"),
+                OnSwap::Hang => futures::future::pending().await,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Backend for Recording {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+        async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
+            self.inner.list_ids().await
+        }
+        async fn put(
+            &self,
+            id: &ObjectId,
+            m: &Metadata,
+            p: PayloadStream,
+        ) -> Result<u64, BackendError> {
+            self.written.lock().unwrap().push(id.clone());
+            self.inner.put(id, m, p).await
+        }
+        async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.get(id).await
+        }
+        async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError> {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.head(id).await
+        }
+        async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
+            self.inner.delete(id).await
+        }
+        async fn update_metadata(
+            &self,
+            id: &ObjectId,
+            e: &Metadata,
+            m: &Metadata,
+        ) -> Result<bool, BackendError> {
+            self.inner.update_metadata(id, e, m).await
+        }
+        async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
+            self.inner.sweep_expired(now).await
+        }
+        async fn compare_and_swap(
+            &self,
+            id: &ObjectId,
+            expected: Option<&Metadata>,
+            new: Option<(&Metadata, Bytes)>,
+        ) -> Result<bool, BackendError> {
+            self.inner.compare_and_swap(id, expected, new).await
+        }
+    }
+
+    impl Recording {
+        /// Long-term keys that still hold an object.
+        async fn live(&self) -> Vec<ObjectId> {
+            let written = self.written.lock().unwrap().clone();
+            let mut live = Vec::new();
+            for id in written {
+                if self.inner.head(&id).await.unwrap().is_some() && !live.contains(&id) {
+                    live.push(id);
+                }
+            }
+            live
+        }
+    }
+
+    struct Setup {
+        tiered: Arc<TieredBackend>,
+        high: Arc<Hooked>,
+        long: Arc<Recording>,
+    }
+
+    fn setup() -> Setup {
+        let high = Arc::new(Hooked {
+            inner: MemoryBackend::default(),
+            on_swap: Mutex::new(OnSwap::Pass),
+            calls: Default::default(),
+        });
+        let long = Arc::new(Recording::default());
+        let tiered = Arc::new(TieredBackend::new(high.clone(), long.clone()));
+        Setup { tiered, high, long }
+    }
+
+    fn id() -> ObjectId {
+        ObjectId::new("tiered", Scopes(vec![]), "key").unwrap()
+    }
+
+    fn body(len: usize, byte: u8) -> PayloadStream {
+        futures::stream::once(async move { Ok(Bytes::from(vec![byte; len])) }).boxed()
+    }
+
+    async fn read(tiered: &TieredBackend) -> Option<Vec<u8>> {
+        let object = tiered.get(&id()).await.unwrap()?;
+        Some(collect(object.payload.into_stream()).await.unwrap())
+    }
+
+    const LARGE: usize = THRESHOLD + 1;
+
+    #[tokio::test]
+    async fn small_reads_and_every_head_are_one_high_volume_read() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = setup();
+        let small = ObjectId::new("tiered", Scopes(vec![]), "small").unwrap();
+        s.tiered
+            .put(&small, &Metadata::default(), body(100, 1))
+            .await
+            .unwrap();
+        s.tiered
+            .put(&id(), &Metadata::default(), body(LARGE, 2))
+            .await
+            .unwrap();
+        let calls = |s: &Setup| (s.high.calls.swap(0, Relaxed), s.long.calls.swap(0, Relaxed));
+        calls(&s);
+        s.tiered.get(&small).await.unwrap().unwrap();
+        assert_eq!(calls(&s), (1, 0), "small GET");
+        s.tiered.head(&id()).await.unwrap().unwrap();
+        assert_eq!(calls(&s), (1, 0), "large HEAD");
+        s.tiered.get(&id()).await.unwrap().unwrap();
+        assert_eq!(calls(&s), (1, 1), "large GET follows the tombstone once");
+    }
+
+    #[tokio::test]
+    async fn the_threshold_splits_the_tiers_and_replaced_targets_are_removed() {
+        let s = setup();
+        let m = Metadata::default();
+        s.tiered.put(&id(), &m, body(THRESHOLD, 1)).await.unwrap();
+        assert!(s.long.live().await.is_empty(), "1 MiB stays in high volume");
+        s.tiered.put(&id(), &m, body(LARGE, 2)).await.unwrap();
+        let first = s.long.live().await;
+        assert_eq!(first.len(), 1);
+        let raw = s.high.head(&id()).await.unwrap().unwrap();
+        assert_eq!(raw.size, Some(0), "the tombstone holds no payload");
+        assert_eq!(
+            s.tiered.head(&id()).await.unwrap().unwrap().size,
+            Some(LARGE as u64)
+        );
+        assert!(s
+            .tiered
+            .head(&id())
+            .await
+            .unwrap()
+            .unwrap()
+            .custom
+            .is_empty());
+
+        s.tiered.put(&id(), &m, body(LARGE, 3)).await.unwrap();
+        s.tiered.shutdown().await;
+        let second = s.long.live().await;
+        assert_eq!(second.len(), 1, "the replaced target is gone");
+        assert_ne!(first, second);
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![3; LARGE]);
+
+        s.tiered.put(&id(), &m, body(5, 4)).await.unwrap();
+        s.tiered.shutdown().await;
+        assert!(
+            s.long.live().await.is_empty(),
+            "large to small removes the target"
+        );
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![4; 5]);
+
+        s.tiered.put(&id(), &m, body(LARGE, 5)).await.unwrap();
+        s.tiered.delete(&id()).await.unwrap();
+        s.tiered.shutdown().await;
+        assert!(s.long.live().await.is_empty(), "delete removes the target");
+        assert!(read(&s.tiered).await.is_none());
+    }
+
+    /// After a failed, panicked or abandoned large write the old version is intact, no
+    /// tombstone points anywhere new, and the uploaded orphan is removed.
+    async fn interrupted_swap_keeps_the_old_version(mode: OnSwap) {
+        let s = setup();
+        let m = Metadata::default();
+        s.tiered.put(&id(), &m, body(LARGE, 1)).await.unwrap();
+        let before = s.high.head(&id()).await.unwrap();
+        *s.high.on_swap.lock().unwrap() = mode;
+        let tiered = s.tiered.clone();
+        let write = tokio::spawn(async move {
+            tiered
+                .put(&id(), &Metadata::default(), body(LARGE, 2))
+                .await
+        });
+        match mode {
+            OnSwap::Fail => assert!(write.await.unwrap().is_err()),
+            OnSwap::Panic => assert!(write.await.unwrap_err().is_panic()),
+            OnSwap::Hang => {
+                // Wait until the upload is done and the swap hangs, then abandon it.
+                while s.long.written.lock().unwrap().len() < 2 {
+                    tokio::task::yield_now().await;
+                }
+                write.abort();
+                assert!(write.await.unwrap_err().is_cancelled());
+            }
+            OnSwap::Pass => unreachable!(),
+        }
+        *s.high.on_swap.lock().unwrap() = OnSwap::Pass;
+        s.tiered.shutdown().await;
+        assert_eq!(s.high.head(&id()).await.unwrap(), before, "{mode:?}");
+        assert_eq!(
+            s.long.live().await.len(),
+            1,
+            "{mode:?}: the orphan is removed"
+        );
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![1; LARGE], "{mode:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_swap_leaves_no_orphan() {
+        interrupted_swap_keeps_the_old_version(OnSwap::Fail).await;
+    }
+
+    #[tokio::test]
+    async fn a_panic_before_the_swap_leaves_no_orphan() {
+        interrupted_swap_keeps_the_old_version(OnSwap::Panic).await;
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_write_leaves_no_orphan() {
+        interrupted_swap_keeps_the_old_version(OnSwap::Hang).await;
+    }
+
+    #[tokio::test]
+    async fn only_unreferenced_long_term_objects_past_the_grace_period_are_removed() {
+        let s = setup();
+        s.tiered
+            .put(&id(), &Metadata::default(), body(LARGE, 1))
+            .await
+            .unwrap();
+        let referenced = s.long.live().await.pop().unwrap();
+        let mut orphan = referenced.clone();
+        orphan.key = format!("{}/key", uuid::Uuid::now_v7());
+        s.long
+            .put(&orphan, &Metadata::default(), body(10, 2))
+            .await
+            .unwrap();
+        let now = SystemTime::now();
+        assert_eq!(
+            s.tiered.remove_orphans(now).await.unwrap(),
+            0,
+            "within the grace"
+        );
+        let later = now + ORPHAN_GRACE + std::time::Duration::from_secs(1);
+        assert_eq!(s.tiered.remove_orphans(later).await.unwrap(), 1);
+        assert_eq!(s.long.live().await, vec![referenced]);
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![1; LARGE]);
+    }
+
+    #[tokio::test]
+    async fn a_broken_upload_stores_nothing() {
+        let s = setup();
+        s.tiered
+            .put(&id(), &Metadata::default(), body(10, 1))
+            .await
+            .unwrap();
+        let broken = futures::stream::iter(vec![
+            Ok(Bytes::from(vec![0u8; LARGE])),
+            Err(std::io::Error::other("client went away")),
+        ])
+        .boxed();
+        let err = s
+            .tiered
+            .put(&id(), &Metadata::default(), broken)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BackendError::Payload(_)), "{err}");
+        s.tiered.shutdown().await;
+        assert!(s.long.live().await.is_empty());
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![1; 10]);
+    }
+
+    #[tokio::test]
+    async fn extending_a_large_object_moves_the_long_term_deadline_first() {
+        let s = setup();
+        let now = SystemTime::now();
+        let mut m = Metadata {
+            time_expires: Some(now + std::time::Duration::from_secs(60)),
+            ..Metadata::default()
+        };
+        s.tiered.put(&id(), &m, body(LARGE, 1)).await.unwrap();
+        let visible = s.tiered.head(&id()).await.unwrap().unwrap();
+        m.time_expires = Some(now + std::time::Duration::from_secs(3600));
+        assert!(s.tiered.update_metadata(&id(), &visible, &m).await.unwrap());
+        let target = s.long.live().await.pop().unwrap();
+        let stored = s.long.head(&target).await.unwrap().unwrap();
+        assert_eq!(stored.time_expires, m.time_expires);
+        // Sweeping before the new deadline keeps both the tombstone and its target.
+        let later = now + std::time::Duration::from_secs(120);
+        assert_eq!(s.tiered.sweep_expired(later).await.unwrap(), 0);
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![1; LARGE]);
     }
 }
