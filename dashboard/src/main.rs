@@ -3,6 +3,7 @@
 //! Locally: `strata-dashboard --target local=http://127.0.0.1:8888`. In a cluster (no
 //! `--target`): discovers StorageServices through the Kubernetes API.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -67,10 +68,14 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
+    // Logs go to stdout; colour codes only when that is a terminal (and `NO_COLOR` is
+    // unset), so `kubectl logs` and log files get plain text.
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(colour)
         .init();
     if let Err(err) = run(Args::parse()).await {
         // One clear line, no backtrace: these are configuration problems, not bugs.
