@@ -18,9 +18,12 @@
 #
 # Environment:
 #   STRATA_REGISTRY        registry/namespace of the tags (default from images/images.env)
-#   STRATA_IMAGE_PROFILE   cargo profile of the binaries (default: release)
+#   STRATA_IMAGE_PROFILE   cargo profile of the binaries (default: release). `dev` takes
+#                          the test command's build as it is (scripts/lib.sh: same command,
+#                          nothing recompiled after `scripts/test.sh`): what the test
+#                          command's image tests use, to spare CI a second compile
 #   CARGO_TARGET_DIR       cargo's build directory (default: ~/.cache/strata-target, the
-#                          test command's, so a machine that ran the tests reuses it)
+#                          test command's)
 #   STRATA_BUILDAH         buildah command with global options
 #                          (default: "buildah --storage-driver vfs", which works without
 #                          overlay support; pass e.g. "buildah --root DIR --runroot DIR
@@ -32,12 +35,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=../images/images.env
 source images/images.env
+# shellcheck source=lib.sh
+source scripts/lib.sh
 
 OUT="${1:-$ROOT/dist/images}"
 REGISTRY="${STRATA_REGISTRY:-$STRATA_DEFAULT_REGISTRY}"
 REGISTRY="${REGISTRY%/}"
 PROFILE="${STRATA_IMAGE_PROFILE:-release}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
 read -r -a BUILDAH <<<"${STRATA_BUILDAH:-buildah --storage-driver vfs}"
 
 log() { printf 'build-images: %s\n' "$*"; }
@@ -61,15 +65,21 @@ else
 fi
 
 # --- binaries: one cargo build for all three --------------------------------------------
-bins=()
-for name in $STRATA_IMAGES; do bins+=(--bin "$name"); done
-log "cargo build --profile $PROFILE ${bins[*]} (target dir $CARGO_TARGET_DIR)"
-cargo build --locked --profile "$PROFILE" "${bins[@]}"
-case "$PROFILE" in
-  dev | test) bindir="$CARGO_TARGET_DIR/debug" ;;
-  bench) bindir="$CARGO_TARGET_DIR/release" ;;
-  *) bindir="$CARGO_TARGET_DIR/$PROFILE" ;;
-esac
+if [[ "$PROFILE" == dev ]]; then
+  log "cargo build --workspace --all-targets (the test command's build, target dir $CARGO_TARGET_DIR)"
+  strata_build
+  bindir="$STRATA_BIN_DIR"
+else
+  bins=()
+  for name in $STRATA_IMAGES; do bins+=(--bin "$name"); done
+  log "cargo build --profile $PROFILE ${bins[*]} (target dir $CARGO_TARGET_DIR)"
+  cargo build --locked --profile "$PROFILE" "${bins[@]}"
+  case "$PROFILE" in
+    test) bindir="$CARGO_TARGET_DIR/debug" ;;
+    bench) bindir="$CARGO_TARGET_DIR/release" ;;
+    *) bindir="$CARGO_TARGET_DIR/$PROFILE" ;;
+  esac
+fi
 
 # --- build contexts ---------------------------------------------------------------------
 CTX="$(mktemp -d -t strata-images.XXXXXX)"

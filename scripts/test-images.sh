@@ -285,18 +285,23 @@ dashboard_overview() {
   return 1
 }
 step "strata-dashboard container shows the server container on its overview" dashboard_overview
+# stop_by_itself CONTAINER: `podman stop` (SIGTERM) ends it before podman would SIGKILL.
+stop_by_itself() {
+  local out code
+  out="$("${PODMAN[@]}" stop -t $((SHUTDOWN_TIMEOUT + 5)) "$1" 2>&1)"
+  echo "$out"
+  code="$("${PODMAN[@]}" inspect -f '{{.State.ExitCode}}' "$1")"
+  echo "exit status $code"
+  grep -q SIGKILL <<<"$out" && { echo "podman had to SIGKILL it"; return 1; }
+  [[ "$code" == 0 ]]
+}
+step "strata-dashboard: podman stop ends it by itself (exit 0)" stop_by_itself dashboard
 "${PODMAN[@]}" rm -f -t 0 dashboard >/dev/null 2>&1
 
 # --- graceful stop, restart on the same volume ----------------------------------------------
 graceful_stop() {
   python3 "$CLIENT" put "$TMP/key2" "acknowledged right before the stop" || return 1
-  local out code
-  out="$("${PODMAN[@]}" stop -t $((SHUTDOWN_TIMEOUT + 5)) server 2>&1)"
-  echo "$out"
-  code="$("${PODMAN[@]}" inspect -f '{{.State.ExitCode}}' server)"
-  echo "exit status $code"
-  grep -q SIGKILL <<<"$out" && { echo "podman had to SIGKILL it"; return 1; }
-  [[ "$code" == 0 ]]
+  stop_by_itself server
 }
 step "strata-server: podman stop ends it by itself within its shutdown timeout (exit 0)" graceful_stop
 restart_reads_back() {

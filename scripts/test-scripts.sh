@@ -83,11 +83,11 @@ demo_panics() {
   # One injected panic of our own (the demo's load makes more): a 500, one log entry.
   [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$sport/v1/objects/demo/_/panic/check")" == 500 ]] || return 1
   for i in $(seq 1 100); do
-    grep -q "panic/check" "$logs/server.log" 2>/dev/null && break
+    grep -q "storage operation panicked" "$logs/server.log" 2>/dev/null && break
     sleep 0.1
   done
   kill -TERM "$demo"; wait "$demo" 2>/dev/null
-  grep -q "panic/check" "$logs/server.log" || { echo "no panic in the server log"; cat "$logs/server.log"; return 1; }
+  grep -q "storage operation panicked" "$logs/server.log" || { echo "no panic in the server log"; cat "$logs/server.log"; return 1; }
 }
 no_backtrace_by_default() {
   demo_panics 0 || return 1

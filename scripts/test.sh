@@ -11,8 +11,9 @@
 #   KUBECONFIG            when set, the operator's end-to-end suite runs against that
 #                         cluster (with STRATA_E2E_IMAGE as the server image); otherwise
 #                         it is reported as skipped
-#   STRATA_IMAGE_PROFILE  cargo profile of the image binaries (default: image-ci, see
-#                         Cargo.toml; `release` tests exactly what a release publishes)
+#   STRATA_IMAGE_PROFILE  cargo profile of the image binaries (default: dev, i.e. the
+#                         binaries this command already built: no second compile;
+#                         `release` tests exactly what a release publishes, ~N min more)
 #   STRATA_SKIP_IMAGES=1  skip the container image tests (reported as skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,5 +68,5 @@ if [[ "${STRATA_SKIP_IMAGES:-0}" == 1 ]]; then
   echo "container images: SKIPPED (STRATA_SKIP_IMAGES=1)"
 else
   step "container images"
-  STRATA_IMAGE_PROFILE="${STRATA_IMAGE_PROFILE:-image-ci}" bash scripts/test-images.sh
+  STRATA_IMAGE_PROFILE="${STRATA_IMAGE_PROFILE:-dev}" bash scripts/test-images.sh
 fi

@@ -110,9 +110,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let dashboard = strata_dashboard::start(settings, source).await?;
     println!("strata-dashboard listening on http://{}", dashboard.addr());
+    tracing::info!(listen = %dashboard.addr(), "strata-dashboard started");
     tokio::select! {
         _ = dashboard.wait() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = shutdown_signal() => {}
     }
     Ok(())
+}
+
+/// SIGTERM (Kubernetes, `podman stop`; as a container's PID 1 the process gets no
+/// default handler for it) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            },
+            Err(err) => {
+                tracing::warn!(%err, "cannot handle SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
