@@ -16,7 +16,7 @@
 #   STRATA_DEMO_LOGS=DIR            write the server and dashboard logs there (default: a
 #                                   temporary directory removed at exit)
 #   STRATA_DEMO_BACKTRACE=1         print a full backtrace for every injected panic (by
-#                                   default one line each, whatever RUST_BACKTRACE says)
+#                                   default a short message each, whatever RUST_BACKTRACE says)
 #   CARGO_TARGET_DIR                where cargo builds (default: ~/.cache/strata-target)
 set -euo pipefail
 
@@ -33,7 +33,7 @@ for tool in cargo curl python3; do
   command -v "$tool" >/dev/null || { echo "demo.sh: $tool is required" >&2; exit 1; }
 done
 strata_require_free_ports demo.sh "$SERVER_PORT" "$DASH_PORT"
-# The demo panics on purpose every few seconds: one line per panic, not a backtrace,
+# The demo panics on purpose every few seconds: a short message per panic, not a backtrace,
 # unless asked for with STRATA_DEMO_BACKTRACE=1.
 if [ "${STRATA_DEMO_BACKTRACE:-0}" = 1 ]; then
   export RUST_BACKTRACE=1

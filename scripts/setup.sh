@@ -81,7 +81,7 @@ else
   rm -rf "$wheel_dir"
   cargo nextest --version >/dev/null 2>&1 ||
     die "cargo-nextest installed into $bin_dir, but cargo does not find it: add $bin_dir to PATH"
-  say "cargo-nextest $(cargo nextest --version | sed -n 1p)"
+  say "installed $(cargo nextest --version | sed -n 1p)"
 fi
 
 # --- Debian packages -----------------------------------------------------------------------

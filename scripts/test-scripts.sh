@@ -4,7 +4,7 @@
 #   - demo.sh refuses to start, saying why, when one of its ports is already taken, and
 #     starts nothing;
 #   - run-local.sh refuses the same way;
-#   - demo.sh's injected panics log one line each and no backtrace, even with
+#   - demo.sh's injected panics log a short message each and no backtrace, even with
 #     RUST_BACKTRACE=1 in the environment; STRATA_DEMO_BACKTRACE=1 brings them back.
 # Ends with `scripts: N passed, M failed`.
 set -uo pipefail
