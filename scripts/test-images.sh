@@ -14,7 +14,8 @@
 #     or package manager (full file list checked), size (recorded; server < 30 MiB).
 #
 # Needs buildah, podman, runc (scripts/setup.sh), python3 with objectstore-client, curl.
-# Environment: STRATA_IMAGE_PROFILE (cargo profile of the binaries, default release),
+# Environment: STRATA_IMAGE_PROFILE (cargo profile of the binaries, default release;
+# scripts/test.sh passes dev to reuse its build),
 # CARGO_TARGET_DIR, STRATA_ARTIFACTS (image sizes are written there when set).
 # Writes only to a temporary directory (images, containers and volumes included) and
 # removes it. Ends with `images: N passed, M failed`.
