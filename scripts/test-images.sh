@@ -97,8 +97,13 @@ wait_http() {
 
 VERSION="$(awk '/^\[/{s=$0} s=="[workspace.package]" && /^version *=/ {gsub(/[" ]/,""); sub(/^version=/,""); print; exit}' Cargo.toml)"
 LICENSES="$(awk '/^\[/{s=$0} s=="[workspace.package]" && /^license *=/ {gsub(/[" ]/,""); sub(/^license=/,""); print; exit}' Cargo.toml)"
-REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-git diff --quiet HEAD -- 2>/dev/null || REVISION="$REVISION-dirty"
+# Computed as build-images.sh does.
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  REVISION="$(git rev-parse HEAD)"
+  git diff --quiet HEAD -- 2>/dev/null || REVISION="$REVISION-dirty"
+else
+  REVISION=unknown
+fi
 REGISTRY="${STRATA_REGISTRY:-$STRATA_DEFAULT_REGISTRY}"
 image() { echo "$REGISTRY/$1:$VERSION"; }
 SERVER="$(image strata-server)"

@@ -85,6 +85,7 @@ async fn main() {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
     let source = if args.targets.is_empty() {
         let client = kube::Client::try_default().await.map_err(|e| {
             anyhow::anyhow!(
@@ -113,18 +114,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(listen = %dashboard.addr(), "strata-dashboard started");
     tokio::select! {
         _ = dashboard.wait() => {}
-        _ = shutdown_signal() => {}
+        _ = shutdown => {}
     }
     Ok(())
 }
 
 /// SIGTERM (Kubernetes, `podman stop`; as a container's PID 1 the process gets no
-/// default handler for it) or Ctrl-C.
-async fn shutdown_signal() {
+/// default handler for it) or Ctrl-C. The SIGTERM handler is installed when this is
+/// called, not when the future is first polled, so call it before serving.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
+        match term {
             Ok(mut term) => tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
@@ -134,7 +137,7 @@ async fn shutdown_signal() {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
