@@ -3,32 +3,52 @@
 #   a strata-server with fault injection (panic/ and slow/ keys) on 127.0.0.1:8888,
 #   a small curl load loop (normal keys, panics, bursts of slow requests that saturate
 #   the service tier and get 429s), and the dashboard on 127.0.0.1:8080 scraping it.
-# Ctrl-C stops everything this script started.
+# Ctrl-C stops everything this script started. It refuses to start when either port is
+# already taken (an earlier run, a local server), rather than talk to someone else's.
+#
+# Builds with the test command's build (scripts/lib.sh: same command, dev profile, same
+# directory ~/.cache/strata-target), so after `bash .ci/run` it starts at once.
 #
 # Environment knobs:
-#   STRATA_DEMO_SERVER_PORT (8888)  STRATA_DEMO_DASHBOARD_PORT (8080)
+#   STRATA_SERVER_PORT (8888)       STRATA_DASHBOARD_PORT (8080)
 #   STRATA_DEMO_STORAGE=memory|filesystem (memory; filesystem keeps objects in ./data)
 #   STRATA_DEMO_SECONDS=N           stop by itself after N seconds (default: run until Ctrl-C)
-#   CARGO_TARGET_DIR                where cargo builds (default: ./target)
+#   STRATA_DEMO_LOGS=DIR            write the server and dashboard logs there (default: a
+#                                   temporary directory removed at exit)
+#   STRATA_DEMO_BACKTRACE=1         print a full backtrace for every injected panic (by
+#                                   default a short message each, whatever RUST_BACKTRACE says)
+#   CARGO_TARGET_DIR                where cargo builds (default: ~/.cache/strata-target)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
-SERVER_PORT=${STRATA_DEMO_SERVER_PORT:-8888}
-DASH_PORT=${STRATA_DEMO_DASHBOARD_PORT:-8080}
+# shellcheck source=lib.sh
+source scripts/lib.sh
+SERVER_PORT=$STRATA_SERVER_PORT
+DASH_PORT=$STRATA_DASHBOARD_PORT
 STORAGE=${STRATA_DEMO_STORAGE:-memory}
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SERVER_URL="http://127.0.0.1:${SERVER_PORT}"
 DASH_URL="http://127.0.0.1:${DASH_PORT}"
 
-for tool in cargo curl; do
+for tool in cargo curl python3; do
   command -v "$tool" >/dev/null || { echo "demo.sh: $tool is required" >&2; exit 1; }
 done
+strata_require_free_ports demo.sh "$SERVER_PORT" "$DASH_PORT"
+# The demo panics on purpose every few seconds: a short message per panic, not a backtrace,
+# unless asked for with STRATA_DEMO_BACKTRACE=1.
+if [ "${STRATA_DEMO_BACKTRACE:-0}" = 1 ]; then
+  export RUST_BACKTRACE=1
+else
+  export RUST_BACKTRACE=0
+fi
 
-echo "==> building strata-server and strata-dashboard (cargo build)"
-cargo build -p strata-server -p strata-dashboard --bins
+echo "==> building (cargo build --workspace --all-targets into $CARGO_TARGET_DIR)"
+strata_build
+# Again: the build may have taken minutes.
+strata_require_free_ports demo.sh "$SERVER_PORT" "$DASH_PORT"
 
 WORK=$(mktemp -d -t strata-demo.XXXXXX)
+LOGS=${STRATA_DEMO_LOGS:-$WORK}
+mkdir -p "$LOGS"
 PIDS=()
 cleanup() {
   trap - EXIT INT TERM
@@ -71,23 +91,23 @@ faults:
 YAML
 
 echo "==> starting strata-server (faults: panic/ keys panic, slow/ keys sleep 2s)"
-"$TARGET_DIR/debug/strata-server" run --config "$WORK/server.yaml" >"$WORK/server.log" 2>&1 &
+"$STRATA_BIN_DIR/strata-server" run --config "$WORK/server.yaml" >"$LOGS/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do
   curl -fsS "$SERVER_URL/health" >/dev/null 2>&1 && break
   sleep 0.1
 done
-curl -fsS "$SERVER_URL/health" >/dev/null || { echo "strata-server did not start; log:"; cat "$WORK/server.log"; exit 1; }
+curl -fsS "$SERVER_URL/health" >/dev/null || { echo "strata-server did not start; log:"; cat "$LOGS/server.log"; exit 1; }
 
 echo "==> starting strata-dashboard"
-"$TARGET_DIR/debug/strata-dashboard" --listen "127.0.0.1:${DASH_PORT}" \
-  --target "local=${SERVER_URL}" --scrape-interval 2s --refresh 2s >"$WORK/dashboard.log" 2>&1 &
+"$STRATA_BIN_DIR/strata-dashboard" --listen "127.0.0.1:${DASH_PORT}" \
+  --target "local=${SERVER_URL}" --scrape-interval 2s --refresh 2s >"$LOGS/dashboard.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do
   curl -fsS "$DASH_URL/healthz" >/dev/null 2>&1 && break
   sleep 0.1
 done
-curl -fsS "$DASH_URL/healthz" >/dev/null || { echo "strata-dashboard did not start; log:"; cat "$WORK/dashboard.log"; exit 1; }
+curl -fsS "$DASH_URL/healthz" >/dev/null || { echo "strata-dashboard did not start; log:"; cat "$LOGS/dashboard.log"; exit 1; }
 
 # A little load: normal traffic every ~0.5 s, a panic every 10 s, a burst of slow requests
 # (more than max_concurrency) every 15 s.
@@ -117,7 +137,7 @@ cat <<MSG
   strata-dashboard  ${DASH_URL}/    <- open this
 
   Within ~20 s the alerts strip turns red (PANIC ... operation get) and the 429/s
-  column goes non-zero during the slow/ bursts. Logs: $WORK/*.log
+  column goes non-zero during the slow/ bursts. Logs: $LOGS/*.log
   Press Ctrl-C to stop.
 
 MSG

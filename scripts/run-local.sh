@@ -2,15 +2,22 @@
 # Runs Strata locally: a strata-server on the embedded filesystem backend (data in
 # ./data, config in config/local.yaml) plus the dashboard pointed at it.
 # Ctrl-C stops both.
+#
+# Builds with the test command's build (scripts/lib.sh: same command, dev profile, same
+# directory ~/.cache/strata-target), so after `bash .ci/run` it starts at once.
+#
+# Environment: STRATA_SERVER_PORT (8888), STRATA_DASHBOARD_PORT (8080), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+source scripts/lib.sh
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
-SERVER_PORT="${STRATA_PORT:-8888}"
-DASHBOARD_PORT="${STRATA_DASHBOARD_PORT:-8080}"
-
-cargo build --release --bin strata-server --bin strata-dashboard
-bin="$CARGO_TARGET_DIR/release"
+strata_require_free_ports run-local.sh "$STRATA_SERVER_PORT" "$STRATA_DASHBOARD_PORT"
+echo "==> building (cargo build --workspace --all-targets into $CARGO_TARGET_DIR)"
+strata_build
+# Again: the build may have taken minutes.
+strata_require_free_ports run-local.sh "$STRATA_SERVER_PORT" "$STRATA_DASHBOARD_PORT"
+bin="$STRATA_BIN_DIR"
 
 pids=()
 cleanup() {
@@ -20,17 +27,20 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 mkdir -p data
-STRATA__HTTP__ADDR="127.0.0.1:${SERVER_PORT}" \
+STRATA__HTTP__ADDR="127.0.0.1:${STRATA_SERVER_PORT}" \
   "$bin/strata-server" run --config config/local.yaml &
 pids+=($!)
 
-"$bin/strata-dashboard" --listen "127.0.0.1:${DASHBOARD_PORT}" \
-  --target "local=http://127.0.0.1:${SERVER_PORT}" &
+"$bin/strata-dashboard" --listen "127.0.0.1:${STRATA_DASHBOARD_PORT}" \
+  --target "local=http://127.0.0.1:${STRATA_SERVER_PORT}" &
 pids+=($!)
 
-sleep 1
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:${STRATA_SERVER_PORT}/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
 echo
-echo "strata-server: http://127.0.0.1:${SERVER_PORT}  (data in $(pwd)/data)"
-echo "dashboard:     http://127.0.0.1:${DASHBOARD_PORT}"
+echo "strata-server: http://127.0.0.1:${STRATA_SERVER_PORT}  (data in $(pwd)/data)"
+echo "dashboard:     http://127.0.0.1:${STRATA_DASHBOARD_PORT}"
 echo "Press Ctrl-C to stop."
 wait

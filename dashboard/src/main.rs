@@ -3,6 +3,7 @@
 //! Locally: `strata-dashboard --target local=http://127.0.0.1:8888`. In a cluster (no
 //! `--target`): discovers StorageServices through the Kubernetes API.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -67,10 +68,14 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
+    // Logs go to stdout; colour codes only when that is a terminal (and `NO_COLOR` is
+    // unset), so `kubectl logs` and log files get plain text.
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(colour)
         .init();
     if let Err(err) = run(Args::parse()).await {
         // One clear line, no backtrace: these are configuration problems, not bugs.
@@ -80,6 +85,7 @@ async fn main() {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
     let source = if args.targets.is_empty() {
         let client = kube::Client::try_default().await.map_err(|e| {
             anyhow::anyhow!(
@@ -105,9 +111,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let dashboard = strata_dashboard::start(settings, source).await?;
     println!("strata-dashboard listening on http://{}", dashboard.addr());
+    tracing::info!(listen = %dashboard.addr(), "strata-dashboard started");
     tokio::select! {
         _ = dashboard.wait() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = shutdown => {}
     }
     Ok(())
+}
+
+/// SIGTERM (Kubernetes, `podman stop`; as a container's PID 1 the process gets no
+/// default handler for it) or Ctrl-C. The SIGTERM handler is installed when this is
+/// called, not when the future is first polled, so call it before serving.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
+        match term {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            },
+            Err(err) => {
+                tracing::warn!(%err, "cannot handle SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -54,8 +54,10 @@ struct RunArgs {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    // JSON lines never carry colour codes, terminal or not.
     tracing_subscriber::fmt()
         .json()
+        .with_ansi(false)
         .flatten_event(true)
         .with_current_span(false)
         .with_env_filter(filter)

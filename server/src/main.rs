@@ -1,5 +1,6 @@
 //! `strata-server`: run the storage server, probe it, drain it, show its configuration.
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -119,15 +120,18 @@ fn healthcheck(mut addr: SocketAddr) -> Result<(), String> {
     })
 }
 
+/// Logs go to stderr; colour codes only when that is a terminal (and `NO_COLOR` is
+/// unset), so files, `kubectl logs` and log shippers get plain text.
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.logging.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match config.logging.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+        LogFormat::Text => builder.with_ansi(colour).init(),
     }
 }
 

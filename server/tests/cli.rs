@@ -173,3 +173,63 @@ fn send_sigterm(pid: u32) -> i32 {
         .code()
         .unwrap_or(-1)
 }
+
+#[test]
+fn root_names_the_server_its_version_and_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "http:\n  addr: 127.0.0.1:0\nstorage:\n  type: memory\n",
+    );
+    let server = run_server(&config);
+    let (status, body) = get(&server.addr, "/");
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["name"], "strata-server");
+    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(doc["metrics"], "/metrics");
+    assert_eq!(doc["health"], "/health");
+    assert_eq!(doc["api"], "/v1/objects/{usecase}/{scopes}/{key}");
+    // Other unknown paths still answer an empty 404.
+    assert_eq!(get(&server.addr, "/nope"), (404, String::new()));
+}
+
+#[test]
+fn logs_carry_no_colour_codes_when_not_written_to_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "http:\n  addr: 127.0.0.1:0\n  drain_file: {}\nstorage:\n  type: memory\n\
+             logging:\n  level: debug\n",
+            dir.path().join("strata.down").display()
+        ),
+    );
+    // stderr is a pipe here, as under Kubernetes, systemd or `> file`.
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", &config])
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("strata-server listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    assert_eq!(get(&addr, "/health").0, 200);
+    assert_eq!(send_sigterm(child.id()), 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let logs = String::from_utf8(out.stderr).unwrap();
+    assert!(logs.contains("DEBUG"), "expected debug log lines:\n{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "ANSI escape codes in logs written to a pipe:\n{logs:?}"
+    );
+}

@@ -1,12 +1,29 @@
-//! Internal endpoints: liveness, readiness (drain), autoscaling gauges and metrics.
+//! Internal endpoints: what this server is, liveness, readiness (drain), autoscaling
+//! gauges and metrics.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 
 use super::AppState;
 
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /`: names this server and says where its API and internal endpoints live, so
+/// whoever points a browser or `curl` at the bare address learns what answered.
+pub async fn index() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "name": "strata-server",
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": "objectstore v1 HTTP API",
+        "api": "/v1/objects/{usecase}/{scopes}/{key}",
+        "health": "/health",
+        "ready": "/ready",
+        "metrics": "/metrics",
+        "keda": "/keda",
+    }))
+}
 
 /// `GET /health`: the process is alive.
 pub async fn health() -> &'static str {

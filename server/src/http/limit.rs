@@ -22,7 +22,7 @@ use crate::metrics::{method_label, status_class, Metrics};
 
 /// Paths that are never rejected and stay out of request metrics.
 pub fn is_internal(path: &str) -> bool {
-    matches!(path, "/health" | "/ready" | "/keda" | "/metrics")
+    matches!(path, "/" | "/health" | "/ready" | "/keda" | "/metrics")
 }
 
 /// Shared in-flight counter and limit.

@@ -74,6 +74,7 @@ pub fn router(state: AppState, max_requests: usize) -> Router {
             "/v1/objects:multipart:complete/{usecase}/{scopes}/{*key}",
             post(objects::not_implemented),
         )
+        .route("/", get(internal::index))
         .route("/health", get(internal::health))
         .route("/ready", get(internal::ready))
         .route("/keda", get(internal::keda))

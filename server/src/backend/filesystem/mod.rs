@@ -35,6 +35,7 @@ use super::{
 use crate::metrics::StorageMetrics;
 use crate::object::{Metadata, ObjectId};
 
+mod access;
 mod files;
 mod index;
 mod log;
@@ -181,12 +182,13 @@ fn recover(
     segment_bytes: u64,
     metrics: StorageMetrics,
 ) -> Result<Shared, BackendError> {
-    std::fs::create_dir_all(&root)?;
+    std::fs::create_dir_all(&root).map_err(|e| access::root_error(&root, e))?;
     let lock = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(root.join("LOCK"))?;
+        .open(root.join("LOCK"))
+        .map_err(|e| access::root_error(&root, e))?;
     lock.try_lock().map_err(|_| {
         BackendError::Io(io::Error::new(
             io::ErrorKind::WouldBlock,
