@@ -91,4 +91,8 @@ impl Backend for FaultyBackend {
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
         self.inner.sweep_expired(now).await
     }
+
+    fn upload_staging(&self) -> Option<crate::uploads::Staging> {
+        self.inner.upload_staging()
+    }
 }

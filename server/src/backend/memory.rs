@@ -15,6 +15,7 @@ use crate::object::{Metadata, ObjectId};
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
     objects: RwLock<HashMap<ObjectId, (Metadata, Bytes)>>,
+    uploads: crate::uploads::Staging,
 }
 
 impl MemoryBackend {
@@ -92,6 +93,10 @@ impl Backend for MemoryBackend {
             }
             _ => Ok(false),
         }
+    }
+
+    fn upload_staging(&self) -> Option<crate::uploads::Staging> {
+        Some(self.uploads.clone())
     }
 
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {

@@ -92,6 +92,13 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Removes every object whose deadline passed before `now`; returns how many.
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError>;
+
+    /// Where multipart uploads and resumable sessions stage their bytes before they are
+    /// published with [`Backend::put`]; `None` when this backend cannot hold them, which
+    /// the API answers with 501.
+    fn upload_staging(&self) -> Option<crate::uploads::Staging> {
+        None
+    }
 }
 
 /// Builds the configured backend, with fault injection wrapped around it when enabled.

@@ -740,6 +740,13 @@ impl Backend for FilesystemBackend {
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
         Ok(self.shared.sweep_logged(now).await? + self.shared.sweep_files(now).await?)
     }
+
+    /// Unfinished uploads live in `<root>/uploads`, beside (never inside) the stores.
+    fn upload_staging(&self) -> Option<crate::uploads::Staging> {
+        Some(crate::uploads::Staging::Dir(
+            self.shared.root.join("uploads"),
+        ))
+    }
 }
 
 #[cfg(test)]
