@@ -257,6 +257,12 @@ impl Config {
                 s.bulk_percent
             )));
         }
+        if s.upload_max_age.is_zero() {
+            return Err(ConfigError::Semantic(
+                "service.upload_max_age must be positive: 0 would discard every upload at once"
+                    .to_owned(),
+            ));
+        }
         if self.faults.delay_key_prefix.is_some() && self.faults.delay.is_zero() {
             return Err(ConfigError::Semantic(
                 "faults.delay_key_prefix needs a non-zero faults.delay".to_owned(),
@@ -451,5 +457,19 @@ mod tests {
     #[test]
     fn bulk_percent_range_checked() {
         assert!(load_str("service:\n  bulk_percent: 0\n", &[]).is_err());
+    }
+
+    #[test]
+    fn upload_max_age_parses_is_positive_and_renders_only_when_set() {
+        let c = load_str("", &[("STRATA__SERVICE__UPLOAD_MAX_AGE", "2h")]).unwrap();
+        assert_eq!(c.service.upload_max_age, Duration::from_secs(7200));
+        assert!(
+            c.to_yaml().contains("upload_max_age: 2h"),
+            "{}",
+            c.to_yaml()
+        );
+        assert_eq!(Config::from_yaml_str(&c.to_yaml()).unwrap(), c);
+        assert!(!Config::default().to_yaml().contains("upload_max_age"));
+        assert!(load_str("service:\n  upload_max_age: 0s\n", &[]).is_err());
     }
 }

@@ -18,6 +18,10 @@ use tokio::io::AsyncWriteExt;
 
 use crate::backend::PayloadStream;
 
+/// Read size when streaming a staged blob out (publishing a session or assembling parts):
+/// large reads keep the number of blocking-pool round trips per GiB low.
+const READ_CHUNK: usize = 1024 * 1024;
+
 /// In-memory blobs: bytes and last modification time, by name.
 type Blobs = BTreeMap<String, (Vec<u8>, SystemTime)>;
 
@@ -168,7 +172,7 @@ impl Staging {
             }
             Staging::Dir(_) => {
                 let file = tokio::fs::File::open(self.path(name)).await?;
-                Ok(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).boxed())
+                Ok(tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK).boxed())
             }
         }
     }
