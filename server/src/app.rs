@@ -55,6 +55,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let backend = backend::from_config(&config, &metrics).await?;
     let service = StorageService::new(backend, &config.service, metrics.clone());
     let sweeper = service.start_sweeper(SWEEP_INTERVAL);
+    let upload_gc = service.start_upload_gc(config.service.upload_max_age, SWEEP_INTERVAL);
     let draining = Arc::new(AtomicBool::new(false));
     let state = AppState {
         service: service.clone(),
@@ -107,6 +108,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tracing::warn!("shutdown timeout reached with storage tasks running");
         }
         sweeper.abort();
+        if let Some(gc) = &upload_gc {
+            gc.abort();
+        }
     });
     Ok(RunningServer {
         addr,

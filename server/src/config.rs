@@ -234,4 +234,18 @@ mod tests {
     fn bulk_percent_range_checked() {
         assert!(load_str("service:\n  bulk_percent: 0\n", &[]).is_err());
     }
+
+    #[test]
+    fn upload_max_age_parses_is_positive_and_renders_only_when_set() {
+        let c = load_str("", &[("STRATA__SERVICE__UPLOAD_MAX_AGE", "2h")]).unwrap();
+        assert_eq!(c.service.upload_max_age, Duration::from_secs(7200));
+        assert!(
+            c.to_yaml().contains("upload_max_age: 2h"),
+            "{}",
+            c.to_yaml()
+        );
+        assert_eq!(Config::from_yaml_str(&c.to_yaml()).unwrap(), c);
+        assert!(!Config::default().to_yaml().contains("upload_max_age"));
+        assert!(load_str("service:\n  upload_max_age: 0s\n", &[]).is_err());
+    }
 }

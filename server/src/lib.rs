@@ -8,3 +8,4 @@ pub mod http;
 pub mod metrics;
 pub mod object;
 pub mod service;
+pub mod uploads;

@@ -146,6 +146,8 @@ pub struct MetricSet {
     pub tasks_queued: IntGauge,
     /// `strata_service_tasks_limit`.
     pub tasks_limit: IntGauge,
+    /// `strata_service_bulk_tasks_running`.
+    pub bulk_tasks_running: IntGauge,
     /// `strata_service_operations_total{operation,outcome}`.
     pub operations: IntCounterVec,
     /// `strata_service_operation_duration_seconds{operation}`.
@@ -208,6 +210,10 @@ impl Metrics {
                 "Storage operations waiting for a permit.",
             ),
             tasks_limit: gauge(names::TASKS_LIMIT, "Service-tier concurrency limit."),
+            bulk_tasks_running: gauge(
+                names::BULK_TASKS_RUNNING,
+                "Bulk (batch) permits held by batch operations now.",
+            ),
             operations: counter_vec(
                 names::OPERATIONS_TOTAL,
                 "Storage operations by outcome.",
@@ -278,7 +284,7 @@ impl Metrics {
             .expect("unique");
         let metrics = Metrics(Arc::new(metrics));
 
-        for op in Operation::ALL {
+        for &op in Operation::ALL {
             metrics.panics.with_label_values(&[op.as_str()]);
             metrics.operation_duration.with_label_values(&[op.as_str()]);
             for outcome in Outcome::ALL {
@@ -405,6 +411,7 @@ mod tests {
             names::TASKS_RUNNING,
             names::TASKS_QUEUED,
             names::TASKS_LIMIT,
+            names::BULK_TASKS_RUNNING,
             names::OPERATIONS_TOTAL,
             names::OPERATION_DURATION,
             names::SERVICE_REJECTIONS_TOTAL,

@@ -1,8 +1,8 @@
 //! The published Rust client (crate `objectstore-client` 0.3.0) against an in-process
 //! server on the filesystem backend: inserts with and without key, every compression mode,
 //! metadata with UTF-8 values and multi-day expiration, expiry extension, deletes, a large
-//! streamed object, and keys that stress the path mapping. Batch (`Session::many`) is not
-//! covered: the server has no batch endpoint yet.
+//! streamed object, and keys that stress the path mapping. Batch (`Session::many`) is in
+//! `tests/batch.rs`, the resumable upload API in `tests/resumable.rs`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

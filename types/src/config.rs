@@ -69,6 +69,21 @@ pub struct ServiceConfig {
     pub queue_timeout: Duration,
     /// Share of `max_concurrency` (percent, 1..=100) that batch operations may use.
     pub bulk_percent: u8,
+    /// Multipart uploads and resumable sessions untouched for this long are removed.
+    #[serde(
+        with = "humantime_serde",
+        skip_serializing_if = "is_default_upload_max_age"
+    )]
+    pub upload_max_age: Duration,
+}
+
+/// Default of `service.upload_max_age`: one day.
+pub const DEFAULT_UPLOAD_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+// Left out of rendered configs while it has its default, so configs written before the
+// key existed render unchanged.
+fn is_default_upload_max_age(age: &Duration) -> bool {
+    *age == DEFAULT_UPLOAD_MAX_AGE
 }
 
 impl Default for ServiceConfig {
@@ -78,6 +93,7 @@ impl Default for ServiceConfig {
             queue_depth: 0,
             queue_timeout: Duration::from_secs(1),
             bulk_percent: 60,
+            upload_max_age: DEFAULT_UPLOAD_MAX_AGE,
         }
     }
 }
@@ -252,6 +268,12 @@ impl Config {
                 "service.bulk_percent must be within 1..=100, got {}",
                 s.bulk_percent
             )));
+        }
+        if s.upload_max_age.is_zero() {
+            return Err(ConfigError::Semantic(
+                "service.upload_max_age must be positive: 0 would discard every upload at once"
+                    .to_owned(),
+            ));
         }
         if self.faults.delay_key_prefix.is_some() && self.faults.delay.is_zero() {
             return Err(ConfigError::Semantic(

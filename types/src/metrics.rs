@@ -12,6 +12,8 @@ pub mod names {
     pub const TASKS_QUEUED: &str = "strata_service_tasks_queued";
     /// The service-tier permit count (`service.max_concurrency`).
     pub const TASKS_LIMIT: &str = "strata_service_tasks_limit";
+    /// Bulk (batch) permits held right now; at most `ceil(max_concurrency × bulk_percent / 100)`.
+    pub const BULK_TASKS_RUNNING: &str = "strata_service_bulk_tasks_running";
     /// Operations by `operation` and `outcome`.
     pub const OPERATIONS_TOTAL: &str = "strata_service_operations_total";
     /// Operation latency by `operation`.
@@ -65,16 +67,55 @@ pub enum Operation {
     Delete,
     /// E1 (PATCH).
     ExtendExpiry,
+    /// A batch (B1) insert part.
+    BatchInsert,
+    /// A batch get part.
+    BatchGet,
+    /// A batch head part.
+    BatchHead,
+    /// A batch delete part.
+    BatchDelete,
+    /// M1/M2.
+    MultipartInitiate,
+    /// M3.
+    MultipartUploadPart,
+    /// M4.
+    MultipartListParts,
+    /// M5.
+    MultipartComplete,
+    /// M6.
+    MultipartAbort,
+    /// R1/R2.
+    ResumableCreate,
+    /// R3.
+    ResumableChunk,
+    /// R4.
+    ResumableOffset,
+    /// R5.
+    ResumableCancel,
 }
 
 impl Operation {
     /// Every operation, for pre-registering label sets so series exist at zero.
-    pub const ALL: [Operation; 5] = [
+    pub const ALL: &'static [Operation] = &[
         Operation::Insert,
         Operation::Get,
         Operation::Head,
         Operation::Delete,
         Operation::ExtendExpiry,
+        Operation::BatchInsert,
+        Operation::BatchGet,
+        Operation::BatchHead,
+        Operation::BatchDelete,
+        Operation::MultipartInitiate,
+        Operation::MultipartUploadPart,
+        Operation::MultipartListParts,
+        Operation::MultipartComplete,
+        Operation::MultipartAbort,
+        Operation::ResumableCreate,
+        Operation::ResumableChunk,
+        Operation::ResumableOffset,
+        Operation::ResumableCancel,
     ];
 
     /// The label value.
@@ -85,6 +126,19 @@ impl Operation {
             Operation::Head => "head",
             Operation::Delete => "delete",
             Operation::ExtendExpiry => "extend_expiry",
+            Operation::BatchInsert => "batch_insert",
+            Operation::BatchGet => "batch_get",
+            Operation::BatchHead => "batch_head",
+            Operation::BatchDelete => "batch_delete",
+            Operation::MultipartInitiate => "multipart_initiate",
+            Operation::MultipartUploadPart => "multipart_upload_part",
+            Operation::MultipartListParts => "multipart_list_parts",
+            Operation::MultipartComplete => "multipart_complete",
+            Operation::MultipartAbort => "multipart_abort",
+            Operation::ResumableCreate => "resumable_create",
+            Operation::ResumableChunk => "resumable_chunk",
+            Operation::ResumableOffset => "resumable_offset",
+            Operation::ResumableCancel => "resumable_cancel",
         }
     }
 }

@@ -114,4 +114,8 @@ impl Backend for FaultyBackend {
     async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
         self.inner.list_ids().await
     }
+
+    fn upload_staging(&self) -> Option<crate::uploads::Staging> {
+        self.inner.upload_staging()
+    }
 }

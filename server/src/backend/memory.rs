@@ -17,6 +17,7 @@ use crate::object::{Metadata, ObjectId};
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
     objects: RwLock<HashMap<ObjectId, (Metadata, Bytes)>>,
+    uploads: crate::uploads::Staging,
 }
 
 impl MemoryBackend {
@@ -127,6 +128,10 @@ impl Backend for MemoryBackend {
                 .map(|id| (id.clone(), SystemTime::UNIX_EPOCH))
                 .collect(),
         ))
+    }
+
+    fn upload_staging(&self) -> Option<crate::uploads::Staging> {
+        Some(self.uploads.clone())
     }
 
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {

@@ -139,6 +139,13 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
         Ok(None)
     }
+
+    /// Where multipart uploads and resumable sessions stage their bytes before they are
+    /// published with [`Backend::put`]; `None` when this backend cannot hold them, which
+    /// the API answers with 501.
+    fn upload_staging(&self) -> Option<crate::uploads::Staging> {
+        None
+    }
 }
 
 /// Builds the configured backend, with fault injection wrapped around it when enabled.

@@ -8,6 +8,8 @@ use crate::backend::BackendError;
 use crate::object::id::PathError;
 use crate::object::metadata::MetadataError;
 use crate::service::ServiceError;
+use crate::uploads::multipart::MultipartError;
+use crate::uploads::resumable::ResumableError;
 
 /// Everything a request handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +20,15 @@ pub enum ApiError {
     /// A query string that does not deserialize (400 plain text).
     #[error("Invalid query: {0}")]
     InvalidQuery(String),
+    /// A client mistake reported as 400 JSON (`client error: …`).
+    #[error("client error: {0}")]
+    Client(String),
+    /// A request-level protocol error such as a bad multipart boundary (400 plain text).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A batch operation refused before it ran (400 or 413 JSON, as a result part).
+    #[error(transparent)]
+    Batch(#[from] super::batch::BatchError),
     /// Bad metadata headers on an insert (400 JSON).
     #[error("client error: invalid metadata")]
     Metadata(#[from] MetadataError),
@@ -66,7 +77,7 @@ fn plain(status: StatusCode, text: String) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            ApiError::InvalidPath(_) | ApiError::InvalidQuery(_) => {
+            ApiError::InvalidPath(_) | ApiError::InvalidQuery(_) | ApiError::InvalidRequest(_) => {
                 plain(StatusCode::BAD_REQUEST, self.to_string())
             }
             ApiError::Metadata(err) => {
@@ -76,6 +87,22 @@ impl IntoResponse for ApiError {
             }
             ApiError::Range(err) => {
                 json_error(StatusCode::BAD_REQUEST, self.to_string(), causes(err))
+            }
+            ApiError::Client(_) => {
+                json_error(StatusCode::BAD_REQUEST, self.to_string(), Vec::new())
+            }
+            ApiError::Batch(err) => {
+                use super::batch::BatchError;
+                let status = match err {
+                    BatchError::PartTooLarge | BatchError::TooManyOperations => {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    }
+                    BatchError::MissingKind
+                    | BatchError::UnknownKind(_)
+                    | BatchError::MissingKey
+                    | BatchError::Stream(_) => StatusCode::BAD_REQUEST,
+                };
+                json_error(status, self.to_string(), Vec::new())
             }
             ApiError::NotImplemented => {
                 json_error(StatusCode::NOT_IMPLEMENTED, self.to_string(), Vec::new())
@@ -101,6 +128,36 @@ fn service_error(err: &ServiceError) -> Response {
         ServiceError::Backend(BackendError::TooLarge { .. }) => {
             (StatusCode::PAYLOAD_TOO_LARGE, "client error")
         }
+        ServiceError::Unsupported => (StatusCode::NOT_IMPLEMENTED, "service error"),
+        ServiceError::Multipart(
+            MultipartError::BadDigest
+            | MultipartError::Payload(_)
+            | MultipartError::InvalidPart(_)
+            | MultipartError::InvalidPartOrder,
+        ) => (StatusCode::BAD_REQUEST, "client error"),
+        ServiceError::Multipart(_) => (StatusCode::INTERNAL_SERVER_ERROR, "service error"),
+        ServiceError::Resumable(err) => match err {
+            ResumableError::NonCanonicalToken
+            | ResumableError::ChunkExceedsUploadLength(_)
+            | ResumableError::Payload(_) => (StatusCode::BAD_REQUEST, "client error"),
+            ResumableError::UnknownSession => (StatusCode::NOT_FOUND, "client error"),
+            ResumableError::Gone => (StatusCode::GONE, "client error"),
+            ResumableError::OffsetMismatch { expected, .. } => {
+                let mut response = json_error(
+                    StatusCode::CONFLICT,
+                    format!("client error: {err}"),
+                    Vec::new(),
+                );
+                response.headers_mut().insert(
+                    axum::http::HeaderName::from_static("upload-offset"),
+                    axum::http::HeaderValue::from(*expected),
+                );
+                return response;
+            }
+            ResumableError::Io(_) | ResumableError::Backend(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "service error")
+            }
+        },
         ServiceError::Panic(_) | ServiceError::TaskDropped | ServiceError::Backend(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "service error")
         }

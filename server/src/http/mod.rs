@@ -15,11 +15,14 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::metrics::Metrics;
 use crate::service::StorageService;
 
+pub mod batch;
 pub mod error;
 pub mod internal;
 pub mod limit;
+pub mod multipart;
 pub mod objects;
 pub mod range;
+pub mod resumable;
 
 /// State shared by every handler.
 #[derive(Clone, Debug)]
@@ -50,29 +53,28 @@ pub fn router(state: AppState, max_requests: usize) -> Router {
         .head(objects::head_object)
         .delete(objects::delete_object)
         .patch(objects::patch_object);
-    let multipart = post(objects::not_implemented)
-        .put(objects::not_implemented)
-        .delete(objects::not_implemented);
+    let initiate = post(multipart::initiate_post);
     let routes = Router::new()
         .route("/v1/objects/{usecase}/{scopes}", collection.clone())
         .route("/v1/objects/{usecase}/{scopes}/", collection)
         .route("/v1/objects/{usecase}/{scopes}/{*key}", object)
         .route(
-            "/v1/objects:multipart/{usecase}/{scopes}",
-            multipart.clone(),
+            "/v1/objects:batch/{usecase}/{scopes}/",
+            post(batch::post_batch),
         )
+        .route("/v1/objects:multipart/{usecase}/{scopes}", initiate.clone())
+        .route("/v1/objects:multipart/{usecase}/{scopes}/", initiate)
         .route(
-            "/v1/objects:multipart/{usecase}/{scopes}/",
-            multipart.clone(),
+            "/v1/objects:multipart/{usecase}/{scopes}/{*key}",
+            put(multipart::initiate_put).delete(multipart::abort),
         )
-        .route("/v1/objects:multipart/{usecase}/{scopes}/{*key}", multipart)
         .route(
             "/v1/objects:multipart:parts/{usecase}/{scopes}/{*key}",
-            put(objects::not_implemented).get(objects::not_implemented),
+            put(multipart::upload_part).get(multipart::list_parts),
         )
         .route(
             "/v1/objects:multipart:complete/{usecase}/{scopes}/{*key}",
-            post(objects::not_implemented),
+            post(multipart::complete),
         )
         .route("/", get(internal::index))
         .route("/health", get(internal::health))

@@ -1,4 +1,4 @@
-//! Handlers of the object routes (api O1–O5, newest E1, R1–R5 answered 501).
+//! Handlers of the object routes (api O1–O5, newest E1; R1–R5 go to `http::resumable`).
 //!
 //! Handlers only translate: parse the path, query and headers in the documented order,
 //! call the storage service, and shape the response.
@@ -16,6 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::error::ApiError;
 use super::range::parse_range;
+use super::resumable::{self, Intent};
 use super::AppState;
 use crate::backend::{Payload, PayloadStream};
 use crate::metrics::Metrics;
@@ -45,13 +46,9 @@ impl ObjectQuery {
             .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))
     }
 
-    /// Resumable uploads are not implemented: create and session calls answer 501 and
-    /// are never stored as plain inserts.
-    fn reject_resumable(&self) -> Result<(), ApiError> {
-        if self.upload_type.is_some() || self.session.is_some() {
-            return Err(ApiError::NotImplemented);
-        }
-        Ok(())
+    /// Whether this is a plain request, a resumable create or a session call.
+    fn intent(self) -> Result<Intent, ApiError> {
+        Intent::classify(self.upload_type.is_some(), self.session)
     }
 }
 
@@ -60,9 +57,9 @@ impl ObjectQuery {
 /// `%2F` stays inside its segment and `%2541` means the key `%41`.
 #[derive(Debug)]
 pub struct RawObjectPath {
-    usecase: String,
-    scopes: String,
-    key: Option<String>,
+    pub(crate) usecase: String,
+    pub(crate) scopes: String,
+    pub(crate) key: Option<String>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RawObjectPath {
@@ -130,9 +127,12 @@ async fn insert(
         StatusCode::OK
     };
     let id = object_id(&path, generated_key)?;
-    let query = ObjectQuery::from_extractor(query)?;
+    match ObjectQuery::from_extractor(query)?.intent()? {
+        Intent::Create => return resumable::create(&state, id, &headers, body).await,
+        Intent::Session(token) => return resumable::chunk(&state, id, token, &headers, body).await,
+        Intent::Plain => {}
+    }
     let metadata = Metadata::from_headers(&headers, SystemTime::now())?;
-    query.reject_resumable()?;
     let key = id.key.clone();
     state
         .service
@@ -252,7 +252,15 @@ pub async fn delete_object(
     query: Result<Query<ObjectQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let id = object_id(&path, None)?;
-    ObjectQuery::from_extractor(query)?.reject_resumable()?;
+    match ObjectQuery::from_extractor(query)?.intent()? {
+        Intent::Session(token) => return resumable::cancel(&state, id, token).await,
+        Intent::Create => {
+            return Err(ApiError::InvalidQuery(
+                "upload_type=resumable is not valid on DELETE".into(),
+            ))
+        }
+        Intent::Plain => {}
+    }
     state.service.delete(id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -279,11 +287,6 @@ pub async fn patch_object(
             ExtendOutcome::NotFound => StatusCode::NOT_FOUND.into_response(),
         },
     )
-}
-
-/// Multipart routes exist upstream; this server has no multipart backend yet (501).
-pub async fn not_implemented() -> ApiError {
-    ApiError::NotImplemented
 }
 
 #[cfg(test)]

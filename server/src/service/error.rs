@@ -28,4 +28,13 @@ pub enum ServiceError {
     /// An expiry extension whose target is out of range.
     #[error("invalid expiry extension")]
     ExtendInvalid(#[source] ExtendError),
+    /// The backend cannot stage multipart or resumable uploads (501).
+    #[error("not implemented")]
+    Unsupported,
+    /// A multipart call failed.
+    #[error(transparent)]
+    Multipart(#[from] crate::uploads::multipart::MultipartError),
+    /// A resumable session call failed.
+    #[error(transparent)]
+    Resumable(#[from] crate::uploads::resumable::ResumableError),
 }

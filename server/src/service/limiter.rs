@@ -16,7 +16,20 @@ use crate::metrics::{Metrics, RejectReason};
 #[derive(Debug)]
 pub struct Permit {
     _permit: OwnedSemaphorePermit,
-    _bulk: Option<OwnedSemaphorePermit>,
+    _bulk: Option<BulkHeld>,
+}
+
+/// A held bulk permit; keeps `strata_service_bulk_tasks_running` in step.
+#[derive(Debug)]
+struct BulkHeld {
+    _permit: OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for BulkHeld {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 /// The limiter; cheap to share behind an `Arc`.
@@ -104,10 +117,16 @@ impl Limiter {
             Some((bulk, permit))
         };
         let result = match tokio::time::timeout(self.queue_timeout, both).await {
-            Ok(Some((bulk, permit))) => Ok(Permit {
-                _permit: permit,
-                _bulk: Some(bulk),
-            }),
+            Ok(Some((bulk, permit))) => {
+                self.metrics.bulk_tasks_running.inc();
+                Ok(Permit {
+                    _permit: permit,
+                    _bulk: Some(BulkHeld {
+                        _permit: bulk,
+                        gauge: self.metrics.bulk_tasks_running.clone(),
+                    }),
+                })
+            }
             Ok(None) => Err(RejectReason::AtCapacity),
             Err(_) => Err(RejectReason::QueueTimeout),
         };
@@ -118,6 +137,11 @@ impl Limiter {
                 .inc();
         }
         result
+    }
+
+    /// Bulk permits free right now (for tests and debugging).
+    pub fn bulk_available(&self) -> usize {
+        self.bulk.available_permits()
     }
 
     /// Permits free right now (for tests and debugging).
@@ -137,6 +161,7 @@ mod tests {
                 queue_depth: queue,
                 queue_timeout: Duration::from_millis(timeout_ms),
                 bulk_percent: 60,
+                ..ServiceConfig::default()
             },
             Metrics::new(),
         )

@@ -23,9 +23,12 @@ use crate::metrics::{Metrics, Operation, Outcome};
 use crate::object::expiration::{self, ExtendError, ExtendExpiry};
 use crate::object::{Metadata, ObjectId};
 
+mod bulk;
 mod error;
 pub mod limiter;
+mod uploads;
 
+pub use bulk::BufferedObject;
 pub use error::ServiceError;
 use limiter::Limiter;
 
@@ -308,6 +311,22 @@ impl StorageService {
                 return Err(ServiceError::AtCapacity(reason));
             }
         };
+        self.spawn_admitted(permit, op, classify, operation).await
+    }
+
+    /// Spawns and supervises one operation that already holds `permit`.
+    async fn spawn_admitted<T, F, Fut>(
+        &self,
+        permit: limiter::Permit,
+        op: Operation,
+        classify: fn(&T) -> Outcome,
+        operation: F,
+    ) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Inner>) -> Fut,
+        Fut: Future<Output = Result<T, ServiceError>> + Send + 'static,
+    {
         let future = operation(self.inner.clone());
         let metrics = self.metrics.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();

@@ -1,6 +1,6 @@
-"""Resumable uploads are not implemented: the server must answer create with 501 (never
-a plain insert), and Python's automatic resumable path must fall back to a plain upload
-that reads back intact."""
+"""Resumable uploads (api-newest §2.9) through the real PyPI client 0.2.10: above its
+threshold the client must use a session (checked on the server's metrics, not just by
+the result), and the raw protocol answers 204/201/409/410/404 as documented."""
 
 from __future__ import annotations
 
@@ -39,21 +39,39 @@ def wire(session: Session, monkeypatch: pytest.MonkeyPatch) -> list[Seen]:
     return seen
 
 
+def metric(raw: Raw, operation: str, outcome: str = "ok") -> int:
+    """`strata_service_operations_total{operation, outcome}` from the server's /metrics."""
+    text = raw.request("GET", "/metrics").data.decode()
+    want = f'strata_service_operations_total{{operation="{operation}",outcome="{outcome}"}} '
+    for line in text.splitlines():
+        if line.startswith(want):
+            return int(float(line[len(want):]))
+    raise AssertionError(f"{want!r} not exported")
+
+
 @pytest.mark.parametrize("compress", ["zstd", "none"])
-def test_resumable_put_with_key_falls_back_after_501(
-    session: Session, wire: list[Seen], compress: str
+def test_resumable_put_above_threshold_uses_a_session(
+    session: Session, wire: list[Seen], raw: Raw, compress: str
 ):
-    payload = os.urandom(64 * 1024) + b"tail" * 1000
+    payload = os.urandom(3 * 1024 * 1024) + b"tail" * 1000
     key = f"resumable-{compress}"
+    creates_before = metric(raw, "resumable_create")
+    chunks_before = metric(raw, "resumable_chunk")
+    inserts_before = metric(raw, "insert")
     assert (
-        session.put(payload, key=key, compress=compress, resumable_threshold_bytes=1024) == key
+        session.put(payload, key=key, compress=compress, resumable_threshold_bytes=1024 * 1024)
+        == key
     )
 
     creates = [s for s in wire if "upload_type=resumable" in s.url]
-    assert len(creates) == 1, wire
-    assert creates[0].method == "PUT" and creates[0].status == 501, creates[0]
-    plain = [s for s in wire if s.method == "PUT" and "?" not in s.url]
-    assert [s.status for s in plain] == [200], wire
+    assert [(s.method, s.status) for s in creates] == [("PUT", 200)], wire
+    chunks = [s for s in wire if "session=" in s.url]
+    assert chunks and chunks[-1].status == 201, wire
+    assert not [s for s in wire if s.method == "PUT" and "?" not in s.url], "no fallback PUT"
+    # Server side: a session was created and written, no plain insert happened.
+    assert metric(raw, "resumable_create") == creates_before + 1
+    assert metric(raw, "resumable_chunk") >= chunks_before + 1
+    assert metric(raw, "insert") == inserts_before
 
     got = session.get(key)
     assert got is not None and got.payload.read() == payload
@@ -62,50 +80,65 @@ def test_resumable_put_with_key_falls_back_after_501(
     assert meta.compression == ("zstd" if compress == "zstd" else None)
 
 
-def test_resumable_post_without_key_falls_back_after_501(session: Session, wire: list[Seen]):
-    payload = b"resumable without key " * 4096
-    key = session.put(payload, resumable_threshold_bytes=0)
+def test_resumable_post_without_key(session: Session, wire: list[Seen]):
+    payload = b"resumable without key " * 100_000
+    key = session.put(payload, resumable_threshold_bytes=1024 * 1024)
     assert uuid.UUID(key).version == 4
 
     creates = [s for s in wire if "upload_type=resumable" in s.url]
-    assert [(s.method, s.status) for s in creates] == [("POST", 501)], wire
-    posts = [s for s in wire if s.method == "POST" and "?" not in s.url]
-    assert [s.status for s in posts] == [201], wire
+    assert [(s.method, s.status) for s in creates] == [("POST", 200)], wire
+    assert [s.status for s in wire if "session=" in s.url][-1] == 201
     got = session.get(key)
     assert got is not None and got.payload.read() == payload
 
 
-def test_resumable_fallback_from_seekable_stream(session: Session):
+def test_resumable_from_seekable_stream(session: Session):
     import io
 
-    payload = os.urandom(300 * 1024)
-    session.put(io.BytesIO(payload), key="stream", resumable_threshold_bytes=4096)
+    payload = os.urandom(2 * 1024 * 1024)
+    session.put(io.BytesIO(payload), key="stream", resumable_threshold_bytes=1024 * 1024)
     got = session.get("stream")
     assert got is not None and got.payload.read() == payload
 
 
-def test_resumable_create_answers_501_and_stores_nothing(raw: Raw, org: int):
-    path = raw.object_path(org, "no-session")
+def test_resumable_raw_protocol(raw: Raw, org: int):
+    path = raw.object_path(org, "raw-session")
     response = raw.request(
         "PUT",
         path + "?upload_type=resumable",
         body=b"",
-        headers={"Upload-Length": "10", "Content-Length": "0", "content-encoding": "zstd"},
+        headers={"Upload-Length": "10", "Content-Length": "0", "content-type": "text/plain"},
     )
-    assert response.status == 501, (response.status, response.data)
-    assert response.headers["content-type"].startswith("application/json")
-    assert "detail" in json.loads(response.data)
-    assert raw.request("HEAD", path).status == 404, "a 501 create must not store an object"
+    assert response.status == 200, (response.status, response.data)
+    created = json.loads(response.data)
+    assert created["key"] == "raw-session" and created["granularity"] == 0
+    token = created["session"]
+    assert "=" not in token and "+" not in token and "/" not in token
+    assert raw.request("HEAD", path).status == 404, "nothing is stored before the last byte"
 
-    collection = f"/v1/objects/pytest/org={org}/"
-    for url in (collection, collection.rstrip("/")):
-        response = raw.request(
-            "POST",
-            url + "?upload_type=resumable",
-            body=b"",
-            headers={"Upload-Length": "10", "Content-Length": "0"},
-        )
-        assert response.status == 501, (url, response.status, response.data)
+    url = f"{path}?session={token}"
+    r = raw.request("PUT", url, body=b"01234", headers={"Upload-Offset": "0"})
+    assert r.status == 204 and r.headers["upload-offset"] == "5", (r.status, r.data)
+    r = raw.request("PUT", url, body=b"xx", headers={"Upload-Offset": "3"})
+    assert r.status == 409 and r.headers["upload-offset"] == "5", (r.status, r.data)
+    r = raw.request("PUT", url, body=b"", headers={"Upload-Offset": "*", "Content-Length": "0"})
+    assert r.status == 204 and r.headers["upload-offset"] == "5"
+    r = raw.request("PUT", url, body=b"5678901", headers={"Upload-Offset": "5"})
+    assert r.status == 400, "beyond Upload-Length"
+    r = raw.request("PUT", url, body=b"56789", headers={"Upload-Offset": "5"})
+    assert r.status == 201 and json.loads(r.data) == {"key": "raw-session"}
+    got = raw.request("GET", path)
+    assert got.data == b"0123456789" and got.headers["content-type"] == "text/plain"
+    # The final response may be lost: an offset query reports completion again...
+    r = raw.request("PUT", url, body=b"", headers={"Upload-Offset": "*", "Content-Length": "0"})
+    assert r.status == 201, (r.status, r.data)
+    # ...while writes to the completed session are gone.
+    r = raw.request("PUT", url, body=b"x", headers={"Upload-Offset": "9"})
+    assert r.status == 410, (r.status, r.data)
+    # The same token on another key is unknown.
+    other = raw.object_path(org, "other") + f"?session={token}"
+    r = raw.request("PUT", other, body=b"", headers={"Upload-Offset": "*", "Content-Length": "0"})
+    assert r.status == 404
 
 
 def test_unknown_upload_type_is_400(raw: Raw, org: int):
@@ -123,8 +156,8 @@ def test_query_string_without_upload_params_is_a_plain_put(raw: Raw, org: int):
     assert raw.request("GET", path).data == b"q"
 
 
-def test_pool_is_usable_after_fallback(session: Session):
-    # The 501 response body must be fully framed so the keep-alive connection stays usable.
+def test_pool_is_usable_after_sessions(session: Session):
+    # Every session response is fully framed, so the keep-alive connection stays usable.
     for i in range(3):
         session.put(b"z" * 2048, key=f"again-{i}", resumable_threshold_bytes=1)
     for i in range(3):

@@ -783,6 +783,13 @@ impl Backend for FilesystemBackend {
         }
         Ok(true)
     }
+
+    /// Unfinished uploads live in `<root>/uploads`, beside (never inside) the stores.
+    fn upload_staging(&self) -> Option<crate::uploads::Staging> {
+        Some(crate::uploads::Staging::Dir(
+            self.shared.root.join("uploads"),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,10 @@
+//! Uploads that span several requests: multipart uploads (api §2.7) and resumable
+//! sessions (api-newest §2.9). Both stage bytes apart from the objects and publish them
+//! through the backend's ordinary streaming `put` once complete, so every backend that
+//! offers staging supports them the same way.
+
+pub mod multipart;
+pub mod resumable;
+pub mod store;
+
+pub use store::Staging;

@@ -1,0 +1,419 @@
+//! Where unfinished uploads live until they commit: multipart parts and resumable
+//! session bytes, on disk beside a filesystem backend's data or in memory beside the
+//! memory backend.
+//!
+//! Names are relative paths built only from server-generated ids (never from client
+//! input), so nothing here can be steered outside the staging root. Writes that are
+//! acknowledged to a client are synced first, so they survive a crash.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use tokio::io::AsyncWriteExt;
+
+use crate::backend::PayloadStream;
+
+/// Read size when streaming a staged blob out (publishing a session or assembling parts):
+/// large reads keep the number of blocking-pool round trips per GiB low.
+const READ_CHUNK: usize = 1024 * 1024;
+
+/// In-memory blobs: bytes and last modification time, by name.
+type Blobs = BTreeMap<String, (Vec<u8>, SystemTime)>;
+
+/// Staging storage for unfinished uploads; cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Staging {
+    /// Files under a directory (synced writes; survive restarts).
+    Dir(PathBuf),
+    /// Process memory (lost at exit, like the memory backend's objects).
+    Memory(Arc<Mutex<Blobs>>),
+}
+
+fn lock(map: &Mutex<Blobs>) -> std::sync::MutexGuard<'_, Blobs> {
+    map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn sync_dir(dir: PathBuf) -> io::Result<()> {
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+        .await
+        .map_err(io::Error::other)?
+}
+
+impl Default for Staging {
+    fn default() -> Self {
+        Staging::memory()
+    }
+}
+
+impl Staging {
+    /// In-memory staging.
+    pub fn memory() -> Self {
+        Staging::Memory(Arc::default())
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        match self {
+            Staging::Dir(root) => root.join(name),
+            Staging::Memory(_) => PathBuf::from(name),
+        }
+    }
+
+    /// Stores `stream` under `name` atomically (temp, sync, rename); returns the size.
+    /// A failing stream leaves the previous blob, if any, in place.
+    pub async fn put(&self, name: &str, stream: PayloadStream) -> io::Result<u64> {
+        match self {
+            Staging::Memory(map) => {
+                let body = stream
+                    .try_fold(BytesMut::new(), |mut acc, chunk| async move {
+                        acc.extend_from_slice(&chunk);
+                        Ok(acc)
+                    })
+                    .await?;
+                let size = body.len() as u64;
+                lock(map).insert(name.to_owned(), (body.to_vec(), SystemTime::now()));
+                Ok(size)
+            }
+            Staging::Dir(_) => {
+                let path = self.path(name);
+                let dir = path.parent().expect("names have a parent").to_owned();
+                tokio::fs::create_dir_all(&dir).await?;
+                let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+                let result = async {
+                    let mut file = tokio::fs::File::create(&tmp).await?;
+                    let mut size = 0u64;
+                    let mut stream = stream;
+                    while let Some(chunk) = stream.next().await {
+                        let chunk = chunk?;
+                        size += chunk.len() as u64;
+                        file.write_all(&chunk).await?;
+                    }
+                    file.sync_all().await?;
+                    tokio::fs::rename(&tmp, &path).await?;
+                    sync_dir(dir).await?;
+                    Ok(size)
+                }
+                .await;
+                if result.is_err() {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                }
+                result
+            }
+        }
+    }
+
+    /// Stores small bytes (JSON records) atomically.
+    pub async fn put_bytes(&self, name: &str, bytes: Vec<u8>) -> io::Result<()> {
+        let stream = futures::stream::once(async move { Ok(Bytes::from(bytes)) }).boxed();
+        self.put(name, stream).await.map(|_| ())
+    }
+
+    /// Stores `bytes` under `name` unless something is there already; returns what is
+    /// stored afterwards (so concurrent callers all agree on one value).
+    pub async fn put_if_absent(&self, name: &str, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
+        match self {
+            Staging::Memory(map) => Ok(lock(map)
+                .entry(name.to_owned())
+                .or_insert_with(|| (bytes, SystemTime::now()))
+                .0
+                .clone()),
+            Staging::Dir(_) => {
+                if let Some(existing) = self.read(name).await? {
+                    return Ok(existing);
+                }
+                let path = self.path(name);
+                let dir = path.parent().expect("names have a parent").to_owned();
+                tokio::fs::create_dir_all(&dir).await?;
+                let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+                tokio::fs::write(&tmp, &bytes).await?;
+                tokio::fs::File::open(&tmp).await?.sync_all().await?;
+                // A hard link fails when the name exists: the first writer wins.
+                let linked = tokio::fs::hard_link(&tmp, &path).await;
+                let _ = tokio::fs::remove_file(&tmp).await;
+                match linked {
+                    Ok(()) => {
+                        sync_dir(dir).await?;
+                        Ok(bytes)
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                        Ok(self.read(name).await?.unwrap_or(bytes))
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+        }
+    }
+
+    /// Reads a whole blob; `None` when missing.
+    pub async fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        match self {
+            Staging::Memory(map) => Ok(lock(map).get(name).map(|(b, _)| b.clone())),
+            Staging::Dir(_) => match tokio::fs::read(self.path(name)).await {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(err) => Err(err),
+            },
+        }
+    }
+
+    /// Streams a blob.
+    pub async fn open(&self, name: &str) -> io::Result<PayloadStream> {
+        match self {
+            Staging::Memory(map) => {
+                let bytes = lock(map)
+                    .get(name)
+                    .map(|(b, _)| Bytes::from(b.clone()))
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, name.to_owned()))?;
+                Ok(futures::stream::once(async move { Ok(bytes) }).boxed())
+            }
+            Staging::Dir(_) => {
+                let file = tokio::fs::File::open(self.path(name)).await?;
+                Ok(tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK).boxed())
+            }
+        }
+    }
+
+    /// Size of a blob; `None` when missing.
+    pub async fn len(&self, name: &str) -> io::Result<Option<u64>> {
+        match self {
+            Staging::Memory(map) => Ok(lock(map).get(name).map(|(b, _)| b.len() as u64)),
+            Staging::Dir(_) => match tokio::fs::metadata(self.path(name)).await {
+                Ok(meta) => Ok(Some(meta.len())),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(err) => Err(err),
+            },
+        }
+    }
+
+    /// Appends `stream` to the blob `name`, which must currently hold exactly `at`
+    /// bytes (created empty when `at` is 0 and it is missing), writing at most `limit`
+    /// bytes; the appended bytes are synced before this returns. Returns the new length.
+    /// On a stream error the bytes received so far are kept (and synced): they are a
+    /// correct prefix, and the client learns the offset by asking.
+    pub async fn append(
+        &self,
+        name: &str,
+        at: u64,
+        mut stream: PayloadStream,
+        limit: u64,
+    ) -> io::Result<Result<u64, AppendError>> {
+        match self {
+            Staging::Memory(map) => {
+                let mut written = 0u64;
+                let mut failed = None;
+                let mut buf = Vec::new();
+                while let Some(chunk) = stream.next().await {
+                    match chunk {
+                        Ok(chunk) => {
+                            if written + chunk.len() as u64 > limit {
+                                failed = Some(AppendError::TooLong);
+                                break;
+                            }
+                            written += chunk.len() as u64;
+                            buf.extend_from_slice(&chunk);
+                        }
+                        Err(err) => {
+                            failed = Some(AppendError::Stream(err));
+                            break;
+                        }
+                    }
+                }
+                let mut map = lock(map);
+                let entry = map
+                    .entry(name.to_owned())
+                    .or_insert_with(|| (Vec::new(), SystemTime::now()));
+                if entry.0.len() as u64 != at {
+                    return Ok(Err(AppendError::Offset(entry.0.len() as u64)));
+                }
+                if !matches!(failed, Some(AppendError::TooLong)) {
+                    entry.0.extend_from_slice(&buf);
+                    entry.1 = SystemTime::now();
+                }
+                Ok(match failed {
+                    Some(err) => Err(err),
+                    None => Ok(entry.0.len() as u64),
+                })
+            }
+            Staging::Dir(_) => {
+                let path = self.path(name);
+                if let Some(dir) = path.parent() {
+                    tokio::fs::create_dir_all(dir).await?;
+                }
+                let mut file = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .await?;
+                let len = file.metadata().await?.len();
+                if len != at {
+                    return Ok(Err(AppendError::Offset(len)));
+                }
+                let mut written = 0u64;
+                let mut failed = None;
+                while let Some(chunk) = stream.next().await {
+                    match chunk {
+                        Ok(chunk) => {
+                            if written + chunk.len() as u64 > limit {
+                                failed = Some(AppendError::TooLong);
+                                break;
+                            }
+                            written += chunk.len() as u64;
+                            file.write_all(&chunk).await?;
+                        }
+                        Err(err) => {
+                            failed = Some(AppendError::Stream(err));
+                            break;
+                        }
+                    }
+                }
+                if matches!(failed, Some(AppendError::TooLong)) {
+                    // Never keep bytes beyond the declared length.
+                    file.set_len(at).await?;
+                }
+                file.sync_all().await?;
+                Ok(match failed {
+                    Some(err) => Err(err),
+                    None => Ok(at + written),
+                })
+            }
+        }
+    }
+
+    /// Names directly below `dir` (one path level).
+    pub async fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        match self {
+            Staging::Memory(map) => {
+                let prefix = format!("{dir}/");
+                let mut out: Vec<String> = lock(map)
+                    .keys()
+                    .filter_map(|k| k.strip_prefix(&prefix))
+                    .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
+                    .collect();
+                out.dedup();
+                Ok(out)
+            }
+            Staging::Dir(_) => {
+                let mut out = Vec::new();
+                let mut entries = match tokio::fs::read_dir(self.path(dir)).await {
+                    Ok(entries) => entries,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(out),
+                    Err(err) => return Err(err),
+                };
+                while let Some(entry) = entries.next_entry().await? {
+                    if let Some(name) = entry.file_name().to_str() {
+                        out.push(name.to_owned());
+                    }
+                }
+                out.sort();
+                Ok(out)
+            }
+        }
+    }
+
+    /// Last modification time of a blob; `None` when missing.
+    pub async fn modified(&self, name: &str) -> io::Result<Option<SystemTime>> {
+        match self {
+            Staging::Memory(map) => Ok(lock(map).get(name).map(|(_, t)| *t)),
+            Staging::Dir(_) => match tokio::fs::metadata(self.path(name)).await {
+                Ok(meta) => Ok(Some(meta.modified()?)),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(err) => Err(err),
+            },
+        }
+    }
+
+    /// Removes one blob; a missing blob is fine.
+    pub async fn remove(&self, name: &str) -> io::Result<()> {
+        match self {
+            Staging::Memory(map) => {
+                lock(map).remove(name);
+                Ok(())
+            }
+            Staging::Dir(_) => match tokio::fs::remove_file(self.path(name)).await {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// Removes everything under `dir`; a missing directory is fine.
+    pub async fn remove_all(&self, dir: &str) -> io::Result<()> {
+        match self {
+            Staging::Memory(map) => {
+                let prefix = format!("{dir}/");
+                lock(map).retain(|k, _| !k.starts_with(&prefix));
+                Ok(())
+            }
+            Staging::Dir(_) => match tokio::fs::remove_dir_all(self.path(dir)).await {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+/// Why an append did not take all of its bytes.
+#[derive(Debug)]
+pub enum AppendError {
+    /// The blob holds this many bytes, not the expected offset; nothing was written.
+    Offset(u64),
+    /// The stream carried more than the limit; nothing was written.
+    TooLong,
+    /// The stream failed; the bytes before the failure were kept.
+    Stream(io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(data: &'static [u8]) -> PayloadStream {
+        futures::stream::once(async move { Ok(Bytes::from_static(data)) }).boxed()
+    }
+
+    async fn exercise(staging: Staging) {
+        assert_eq!(staging.put("u/a/p1", stream(b"hello")).await.unwrap(), 5);
+        assert_eq!(staging.read("u/a/p1").await.unwrap().unwrap(), b"hello");
+        assert_eq!(staging.len("u/a/p1").await.unwrap(), Some(5));
+        assert_eq!(staging.list("u").await.unwrap(), ["a"]);
+        assert_eq!(staging.list("u/a").await.unwrap(), ["p1"]);
+        let ok = staging
+            .append("u/b/data", 0, stream(b"abc"), 10)
+            .await
+            .unwrap();
+        assert_eq!(ok.unwrap(), 3);
+        let wrong = staging
+            .append("u/b/data", 1, stream(b"x"), 10)
+            .await
+            .unwrap();
+        assert!(matches!(wrong, Err(AppendError::Offset(3))));
+        let long = staging
+            .append("u/b/data", 3, stream(b"toolong"), 2)
+            .await
+            .unwrap();
+        assert!(matches!(long, Err(AppendError::TooLong)));
+        assert_eq!(staging.len("u/b/data").await.unwrap(), Some(3));
+        let body: Vec<Bytes> = staging
+            .open("u/b/data")
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(body.concat(), b"abc");
+        staging.remove_all("u/a").await.unwrap();
+        assert_eq!(staging.read("u/a/p1").await.unwrap(), None);
+        assert_eq!(staging.list("u").await.unwrap(), ["b"]);
+    }
+
+    #[tokio::test]
+    async fn memory_and_dir_behave_alike() {
+        exercise(Staging::memory()).await;
+        let dir = tempfile::tempdir().unwrap();
+        exercise(Staging::Dir(dir.path().to_owned())).await;
+    }
+}
