@@ -19,6 +19,7 @@ pub mod error;
 pub mod internal;
 pub mod limit;
 pub mod objects;
+pub mod patch;
 pub mod range;
 
 /// State shared by every handler.
