@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::service::StorageService;
 
 pub mod error;
+pub mod extract;
 pub mod internal;
 pub mod limit;
 pub mod objects;

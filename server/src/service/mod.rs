@@ -193,18 +193,25 @@ impl StorageService {
         .await
     }
 
-    /// Opens an object; the permit covers opening only, the payload streams afterwards.
-    pub async fn get(&self, id: ObjectId) -> Result<Option<StoredObject>, ServiceError> {
-        let now = SystemTime::now();
+    /// Opens an object as of `now` (the request time); the permit covers opening only,
+    /// the payload streams afterwards.
+    pub async fn get(
+        &self,
+        id: ObjectId,
+        now: SystemTime,
+    ) -> Result<Option<StoredObject>, ServiceError> {
         self.run(Operation::Get, found, move |inner| async move {
             inner.get(id, now).await
         })
         .await
     }
 
-    /// Reads an object's metadata.
-    pub async fn head(&self, id: ObjectId) -> Result<Option<Metadata>, ServiceError> {
-        let now = SystemTime::now();
+    /// Reads an object's metadata as of `now` (the request time).
+    pub async fn head(
+        &self,
+        id: ObjectId,
+        now: SystemTime,
+    ) -> Result<Option<Metadata>, ServiceError> {
         self.run(Operation::Head, found, move |inner| async move {
             inner.head(id, now).await
         })
