@@ -113,6 +113,7 @@ fn to_workload(kind: &str, obj: &DynamicObject) -> Result<ObservedWorkload, Erro
 }
 
 /// Applies children that differ from the cluster, returning the workload as it now is.
+#[tracing::instrument(level = "debug", skip_all, fields(children = children.len()))]
 async fn apply_children(
     ctx: &Context,
     ns: &str,
@@ -222,6 +223,7 @@ fn workload_ready(obj: &StorageService, w: &ObservedWorkload) -> bool {
 
 /// Writes the status if (and only if) it differs, and emits Events for transitions a
 /// human should see.
+#[tracing::instrument(level = "debug", skip_all)]
 async fn publish_status(
     ctx: &Context,
     obj: &StorageService,
@@ -302,6 +304,9 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// Reconciles one StorageService: render, apply what differs, prune, report status.
+/// Runs in a `reconcile` span naming the service, so every log line of the pass (and
+/// the error the controller reports) says which object it was about.
+#[tracing::instrument(name = "reconcile", skip_all, fields(service = %key(&obj)))]
 pub async fn reconcile(obj: Arc<StorageService>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_inner(&obj, &ctx).await;

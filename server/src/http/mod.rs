@@ -22,6 +22,7 @@ pub mod limit;
 pub mod objects;
 pub mod patch;
 pub mod range;
+pub mod trace;
 
 /// State shared by every handler.
 #[derive(Clone, Debug)]
@@ -81,6 +82,7 @@ pub fn router(state: AppState, max_requests: usize) -> Router {
         .route("/keda", get(internal::keda))
         .route("/metrics", get(internal::metrics))
         .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(trace::layer())
         .with_state(state);
     with_web_layers(routes, limit)
 }

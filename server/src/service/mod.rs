@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use crate::backend::{Backend, PayloadStream, StoredObject};
 use crate::config::ServiceConfig;
@@ -295,7 +296,10 @@ impl StorageService {
                 return Err(ServiceError::AtCapacity(reason));
             }
         };
-        let future = operation(self.inner.clone());
+        // The spawned task outlives nothing of the request but its span: keep it, so the
+        // operation's log lines (a panic, a backend error) name the request they serve.
+        let span = tracing::info_span!("operation", operation = op.as_str());
+        let future = operation(self.inner.clone()).instrument(span);
         let metrics = self.metrics.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.metrics.tasks_running.inc();

@@ -111,6 +111,12 @@ impl Backend for FilesystemBackend {
         "filesystem"
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "backend",
+        skip_all,
+        fields(backend = "filesystem", call = "put")
+    )]
     async fn put(
         &self,
         id: &ObjectId,
@@ -138,14 +144,32 @@ impl Backend for FilesystemBackend {
         Ok(size)
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "backend",
+        skip_all,
+        fields(backend = "filesystem", call = "get")
+    )]
     async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
         self.shared.read(id, true).await
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "backend",
+        skip_all,
+        fields(backend = "filesystem", call = "head")
+    )]
     async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError> {
         Ok(self.shared.read(id, false).await?.map(|o| o.metadata))
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "backend",
+        skip_all,
+        fields(backend = "filesystem", call = "delete")
+    )]
     async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
         let id_json = id_json(id);
         let digest = digest_of(&id_json);
@@ -153,6 +177,12 @@ impl Backend for FilesystemBackend {
         self.shared.delete_locked(digest, &id_json).await
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "backend",
+        skip_all,
+        fields(backend = "filesystem", call = "update_metadata")
+    )]
     async fn update_metadata(
         &self,
         id: &ObjectId,
@@ -183,6 +213,12 @@ impl Backend for FilesystemBackend {
         }
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "backend",
+        skip_all,
+        fields(backend = "filesystem", call = "sweep_expired")
+    )]
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
         Ok(self.shared.sweep_logged(now).await? + self.shared.sweep_files(now).await?)
     }

@@ -13,7 +13,7 @@ use super::index::{Entry, Index};
 use super::log::{Kind, Location, Log};
 use super::store::{digest_of, CacheWeight, Shared};
 use super::{files, Digest, CACHE_BYTES, LOCK_STRIPES};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, IoContext as _};
 use crate::metrics::StorageMetrics;
 use crate::object::Metadata;
 
@@ -32,12 +32,14 @@ pub(super) fn recover(
     segment_bytes: u64,
     metrics: StorageMetrics,
 ) -> Result<Shared, BackendError> {
-    std::fs::create_dir_all(&root)?;
+    std::fs::create_dir_all(&root).at("create storage root", &root)?;
+    let lock_path = root.join("LOCK");
     let lock = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(root.join("LOCK"))?;
+        .open(&lock_path)
+        .at("open lock file", &lock_path)?;
     lock.try_lock().map_err(|_| {
         BackendError::Io(io::Error::new(
             io::ErrorKind::WouldBlock,
@@ -47,7 +49,7 @@ pub(super) fn recover(
             ),
         ))
     })?;
-    let file_digests = files::init_objects(&root)?;
+    let file_digests = files::init_objects(&root).at("scan object files under", &root)?;
 
     let mut latest: HashMap<Digest, Latest> = HashMap::new();
     let mut bad_metadata = None;

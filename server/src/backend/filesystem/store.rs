@@ -15,7 +15,9 @@ use tokio::sync::Mutex;
 use super::index::{Entry, Index};
 use super::log::{self, Kind, Location, Log, Record};
 use super::{files, Digest, LOCK_STRIPES, WRITE_CHUNK};
-use crate::backend::{same_version, BackendError, Payload, PayloadStream, StoredObject};
+use crate::backend::{
+    same_version, BackendError, IoContext as _, Payload, PayloadStream, StoredObject,
+};
 use crate::metrics::StorageMetrics;
 use crate::object::{Metadata, ObjectId};
 
@@ -182,7 +184,8 @@ impl Shared {
             .write(true)
             .create_new(true)
             .open(&temp)
-            .await?;
+            .await
+            .at("create temp object file", &temp)?;
         let mut size = head.len() as u64;
         let mut buffer = files::encode_header(id, metadata);
         buffer.extend_from_slice(&head);
@@ -197,14 +200,17 @@ impl Shared {
                 buffer.clear();
             }
         }
-        file.write_all(&buffer).await?;
-        file.flush().await?;
-        file.sync_data().await?;
+        file.write_all(&buffer)
+            .await
+            .at("write temp object file", &temp)?;
+        file.flush().await.at("write temp object file", &temp)?;
+        file.sync_data().await.at("sync temp object file", &temp)?;
         drop(file);
 
         let _lock = self.stripe(&digest).lock().await;
         let published = temp.clone();
-        blocking(move || Ok(files::publish(&published, &target)?)).await?;
+        blocking(move || files::publish(&published, &target).at("publish object file", &target))
+            .await?;
         guard.0 = None;
         // Only acknowledged once the log says the file outranks earlier records.
         self.log
