@@ -165,17 +165,8 @@ pub fn format_timestamp(t: SystemTime) -> String {
         Ok(d) => d.as_secs().min(MAX_UNIX_SECS),
         Err(_) => 0,
     };
-    // In range by construction (0..=MAX_UNIX_SECS).
-    let dt = OffsetDateTime::from_unix_timestamp(secs as i64).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
-    )
+    // humantime writes exactly `YYYY-MM-DDTHH:MM:SSZ` for 1970..=9999.
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 /// Parses a full RFC 3339 timestamp (any offset, any fractional digits) and rounds it
