@@ -34,12 +34,6 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
-    #[tracing::instrument(
-        level = "debug",
-        name = "backend",
-        skip_all,
-        fields(backend = "memory", call = "put")
-    )]
     async fn put(
         &self,
         id: &ObjectId,
@@ -64,12 +58,6 @@ impl Backend for MemoryBackend {
         Ok(size)
     }
 
-    #[tracing::instrument(
-        level = "debug",
-        name = "backend",
-        skip_all,
-        fields(backend = "memory", call = "get")
-    )]
     async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
         Ok(self.read(id).map(|(metadata, bytes)| StoredObject {
             metadata,
@@ -77,22 +65,10 @@ impl Backend for MemoryBackend {
         }))
     }
 
-    #[tracing::instrument(
-        level = "debug",
-        name = "backend",
-        skip_all,
-        fields(backend = "memory", call = "head")
-    )]
     async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError> {
         Ok(self.read(id).map(|(metadata, _)| metadata))
     }
 
-    #[tracing::instrument(
-        level = "debug",
-        name = "backend",
-        skip_all,
-        fields(backend = "memory", call = "delete")
-    )]
     async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
         self.objects
             .write()
@@ -101,12 +77,6 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    #[tracing::instrument(
-        level = "debug",
-        name = "backend",
-        skip_all,
-        fields(backend = "memory", call = "update_metadata")
-    )]
     async fn update_metadata(
         &self,
         id: &ObjectId,
@@ -124,12 +94,6 @@ impl Backend for MemoryBackend {
         }
     }
 
-    #[tracing::instrument(
-        level = "debug",
-        name = "backend",
-        skip_all,
-        fields(backend = "memory", call = "sweep_expired")
-    )]
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
         let mut map = self.objects.write().expect("memory backend lock poisoned");
         let before = map.len();

@@ -296,10 +296,10 @@ impl StorageService {
                 return Err(ServiceError::AtCapacity(reason));
             }
         };
-        // The spawned task outlives nothing of the request but its span: keep it, so the
-        // operation's log lines (a panic, a backend error) name the request they serve.
+        // The spawned task keeps the request's span (as its parent), so the operation's
+        // log lines (a panic, a backend error) name the request they serve.
         let span = tracing::info_span!("operation", operation = op.as_str());
-        let future = operation(self.inner.clone()).instrument(span);
+        let future = operation(self.inner.clone());
         let metrics = self.metrics.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.metrics.tasks_running.inc();
@@ -329,7 +329,8 @@ impl StorageService {
             metrics.record_operation(op, outcome, Some(started.elapsed().as_secs_f64()));
             // The caller may be gone; the work is done either way.
             let _ = tx.send(result);
-        });
+        }
+        .instrument(span));
         rx.await.unwrap_or(Err(ServiceError::TaskDropped))
     }
 }

@@ -111,12 +111,7 @@ impl Backend for FilesystemBackend {
         "filesystem"
     }
 
-    #[tracing::instrument(
-        level = "debug",
-        name = "backend",
-        skip_all,
-        fields(backend = "filesystem", call = "put")
-    )]
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn put(
         &self,
         id: &ObjectId,
@@ -144,32 +139,17 @@ impl Backend for FilesystemBackend {
         Ok(size)
     }
 
-    #[tracing::instrument(
-        level = "debug",
-        name = "backend",
-        skip_all,
-        fields(backend = "filesystem", call = "get")
-    )]
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
         self.shared.read(id, true).await
     }
 
-    #[tracing::instrument(
-        level = "debug",
-        name = "backend",
-        skip_all,
-        fields(backend = "filesystem", call = "head")
-    )]
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError> {
         Ok(self.shared.read(id, false).await?.map(|o| o.metadata))
     }
 
-    #[tracing::instrument(
-        level = "debug",
-        name = "backend",
-        skip_all,
-        fields(backend = "filesystem", call = "delete")
-    )]
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
         let id_json = id_json(id);
         let digest = digest_of(&id_json);
@@ -177,12 +157,7 @@ impl Backend for FilesystemBackend {
         self.shared.delete_locked(digest, &id_json).await
     }
 
-    #[tracing::instrument(
-        level = "debug",
-        name = "backend",
-        skip_all,
-        fields(backend = "filesystem", call = "update_metadata")
-    )]
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn update_metadata(
         &self,
         id: &ObjectId,
@@ -213,12 +188,7 @@ impl Backend for FilesystemBackend {
         }
     }
 
-    #[tracing::instrument(
-        level = "debug",
-        name = "backend",
-        skip_all,
-        fields(backend = "filesystem", call = "sweep_expired")
-    )]
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
         Ok(self.shared.sweep_logged(now).await? + self.shared.sweep_files(now).await?)
     }
