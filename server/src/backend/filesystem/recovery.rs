@@ -84,7 +84,8 @@ pub(super) fn recover(
                 },
             );
         },
-    )?;
+    )
+    .at("open log under", &root.join("log"))?;
     if let Some(err) = bad_metadata {
         return Err(BackendError::Corrupt(format!("logged metadata: {err}")));
     }
@@ -93,7 +94,8 @@ pub(super) fn recover(
     for digest in file_digests {
         match latest.get(&digest).map(|l| l.kind) {
             Some(Kind::Put) | Some(Kind::Delete) => {
-                files::remove(&files::object_path(&root, &digest), false)?;
+                let path = files::object_path(&root, &digest);
+                files::remove(&path, false).at("remove superseded object file", &path)?;
             }
             Some(Kind::External) | None => {
                 index.insert(digest, Entry::File);

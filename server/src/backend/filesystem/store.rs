@@ -162,7 +162,7 @@ impl Shared {
         if let Some(Entry::File) = old {
             // The log now outranks the file; recovery would remove it too.
             let path = self.object_path(&digest);
-            blocking(move || Ok(files::remove(&path, false)?)).await?;
+            blocking(move || files::remove(&path, false).at("remove object file", &path)).await?;
         }
         Ok(())
     }
@@ -189,14 +189,18 @@ impl Shared {
         let mut size = head.len() as u64;
         let mut buffer = files::encode_header(id, metadata);
         buffer.extend_from_slice(&head);
-        file.write_all(&buffer).await?;
+        file.write_all(&buffer)
+            .await
+            .at("write temp object file", &temp)?;
         buffer.clear();
         while let Some(chunk) = rest.next().await {
             let chunk = chunk.map_err(BackendError::Payload)?;
             size += chunk.len() as u64;
             buffer.extend_from_slice(&chunk);
             if buffer.len() >= WRITE_CHUNK {
-                file.write_all(&buffer).await?;
+                file.write_all(&buffer)
+                    .await
+                    .at("write temp object file", &temp)?;
                 buffer.clear();
             }
         }
@@ -279,7 +283,8 @@ impl Shared {
                 // No record needed: the log's last word on this key is `External` (or
                 // nothing), which with no file means absent.
                 let path = self.object_path(&digest);
-                blocking(move || Ok(files::remove(&path, true)?)).await?;
+                blocking(move || files::remove(&path, true).at("remove object file", &path))
+                    .await?;
                 self.index.remove(&digest);
             }
         }
@@ -311,13 +316,16 @@ impl Shared {
             let mut out = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .open(&temp)?;
-            out.write_all(&files::encode_header(&id, &metadata))?;
-            file.seek(SeekFrom::Start(offset))?;
-            io::copy(&mut file, &mut out)?;
-            out.sync_all()?;
+                .open(&temp)
+                .at("create temp object file", &temp)?;
+            out.write_all(&files::encode_header(&id, &metadata))
+                .at("write temp object file", &temp)?;
+            file.seek(SeekFrom::Start(offset))
+                .at("read object file", &path)?;
+            io::copy(&mut file, &mut out).at("copy object payload from", &path)?;
+            out.sync_all().at("sync temp object file", &temp)?;
             drop(out);
-            files::publish(&temp, &path)?;
+            files::publish(&temp, &path).at("publish object file", &path)?;
             std::mem::forget(guard);
             Ok(true)
         })

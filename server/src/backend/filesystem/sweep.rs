@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use super::files;
 use super::index::Entry;
 use super::store::{blocking, Shared};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, IoContext as _};
 
 impl Shared {
     /// Removes logged objects whose deadline passed before `now`.
@@ -47,7 +47,7 @@ impl Shared {
                 };
                 match files::read_header(&mut file) {
                     Ok((header, _)) if header.metadata.is_expired(now) => {
-                        files::remove(&path, true)?;
+                        files::remove(&path, true).at("remove expired object file", &path)?;
                         Ok(true)
                     }
                     _ => Ok(false),
