@@ -2,8 +2,7 @@
 //! watched: is it scraping, how long do cycles take, how many targets are down.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// All dashboard metrics in one registry (one per dashboard instance, so tests can run
@@ -119,11 +118,9 @@ impl DashboardMetrics {
 
     /// The registry in Prometheus text format.
     pub fn encode(&self) -> String {
-        let mut buf = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding cannot fail");
-        String::from_utf8(buf).expect("text format is UTF-8")
+            .encode_to_string(&self.registry.gather())
+            .expect("text encoding cannot fail")
     }
 }
 

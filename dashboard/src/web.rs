@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use http::{header, HeaderValue, Method, StatusCode};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::metrics::DashboardMetrics;
 use crate::state::State;
@@ -179,10 +180,9 @@ async fn fallback() -> Response {
     not_found("There is no page at this address.")
 }
 
-/// Refuses every method except GET (405 with `Allow: GET`), adds security headers and
-/// counts responses.
+/// Refuses every method except GET (405 with `Allow: GET`) and counts responses.
 async fn guard(AxumState(app): AxumState<AppState>, req: Request, next: Next) -> Response {
-    let mut resp = if req.method() == Method::GET {
+    let resp = if req.method() == Method::GET {
         next.run(req).await
     } else {
         let mut r = Response::new(Body::from("read-only dashboard: only GET is allowed\n"));
@@ -191,25 +191,6 @@ async fn guard(AxumState(app): AxumState<AppState>, req: Request, next: Next) ->
             .insert(header::ALLOW, HeaderValue::from_static("GET"));
         r
     };
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
     let class = match resp.status().as_u16() {
         200..=299 => "2xx",
         300..=399 => "3xx",
@@ -220,9 +201,29 @@ async fn guard(AxumState(app): AxumState<AppState>, req: Request, next: Next) ->
     resp
 }
 
+/// Security headers on every response (the 405s included); `cache-control` only where
+/// a handler set none.
+fn with_security_headers(router: Router<AppState>) -> Router<AppState> {
+    let fixed =
+        |name, value| SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value));
+    router
+        .layer(fixed(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ))
+        .layer(fixed(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(fixed(header::REFERRER_POLICY, "no-referrer"))
+        .layer(fixed(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}
+
 /// The dashboard's router.
 pub fn router(app: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(overview_page))
         .route("/fragments/overview", get(overview_fragment))
         .route("/services/{ns}/{name}", get(service_page))
@@ -232,6 +233,6 @@ pub fn router(app: AppState) -> Router {
         .route("/static/dashboard.css", get(css))
         .route("/static/live.js", get(js))
         .fallback(fallback)
-        .layer(middleware::from_fn_with_state(app.clone(), guard))
-        .with_state(app)
+        .layer(middleware::from_fn_with_state(app.clone(), guard));
+    with_security_headers(routes).with_state(app)
 }

@@ -59,7 +59,8 @@ fn init_logging() {
         .json()
         .with_ansi(false)
         .flatten_event(true)
-        .with_current_span(false)
+        .with_current_span(true)
+        .with_span_list(false)
         .with_env_filter(filter)
         .init();
 }

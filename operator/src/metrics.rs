@@ -2,8 +2,7 @@
 //! so tests can create as many as they like.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Metric handles; cheap to clone through an `Arc`.
@@ -117,10 +116,8 @@ impl Metrics {
 
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding cannot fail");
-        String::from_utf8(buf).expect("metrics are UTF-8")
+            .encode_to_string(&self.registry.gather())
+            .expect("text encoding cannot fail")
     }
 }

@@ -229,7 +229,6 @@ mod tests {
         assert!(err.to_string().contains("long_term"), "{err}");
     }
 
-
     #[test]
     fn bulk_percent_range_checked() {
         assert!(load_str("service:\n  bulk_percent: 0\n", &[]).is_err());

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub use strata_types::metrics::{names, Operation, Outcome, RejectReason};
@@ -328,11 +328,9 @@ impl Metrics {
 
     /// The whole registry in Prometheus text format.
     pub fn encode(&self) -> String {
-        let mut buf = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding cannot fail");
-        String::from_utf8(buf).expect("text format is UTF-8")
+            .encode_to_string(&self.registry.gather())
+            .expect("text encoding cannot fail")
     }
 
     /// Upstream-compatible autoscaling gauges for `/keda` (objectstore names).

@@ -2,7 +2,7 @@
 //! run-to-completion, panic isolation, service-tier and web-tier admission.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -59,14 +59,17 @@ async fn dropped_caller_operation_still_completes() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let got = service.head(id("slow/k")).await.unwrap();
+    let got = service.head(id("slow/k"), SystemTime::now()).await.unwrap();
     assert_eq!(got.unwrap().size, Some(4));
 }
 
 #[tokio::test]
 async fn panic_is_isolated_counted_and_releases_its_permit() {
     let (service, metrics) = service(1);
-    let err = service.get(id("panic/x")).await.unwrap_err();
+    let err = service
+        .get(id("panic/x"), SystemTime::now())
+        .await
+        .unwrap_err();
     match &err {
         ServiceError::Panic(message) => assert!(message.contains("injected fault"), "{message}"),
         other => panic!("expected a panic error, got {other:?}"),
@@ -95,13 +98,16 @@ async fn at_capacity_rejects_and_counts() {
     for i in 0..2 {
         let s = service.clone();
         slow.push(tokio::spawn(async move {
-            s.head(id(&format!("slow/{i}"))).await
+            s.head(id(&format!("slow/{i}")), SystemTime::now()).await
         }));
     }
     while service.available_permits() > 0 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let err = service.head(id("other")).await.unwrap_err();
+    let err = service
+        .head(id("other"), SystemTime::now())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ServiceError::AtCapacity(_)), "{err:?}");
     assert_eq!(
         metrics

@@ -53,6 +53,17 @@ pub enum BackendError {
     /// Local I/O failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// Local I/O failed in a named step on a named file.
+    #[error("i/o error: {op} {}: {source}", path.display())]
+    IoAt {
+        /// What was being done (`create storage root`, `sync object file`, …).
+        op: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Stored data could not be decoded.
     #[error("corrupt object: {0}")]
     Corrupt(String),
@@ -75,6 +86,23 @@ pub enum BackendError {
         /// The largest payload it accepts, in bytes.
         limit: u64,
     },
+}
+
+/// Attaches the step and the file to an I/O error, so a log line or a 500 says what
+/// failed where rather than a bare `os error 28`.
+pub(crate) trait IoContext<T> {
+    /// Maps an error to [`BackendError::IoAt`].
+    fn at(self, op: &'static str, path: &std::path::Path) -> Result<T, BackendError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, op: &'static str, path: &std::path::Path) -> Result<T, BackendError> {
+        self.map_err(|source| BackendError::IoAt {
+            op,
+            path: path.to_owned(),
+            source,
+        })
+    }
 }
 
 /// The persistence contract every storage tier implements.

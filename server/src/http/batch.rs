@@ -18,7 +18,7 @@ use futures::{SinkExt, StreamExt, TryStreamExt};
 use percent_encoding::{AsciiSet, CONTROLS};
 
 use super::error::ApiError;
-use super::objects::RawObjectPath;
+use super::extract::RawObjectPath;
 use super::AppState;
 use crate::metrics::Operation;
 use crate::object::id::{percent_decode_param, validate_usecase};

@@ -17,12 +17,15 @@ use crate::service::StorageService;
 
 pub mod batch;
 pub mod error;
+pub mod extract;
 pub mod internal;
 pub mod limit;
 pub mod multipart;
 pub mod objects;
+pub mod patch;
 pub mod range;
 pub mod resumable;
+pub mod trace;
 
 /// State shared by every handler.
 #[derive(Clone, Debug)]
@@ -82,6 +85,7 @@ pub fn router(state: AppState, max_requests: usize) -> Router {
         .route("/keda", get(internal::keda))
         .route("/metrics", get(internal::metrics))
         .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(trace::layer())
         .with_state(state);
     with_web_layers(routes, limit)
 }

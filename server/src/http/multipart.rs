@@ -20,10 +20,9 @@ use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt, TryStreamExt};
 
 use super::error::ApiError;
-use super::objects::RawObjectPath;
+use super::extract::RawObjectPath;
 use super::AppState;
-use crate::object::id::{percent_decode_param, validate_usecase};
-use crate::object::{Metadata, ObjectId, Scopes};
+use crate::object::Metadata;
 use crate::service::ServiceError;
 use crate::uploads::multipart::{MultipartError, PartsPage};
 
@@ -81,25 +80,13 @@ fn optional_u32(name: &str, value: Option<&str>) -> Result<Option<u32>, ApiError
         .transpose()
 }
 
-fn object_id(path: &RawObjectPath, key: Option<String>) -> Result<ObjectId, ApiError> {
-    let usecase = percent_decode_param(&path.usecase)?;
-    validate_usecase(&usecase)?;
-    let scopes = Scopes::parse(&percent_decode_param(&path.scopes)?)?;
-    let key = match (key, &path.key) {
-        (Some(key), _) => key,
-        (None, Some(raw)) => percent_decode_param(raw)?,
-        (None, None) => String::new(),
-    };
-    Ok(ObjectId::new(usecase, scopes, key)?)
-}
-
 async fn initiate(
     state: AppState,
     path: RawObjectPath,
     headers: HeaderMap,
     key: Option<String>,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&path, key)?;
+    let id = path.decode(key)?;
     let metadata = Metadata::from_headers(&headers, SystemTime::now())?;
     let key = id.key.clone();
     let upload_id = state.service.multipart_initiate(id, metadata).await?;
@@ -136,7 +123,7 @@ pub async fn upload_part(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&path, None)?;
+    let id = path.decode(None)?;
     let q = query(q)?;
     let upload_id = validate_upload_id(q.upload_id.as_deref())?;
     let part_number = parse_part_number(q.part_number.as_deref())?;
@@ -209,7 +196,7 @@ pub async fn list_parts(
     path: RawObjectPath,
     q: Result<Query<MultipartQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&path, None)?;
+    let id = path.decode(None)?;
     let q = query(q)?;
     let upload_id = validate_upload_id(q.upload_id.as_deref())?;
     let max_parts = optional_u32("max_parts", q.max_parts.as_deref())?;
@@ -262,7 +249,7 @@ pub async fn complete(
     q: Result<Query<MultipartQuery>, QueryRejection>,
     body: Result<Json<CompleteBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&path, None)?;
+    let id = path.decode(None)?;
     let q = query(q)?;
     let upload_id = validate_upload_id(q.upload_id.as_deref())?;
     let Json(body) = match body {
@@ -309,7 +296,7 @@ pub async fn abort(
     path: RawObjectPath,
     q: Result<Query<MultipartQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&path, None)?;
+    let id = path.decode(None)?;
     let q = query(q)?;
     let upload_id = validate_upload_id(q.upload_id.as_deref())?;
     state.service.multipart_abort(id, upload_id).await?;

@@ -3,11 +3,8 @@
 //! Handlers only translate: parse the path, query and headers in the documented order,
 //! call the storage service, and shape the response.
 
-use std::time::SystemTime;
-
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,94 +12,14 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::error::ApiError;
-use super::range::parse_range;
+use super::extract::{NewObjectPath, ObjectPath, ObjectQuery, RangeHeader, RequestTime};
 use super::resumable::{self, Intent};
 use super::AppState;
 use crate::backend::{Payload, PayloadStream};
+use crate::http::patch::MetadataUpdate;
 use crate::metrics::Metrics;
-use crate::object::expiration::MetadataUpdate;
-use crate::object::id::{percent_decode_param, validate_usecase};
-use crate::object::{Metadata, ObjectId, Scopes};
+use crate::object::{Metadata, ObjectId};
 use crate::service::ExtendOutcome;
-
-/// Query parameters of the object routes; other parameters (auth) are ignored here.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct ObjectQuery {
-    upload_type: Option<UploadType>,
-    session: Option<String>,
-}
-
-/// The only upload type there is; any other value fails deserialization (400).
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum UploadType {
-    Resumable,
-}
-
-impl ObjectQuery {
-    fn from_extractor(query: Result<Query<ObjectQuery>, QueryRejection>) -> Result<Self, ApiError> {
-        query
-            .map(|Query(q)| q)
-            .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))
-    }
-
-    /// Whether this is a plain request, a resumable create or a session call.
-    fn intent(self) -> Result<Intent, ApiError> {
-        Intent::classify(self.upload_type.is_some(), self.session)
-    }
-}
-
-/// The still percent-encoded path of an object route, split into usecase, scopes and
-/// key. The router has already matched the raw path; decoding happens here, once, so
-/// `%2F` stays inside its segment and `%2541` means the key `%41`.
-#[derive(Debug)]
-pub struct RawObjectPath {
-    pub(crate) usecase: String,
-    pub(crate) scopes: String,
-    pub(crate) key: Option<String>,
-}
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RawObjectPath {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(split_object_path(parts.uri.path()))
-    }
-}
-
-/// Splits `/v1/objects…/{usecase}/{scopes}[/{key}]` (the route prefix may carry a
-/// `:batch`-style suffix) without decoding anything.
-pub fn split_object_path(path: &str) -> RawObjectPath {
-    let rest = path.strip_prefix("/v1/").unwrap_or(path);
-    let rest = rest.split_once('/').map_or("", |(_, rest)| rest);
-    let (usecase, rest) = rest.split_once('/').unwrap_or((rest, ""));
-    let (scopes, key) = match rest.split_once('/') {
-        Some((scopes, key)) if !key.is_empty() => (scopes, Some(key.to_owned())),
-        Some((scopes, _)) => (scopes, None),
-        None => (rest, None),
-    };
-    RawObjectPath {
-        usecase: usecase.to_owned(),
-        scopes: scopes.to_owned(),
-        key,
-    }
-}
-
-/// Decodes and validates the path into an object address.
-fn object_id(path: &RawObjectPath, generated_key: Option<String>) -> Result<ObjectId, ApiError> {
-    let usecase = percent_decode_param(&path.usecase)?;
-    validate_usecase(&usecase)?;
-    let scopes = Scopes::parse(&percent_decode_param(&path.scopes)?)?;
-    let key = match (&path.key, generated_key) {
-        (_, Some(generated)) => generated,
-        (Some(raw), None) => percent_decode_param(raw)?,
-        (None, None) => String::new(),
-    };
-    Ok(ObjectId::new(usecase, scopes, key)?)
-}
 
 /// Turns the request body into a payload stream that meters incoming bytes.
 fn payload(body: Body, metrics: Metrics) -> PayloadStream {
@@ -112,27 +29,23 @@ fn payload(body: Body, metrics: Metrics) -> PayloadStream {
         .boxed()
 }
 
-/// Shared by O1 and O2, in the documented order: path, query, metadata, then storage.
+/// Shared by O1 and O2, in the documented order: path, query (both extracted), then
+/// metadata, then storage.
 async fn insert(
     state: AppState,
-    path: RawObjectPath,
-    query: Result<Query<ObjectQuery>, QueryRejection>,
+    id: ObjectId,
+    query: ObjectQuery,
+    RequestTime(now): RequestTime,
     headers: HeaderMap,
     body: Body,
-    generated_key: Option<String>,
+    status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let status = if generated_key.is_some() {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let id = object_id(&path, generated_key)?;
-    match ObjectQuery::from_extractor(query)?.intent()? {
+    match query.intent()? {
         Intent::Create => return resumable::create(&state, id, &headers, body).await,
         Intent::Session(token) => return resumable::chunk(&state, id, token, &headers, body).await,
         Intent::Plain => {}
     }
-    let metadata = Metadata::from_headers(&headers, SystemTime::now())?;
+    let metadata = Metadata::from_headers(&headers, now)?;
     let key = id.key.clone();
     state
         .service
@@ -144,24 +57,25 @@ async fn insert(
 /// O1 `POST /v1/objects/{usecase}/{scopes}[/]`: insert under a generated UUIDv4 key (201).
 pub async fn post_object(
     State(state): State<AppState>,
-    path: RawObjectPath,
-    query: Result<Query<ObjectQuery>, QueryRejection>,
+    NewObjectPath(id): NewObjectPath,
+    query: ObjectQuery,
+    now: RequestTime,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let key = uuid::Uuid::new_v4().to_string();
-    insert(state, path, query, headers, body, Some(key)).await
+    insert(state, id, query, now, headers, body, StatusCode::CREATED).await
 }
 
 /// O2 `PUT …/{key}`: create or overwrite (200).
 pub async fn put_object(
     State(state): State<AppState>,
-    path: RawObjectPath,
-    query: Result<Query<ObjectQuery>, QueryRejection>,
+    ObjectPath(id): ObjectPath,
+    query: ObjectQuery,
+    now: RequestTime,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    insert(state, path, query, headers, body, None).await
+    insert(state, id, query, now, headers, body, StatusCode::OK).await
 }
 
 fn metadata_headers(metadata: &Metadata) -> HeaderMap {
@@ -174,15 +88,11 @@ fn metadata_headers(metadata: &Metadata) -> HeaderMap {
 /// O3 `GET …/{key}` with optional `Range`.
 pub async fn get_object(
     State(state): State<AppState>,
-    path: RawObjectPath,
-    headers: HeaderMap,
+    ObjectPath(id): ObjectPath,
+    RangeHeader(range): RangeHeader,
+    RequestTime(now): RequestTime,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&path, None)?;
-    let range = match headers.get(header::RANGE) {
-        Some(value) => parse_range(value)?,
-        None => None,
-    };
-    let Some(object) = state.service.get(id).await? else {
+    let Some(object) = state.service.get(id, now).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
     let total = object.metadata.size.unwrap_or(0);
@@ -232,10 +142,10 @@ pub async fn get_object(
 /// O4 `HEAD …/{key}`: metadata only, with `content-length` of the stored object.
 pub async fn head_object(
     State(state): State<AppState>,
-    path: RawObjectPath,
+    ObjectPath(id): ObjectPath,
+    RequestTime(now): RequestTime,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&path, None)?;
-    let Some(metadata) = state.service.head(id).await? else {
+    let Some(metadata) = state.service.head(id, now).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
     let mut headers = metadata_headers(&metadata);
@@ -248,11 +158,10 @@ pub async fn head_object(
 /// O5 `DELETE …/{key}`: 204 whether or not the object existed.
 pub async fn delete_object(
     State(state): State<AppState>,
-    path: RawObjectPath,
-    query: Result<Query<ObjectQuery>, QueryRejection>,
+    ObjectPath(id): ObjectPath,
+    query: ObjectQuery,
 ) -> Result<Response, ApiError> {
-    let id = object_id(&path, None)?;
-    match ObjectQuery::from_extractor(query)?.intent()? {
+    match query.intent()? {
         Intent::Session(token) => return resumable::cancel(&state, id, token).await,
         Intent::Create => {
             return Err(ApiError::InvalidQuery(
@@ -268,11 +177,10 @@ pub async fn delete_object(
 /// E1 `PATCH …/{key}`: extend the expiry deadline.
 pub async fn patch_object(
     State(state): State<AppState>,
-    path: RawObjectPath,
+    ObjectPath(id): ObjectPath,
+    RequestTime(now): RequestTime,
     body: Result<Json<MetadataUpdate>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let now = SystemTime::now();
-    let id = object_id(&path, None)?;
     let Json(update) = match body {
         Ok(update) => update,
         Err(rejection) => return Ok(rejection.into_response()),
@@ -287,23 +195,4 @@ pub async fn patch_object(
             ExtendOutcome::NotFound => StatusCode::NOT_FOUND.into_response(),
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_raw_paths_without_decoding() {
-        let p = split_object_path("/v1/objects/att/org=1;p=2/a%2Fb//c/");
-        assert_eq!(p.usecase, "att");
-        assert_eq!(p.scopes, "org=1;p=2");
-        assert_eq!(p.key.as_deref(), Some("a%2Fb//c/"));
-        let p = split_object_path("/v1/objects/att/_/");
-        assert_eq!((p.scopes.as_str(), p.key), ("_", None));
-        let p = split_object_path("/v1/objects/att/_");
-        assert_eq!((p.scopes.as_str(), p.key), ("_", None));
-        let p = split_object_path("/v1/objects/att/_//x");
-        assert_eq!(p.key.as_deref(), Some("/x"));
-    }
 }

@@ -165,17 +165,8 @@ pub fn format_timestamp(t: SystemTime) -> String {
         Ok(d) => d.as_secs().min(MAX_UNIX_SECS),
         Err(_) => 0,
     };
-    // In range by construction (0..=MAX_UNIX_SECS).
-    let dt = OffsetDateTime::from_unix_timestamp(secs as i64).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
-    )
+    // humantime writes exactly `YYYY-MM-DDTHH:MM:SSZ` for 1970..=9999.
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 /// Parses a full RFC 3339 timestamp (any offset, any fractional digits) and rounds it
@@ -254,23 +245,10 @@ pub fn tti_bump(
     (gain > debounce).then_some(new_deadline)
 }
 
-/// Body of `PATCH /v1/objects/{u}/{s}/{key}` (api-newest §4.7).
-///
-/// Unknown fields are rejected so that a misspelt request fails loudly (422) instead of
-/// silently doing nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetadataUpdate {
-    /// The requested lifetime extension.
-    pub extend_expiry: ExtendExpiry,
-}
-
 /// What a PATCH asks the deadline to become (at least).
 ///
-/// Accepts exactly `{"at":"<RFC3339>"}` or `{"after":"<duration>","from":"creation"|"now"}`;
-/// anything else fails deserialization.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "RawExtendExpiry")]
+/// The HTTP layer reads it from the PATCH body (`crate::http::patch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExtendExpiry {
     /// An absolute deadline, already rounded up to whole seconds.
     At(SystemTime),
@@ -291,38 +269,6 @@ pub enum ExtendFrom {
     Creation,
     /// The server's request time.
     Now,
-}
-
-/// The JSON shape before validation; both forms share one field set.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawExtendExpiry {
-    at: Option<String>,
-    after: Option<String>,
-    from: Option<ExtendFrom>,
-}
-
-impl TryFrom<RawExtendExpiry> for ExtendExpiry {
-    type Error = String;
-
-    fn try_from(raw: RawExtendExpiry) -> Result<Self, Self::Error> {
-        match (raw.at, raw.after, raw.from) {
-            (Some(at), None, None) => parse_timestamp(&at)
-                .map(ExtendExpiry::At)
-                .map_err(|e| e.to_string()),
-            (None, Some(after), Some(from)) => {
-                let after = parse_duration(&after).map_err(|e| e.to_string())?;
-                Ok(ExtendExpiry::After {
-                    after: Duration::from_secs(after.as_secs()),
-                    from,
-                })
-            }
-            _ => Err(
-                "extend_expiry must be {\"at\": <timestamp>} or {\"after\": <duration>, \"from\": \"creation\"|\"now\"}"
-                    .to_owned(),
-            ),
-        }
-    }
 }
 
 /// Why a valid PATCH could not be applied.
@@ -619,60 +565,6 @@ mod tests {
         let zero = ExpirationPolicy::TimeToIdle(secs(0));
         assert_eq!(tti_bump(zero, Some(at(5)), at(6)), Some(at(6)));
         assert_eq!(tti_bump(zero, Some(at(6)), at(6)), None);
-    }
-
-    fn parse_update(json: &str) -> Result<MetadataUpdate, serde_json::Error> {
-        serde_json::from_str(json)
-    }
-
-    #[test]
-    fn update_body_forms() {
-        assert_eq!(
-            parse_update(r#"{"extend_expiry":{"at":"2026-10-16T12:00:00.123456+00:00"}}"#)
-                .unwrap()
-                .extend_expiry,
-            ExtendExpiry::At(parse_timestamp("2026-10-16T12:00:01Z").unwrap())
-        );
-        assert_eq!(
-            parse_update(r#"{"extend_expiry":{"after":"30d","from":"creation"}}"#)
-                .unwrap()
-                .extend_expiry,
-            ExtendExpiry::After {
-                after: secs(30 * 86_400),
-                from: ExtendFrom::Creation
-            }
-        );
-        assert_eq!(
-            parse_update(r#"{"extend_expiry":{"from":"now","after":"1d 1h 1.5s"}}"#)
-                .unwrap()
-                .extend_expiry,
-            ExtendExpiry::After {
-                after: secs(90_001),
-                from: ExtendFrom::Now
-            }
-        );
-    }
-
-    #[test]
-    fn update_body_rejections() {
-        for bad in [
-            r#"{}"#,
-            r#"{"extend_expiry":{}}"#,
-            r#"{"extend_expiry":{"at":"2026-10-16T12:00:00Z"},"x":1}"#,
-            r#"{"extend_expiry":{"at":"2026-10-16T12:00:00Z","x":1}}"#,
-            r#"{"extend_expiry":{"at":"2026-10-16T12:00:00Z","after":"1d","from":"now"}}"#,
-            r#"{"extend_expiry":{"at":"tomorrow"}}"#,
-            r#"{"extend_expiry":{"at":null}}"#,
-            r#"{"extend_expiry":{"after":"1d"}}"#,
-            r#"{"extend_expiry":{"from":"now"}}"#,
-            r#"{"extend_expiry":{"after":"1d","from":"later"}}"#,
-            r#"{"extend_expiry":{"after":"","from":"now"}}"#,
-            r#"{"extend_expiry":{"after":"soon","from":"now"}}"#,
-            r#"{"extend_expiry":{"after":5,"from":"now"}}"#,
-            r#"{"extend_expiry":"1d"}"#,
-        ] {
-            assert!(parse_update(bad).is_err(), "{bad}");
-        }
     }
 
     fn ttl_meta(created: u64, ttl: u64) -> Metadata {

@@ -12,7 +12,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{AsciiSet, CONTROLS};
 
 use super::expiration::{self, ExpirationError};
+use super::media_type::is_media_type;
 use super::ExpirationPolicy;
+
+pub use super::content_disposition::content_disposition;
 
 /// Header carrying the expiration policy.
 pub const HEADER_EXPIRATION: &str = "x-sn-expiration";
@@ -33,22 +36,6 @@ pub const CUSTOM_PREFIX: &str = "x-snme-";
 /// DEL, `%` and every non-ASCII byte. Space and other visible ASCII stay literal,
 /// exactly as both newest clients encode (api-newest §4.1).
 const HEADER_ESCAPE: &AsciiSet = &CONTROLS.add(b'%');
-
-/// RFC 8187 `attr-char` complement: everything except ALPHA / DIGIT /
-/// `!#$&+-.^_`|~` is encoded in `filename*`.
-const ATTR_CHAR_ESCAPE: &AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'!')
-    .remove(b'#')
-    .remove(b'$')
-    .remove(b'&')
-    .remove(b'+')
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'^')
-    .remove(b'_')
-    .remove(b'`')
-    .remove(b'|')
-    .remove(b'~');
 
 /// How the stored payload is encoded (recorded only; the server never transcodes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -178,87 +165,6 @@ fn encode_free_text(value: &str) -> HeaderValue {
         "%20".repeat(trailing)
     );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// RFC 6838 `restricted-name`: first ALPHA/DIGIT, then ALPHA/DIGIT/`!#$&-^_.+`, ≤127.
-fn is_restricted_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphanumeric() => {}
-        _ => return false,
-    }
-    s.len() <= 127
-        && chars.all(|c| {
-            c.is_ascii_alphanumeric()
-                || matches!(c, '!' | '#' | '$' | '&' | '-' | '^' | '_' | '.' | '+')
-        })
-}
-
-/// RFC 9110 `tchar`.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || matches!(
-                    c,
-                    '!' | '#'
-                        | '$'
-                        | '%'
-                        | '&'
-                        | '\''
-                        | '*'
-                        | '+'
-                        | '-'
-                        | '.'
-                        | '^'
-                        | '_'
-                        | '`'
-                        | '|'
-                        | '~'
-                )
-        })
-}
-
-/// RFC 9110 `quoted-string` (the whole of `s`), restricted to ASCII.
-fn is_quoted_string(s: &str) -> bool {
-    let Some(inner) = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else {
-        return false;
-    };
-    let mut escaped = false;
-    for c in inner.chars() {
-        if escaped {
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == '"' {
-            return false;
-        }
-    }
-    !escaped
-}
-
-/// Whether `s` is `type/subtype *( OWS ";" OWS name=value )`.
-///
-/// Why: the Rust client rejects objects whose content type does not parse, so the
-/// server checks it on insert. Parameter values may be tokens or quoted strings.
-fn is_media_type(s: &str) -> bool {
-    let mut parts = s.split(';');
-    let essence = parts.next().unwrap_or("").trim_end_matches([' ', '\t']);
-    let Some((ty, subty)) = essence.split_once('/') else {
-        return false;
-    };
-    if !is_restricted_name(ty) || !is_restricted_name(subty) {
-        return false;
-    }
-    // A `;` inside a quoted parameter value would be split here; such values are so
-    // rare in content types that rejecting them is acceptable.
-    parts.all(|param| {
-        let param = param.trim_matches([' ', '\t']);
-        match param.split_once('=') {
-            Some((name, value)) => is_token(name) && (is_token(value) || is_quoted_string(value)),
-            None => false,
-        }
-    })
 }
 
 impl Metadata {
@@ -395,39 +301,6 @@ impl Metadata {
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.time_expires.is_some_and(|deadline| deadline <= now)
     }
-}
-
-/// The `content-disposition` value for a stored filename (api-newest §4.4):
-/// `attachment; filename="<safe ASCII>"`, plus `; filename*=UTF-8''<RFC 8187>` when the
-/// name contains non-ASCII characters.
-///
-/// Why the rewriting: `/` and `\` (and all-dot names) would let a browser save outside
-/// the download folder or under a special name, so they become `-`; `"` is escaped;
-/// non-ASCII and control characters cannot appear in a quoted header string, so they
-/// become `_` there and the exact name goes into `filename*`. `None` only if the result
-/// still is not a valid header value.
-pub fn content_disposition(filename: &str) -> Option<HeaderValue> {
-    let mut safe: String = filename
-        .chars()
-        .map(|c| if c == '/' || c == '\\' { '-' } else { c })
-        .collect();
-    if !safe.is_empty() && safe.chars().all(|c| c == '.') {
-        safe = "-".repeat(safe.len());
-    }
-    let mut quoted = String::with_capacity(safe.len());
-    for c in safe.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            c if !c.is_ascii() || c.is_ascii_control() => quoted.push('_'),
-            c => quoted.push(c),
-        }
-    }
-    let mut value = format!("attachment; filename=\"{quoted}\"");
-    if !safe.is_ascii() {
-        value.push_str("; filename*=UTF-8''");
-        value.push_str(&percent_encoding::utf8_percent_encode(&safe, ATTR_CHAR_ESCAPE).to_string());
-    }
-    HeaderValue::from_str(&value).ok()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use crate::backend::{Backend, PayloadStream, StoredObject};
 use crate::config::ServiceConfig;
@@ -199,18 +200,25 @@ impl StorageService {
         .await
     }
 
-    /// Opens an object; the permit covers opening only, the payload streams afterwards.
-    pub async fn get(&self, id: ObjectId) -> Result<Option<StoredObject>, ServiceError> {
-        let now = SystemTime::now();
+    /// Opens an object as of `now` (the request time); the permit covers opening only,
+    /// the payload streams afterwards.
+    pub async fn get(
+        &self,
+        id: ObjectId,
+        now: SystemTime,
+    ) -> Result<Option<StoredObject>, ServiceError> {
         self.run(Operation::Get, found, move |inner| async move {
             inner.get(id, now).await
         })
         .await
     }
 
-    /// Reads an object's metadata.
-    pub async fn head(&self, id: ObjectId) -> Result<Option<Metadata>, ServiceError> {
-        let now = SystemTime::now();
+    /// Reads an object's metadata as of `now` (the request time).
+    pub async fn head(
+        &self,
+        id: ObjectId,
+        now: SystemTime,
+    ) -> Result<Option<Metadata>, ServiceError> {
         self.run(Operation::Head, found, move |inner| async move {
             inner.head(id, now).await
         })
@@ -327,6 +335,9 @@ impl StorageService {
         F: FnOnce(Arc<Inner>) -> Fut,
         Fut: Future<Output = Result<T, ServiceError>> + Send + 'static,
     {
+        // The spawned task keeps the request's span (as its parent), so the operation's
+        // log lines (a panic, a backend error) name the request they serve.
+        let span = tracing::info_span!("operation", operation = op.as_str());
         let future = operation(self.inner.clone());
         let metrics = self.metrics.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -357,7 +368,8 @@ impl StorageService {
             metrics.record_operation(op, outcome, Some(started.elapsed().as_secs_f64()));
             // The caller may be gone; the work is done either way.
             let _ = tx.send(result);
-        });
+        }
+        .instrument(span));
         rx.await.unwrap_or(Err(ServiceError::TaskDropped))
     }
 }

@@ -15,33 +15,31 @@
 //! distinct objects and no key can escape the root. Only one process may open a root
 //! (`<root>/LOCK`), which is what makes the in-memory index and cache coherent.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
 
-use super::{
-    matches_expected, same_version, Backend, BackendError, Payload, PayloadStream, StoredObject,
-};
+use super::{matches_expected, same_version, Backend, BackendError, PayloadStream, StoredObject};
 use crate::metrics::StorageMetrics;
 use crate::object::{Metadata, ObjectId};
 
 mod access;
+mod compaction;
 mod files;
 mod index;
 mod log;
+mod recovery;
+mod store;
+mod sweep;
 
-use index::{Entry, Index};
-use log::{Kind, Location, Log, Record};
+use compaction::compact_forever;
+use index::Entry;
+use recovery::recover;
+use store::{blocking, digest_of, id_json, Shared};
 
 /// SHA-256 of an object id's JSON: the object's name on disk and in the index.
 type Digest = [u8; 32];
@@ -59,22 +57,6 @@ const COMPACT_INTERVAL: Duration = Duration::from_secs(5);
 /// Most bytes of copies compaction commits at once.
 const COMPACT_BATCH: usize = 4 << 20;
 
-/// A logged object as served: decoded once, then shared by every read that hits it.
-#[derive(Debug)]
-struct Cached {
-    metadata: Metadata,
-    payload: Bytes,
-}
-
-#[derive(Clone)]
-struct CacheWeight;
-
-impl quick_cache::Weighter<(u64, u64), Arc<Cached>> for CacheWeight {
-    fn weight(&self, _key: &(u64, u64), value: &Arc<Cached>) -> u64 {
-        value.payload.len() as u64 + 256
-    }
-}
-
 /// The filesystem backend; see the module documentation.
 #[derive(Debug)]
 pub struct FilesystemBackend {
@@ -88,56 +70,6 @@ impl Drop for FilesystemBackend {
         // leaves only unreferenced copies behind.
         self.compactor.abort();
     }
-}
-
-struct Shared {
-    root: PathBuf,
-    log: Log,
-    index: Index,
-    /// Keyed by record location, which never changes meaning, so it is never stale.
-    cache: quick_cache::sync::Cache<(u64, u64), Arc<Cached>, CacheWeight>,
-    /// Serialise mutations per key so index updates follow commit order.
-    stripes: Vec<Mutex<()>>,
-    metrics: StorageMetrics,
-    /// Held for the backend's lifetime: one process per root.
-    _lock: File,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("root", &self.root)
-            .finish_non_exhaustive()
-    }
-}
-
-fn id_json(id: &ObjectId) -> Vec<u8> {
-    serde_json::to_vec(id).expect("object ids always serialize")
-}
-
-fn digest_of(id_json: &[u8]) -> Digest {
-    Sha256::digest(id_json).into()
-}
-
-fn metadata_json(metadata: &Metadata) -> Vec<u8> {
-    let mut metadata = metadata.clone();
-    metadata.size = None;
-    serde_json::to_vec(&metadata).expect("metadata always serializes")
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
-) -> Result<T, BackendError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BackendError::Io(io::Error::other(e.to_string())))?
-}
-
-/// What the log says last about a key, while the index is rebuilt.
-struct Latest {
-    kind: Kind,
-    location: Location,
-    expires: Option<SystemTime>,
 }
 
 impl FilesystemBackend {
@@ -174,477 +106,13 @@ impl FilesystemBackend {
     }
 }
 
-/// Rebuilds the index: the highest sequence number per key wins; object files are kept
-/// when the log's last word on them is `External` (or nothing: files written before the
-/// log existed) and removed when a later `Put` or `Delete` superseded them.
-fn recover(
-    root: PathBuf,
-    segment_bytes: u64,
-    metrics: StorageMetrics,
-) -> Result<Shared, BackendError> {
-    std::fs::create_dir_all(&root).map_err(|e| access::root_error(&root, e))?;
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(root.join("LOCK"))
-        .map_err(|e| access::root_error(&root, e))?;
-    lock.try_lock().map_err(|_| {
-        BackendError::Io(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!(
-                "storage path {} is in use by another strata-server",
-                root.display()
-            ),
-        ))
-    })?;
-    let file_digests = files::init_objects(&root)?;
-
-    let mut latest: HashMap<Digest, Latest> = HashMap::new();
-    let mut bad_metadata = None;
-    let log = Log::open(
-        root.join("log"),
-        segment_bytes,
-        metrics.clone(),
-        |record, location| {
-            let digest = digest_of(&record.id_json);
-            if latest
-                .get(&digest)
-                .is_some_and(|l| l.location.seq > record.seq)
-            {
-                return;
-            }
-            let expires = match record.kind {
-                Kind::Put => match serde_json::from_slice::<Metadata>(&record.metadata_json) {
-                    Ok(metadata) => metadata.time_expires,
-                    Err(err) => {
-                        bad_metadata.get_or_insert(err.to_string());
-                        None
-                    }
-                },
-                Kind::Delete | Kind::External => None,
-            };
-            latest.insert(
-                digest,
-                Latest {
-                    kind: record.kind,
-                    location,
-                    expires,
-                },
-            );
-        },
-    )?;
-    if let Some(err) = bad_metadata {
-        return Err(BackendError::Corrupt(format!("logged metadata: {err}")));
-    }
-
-    let index = Index::new(metrics.clone());
-    for digest in file_digests {
-        match latest.get(&digest).map(|l| l.kind) {
-            Some(Kind::Put) | Some(Kind::Delete) => {
-                files::remove(&files::object_path(&root, &digest), false)?;
-            }
-            Some(Kind::External) | None => {
-                index.insert(digest, Entry::File);
-            }
-        }
-    }
-    for (digest, latest) in latest {
-        if latest.kind == Kind::Put {
-            index.insert(
-                digest,
-                Entry::Logged {
-                    location: latest.location,
-                    expires: latest.expires,
-                },
-            );
-        }
-    }
-    Ok(Shared {
-        root,
-        log,
-        index,
-        cache: quick_cache::sync::Cache::with_weighter(
-            (CACHE_BYTES / 4096) as usize,
-            CACHE_BYTES,
-            CacheWeight,
-        ),
-        stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-        metrics,
-        _lock: lock,
-    })
-}
-
-impl Shared {
-    fn stripe(&self, digest: &Digest) -> &Mutex<()> {
-        &self.stripes[usize::from(u16::from_le_bytes([digest[2], digest[3]])) % LOCK_STRIPES]
-    }
-
-    fn object_path(&self, digest: &Digest) -> PathBuf {
-        files::object_path(&self.root, digest)
-    }
-
-    /// Reads and decodes a logged object, from the cache when it is there.
-    async fn load(&self, location: &Location, id_json: &[u8]) -> Result<Arc<Cached>, BackendError> {
-        let key = (location.segment.id, location.offset);
-        if let Some(cached) = self.cache.get(&key) {
-            return Ok(cached);
-        }
-        let record = self.read_record(location).await?;
-        if record.id_json != id_json {
-            return Err(BackendError::Corrupt(
-                "digest collision or misplaced record".to_owned(),
-            ));
-        }
-        let mut metadata: Metadata = serde_json::from_slice(&record.metadata_json)
-            .map_err(|e| BackendError::Corrupt(format!("bad logged metadata: {e}")))?;
-        metadata.size = Some(record.payload.len() as u64);
-        let cached = Arc::new(Cached {
-            metadata,
-            payload: record.payload,
-        });
-        self.cache.insert(key, cached.clone());
-        Ok(cached)
-    }
-
-    async fn read_record(&self, location: &Location) -> Result<Record, BackendError> {
-        let location = location.clone();
-        blocking(move || {
-            let bytes = location
-                .segment
-                .read(location.offset, location.len as usize)?;
-            log::decode(&bytes)
-                .map(|(record, _)| record)
-                .map_err(|e| BackendError::Corrupt(format!("log record: {e:?}")))
-        })
-        .await
-    }
-
-    /// Drops the cached copy of a version the index no longer points at; passes it on.
-    fn evict(&self, old: Option<Entry>) -> Option<Entry> {
-        if let Some(Entry::Logged { location, .. }) = &old {
-            self.cache.remove(&(location.segment.id, location.offset));
-        }
-        old
-    }
-
-    /// Commits a `Put` record and makes it the key's current version. Call with the
-    /// key's stripe locked.
-    async fn put_logged(
-        &self,
-        digest: Digest,
-        id_json: &[u8],
-        metadata: &Metadata,
-        payload: Bytes,
-    ) -> Result<(), BackendError> {
-        let record = log::encode(Kind::Put, id_json, &metadata_json(metadata), &payload);
-        let location = self.log.append(record).await?;
-        let mut metadata = metadata.clone();
-        metadata.size = Some(payload.len() as u64);
-        let expires = metadata.time_expires;
-        self.cache.insert(
-            (location.segment.id, location.offset),
-            Arc::new(Cached { metadata, payload }),
-        );
-        let old = self.evict(
-            self.index
-                .insert(digest, Entry::Logged { location, expires }),
-        );
-        if let Some(Entry::File) = old {
-            // The log now outranks the file; recovery would remove it too.
-            let path = self.object_path(&digest);
-            blocking(move || Ok(files::remove(&path, false)?)).await?;
-        }
-        Ok(())
-    }
-
-    /// Writes a large object's file and makes it the key's current version.
-    async fn put_file(
-        &self,
-        digest: Digest,
-        id: &ObjectId,
-        id_json: &[u8],
-        metadata: &Metadata,
-        head: Vec<u8>,
-        mut rest: PayloadStream,
-    ) -> Result<u64, BackendError> {
-        let target = self.object_path(&digest);
-        let temp = files::temp_path(&target);
-        let mut guard = files::TempGuard(Some(temp.clone()));
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .await?;
-        let mut size = head.len() as u64;
-        let mut buffer = files::encode_header(id, metadata);
-        buffer.extend_from_slice(&head);
-        file.write_all(&buffer).await?;
-        buffer.clear();
-        while let Some(chunk) = rest.next().await {
-            let chunk = chunk.map_err(BackendError::Payload)?;
-            size += chunk.len() as u64;
-            buffer.extend_from_slice(&chunk);
-            if buffer.len() >= WRITE_CHUNK {
-                file.write_all(&buffer).await?;
-                buffer.clear();
-            }
-        }
-        file.write_all(&buffer).await?;
-        file.flush().await?;
-        file.sync_data().await?;
-        drop(file);
-
-        let _lock = self.stripe(&digest).lock().await;
-        let published = temp.clone();
-        blocking(move || Ok(files::publish(&published, &target)?)).await?;
-        guard.0 = None;
-        // Only acknowledged once the log says the file outranks earlier records.
-        self.log
-            .append(log::encode(Kind::External, id_json, b"", b""))
-            .await?;
-        self.evict(self.index.insert(digest, Entry::File));
-        Ok(size)
-    }
-
-    /// Reads a key's current version (for HEAD, `with_payload` false, a file's payload
-    /// is not read), following it if it moves between log and file while being read.
-    async fn read(
-        &self,
-        id: &ObjectId,
-        with_payload: bool,
-    ) -> Result<Option<StoredObject>, BackendError> {
-        let id_json = id_json(id);
-        let digest = digest_of(&id_json);
-        for _ in 0..3 {
-            match self.index.get(&digest) {
-                None => return Ok(None),
-                Some(Entry::Logged { location, .. }) => {
-                    let cached = self.load(&location, &id_json).await?;
-                    return Ok(Some(StoredObject {
-                        metadata: cached.metadata.clone(),
-                        payload: Payload::Bytes(cached.payload.clone()),
-                    }));
-                }
-                Some(Entry::File) => {
-                    let path = self.object_path(&digest);
-                    let id = id.clone();
-                    let opened = blocking(move || {
-                        if with_payload {
-                            files::read_object(&path, &id)
-                        } else {
-                            Ok(files::open_object(&path, &id)?
-                                .map(|(_, metadata, _)| (metadata, Payload::Bytes(Bytes::new()))))
-                        }
-                    })
-                    .await?;
-                    if let Some((metadata, payload)) = opened {
-                        return Ok(Some(StoredObject { metadata, payload }));
-                    }
-                    // The file was replaced by a logged version or deleted meanwhile.
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// Deletes a key under its stripe lock.
-    async fn delete_locked(&self, digest: Digest, id_json: &[u8]) -> Result<(), BackendError> {
-        match self.index.get(&digest) {
-            None => {}
-            Some(Entry::Logged { .. }) => {
-                self.log
-                    .append(log::encode(Kind::Delete, id_json, b"", b""))
-                    .await?;
-                self.evict(self.index.remove(&digest));
-            }
-            Some(Entry::File) => {
-                // No record needed: the log's last word on this key is `External` (or
-                // nothing), which with no file means absent.
-                let path = self.object_path(&digest);
-                blocking(move || Ok(files::remove(&path, true)?)).await?;
-                self.index.remove(&digest);
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes logged objects whose deadline passed before `now`.
-    async fn sweep_logged(&self, now: SystemTime) -> Result<u64, BackendError> {
-        let mut removed = 0;
-        for digest in self.index.expired_logged(now) {
-            let _lock = self.stripe(&digest).lock().await;
-            // Re-check under the lock: the object may have been overwritten meanwhile.
-            let Some(Entry::Logged {
-                location,
-                expires: Some(deadline),
-            }) = self.index.get(&digest)
-            else {
-                continue;
-            };
-            if deadline > now {
-                continue;
-            }
-            let record = self.read_record(&location).await?;
-            self.delete_locked(digest, &record.id_json).await?;
-            removed += 1;
-        }
-        Ok(removed)
-    }
-
-    /// Removes object files whose deadline passed before `now`.
-    async fn sweep_files(&self, now: SystemTime) -> Result<u64, BackendError> {
-        let mut removed = 0;
-        for digest in self.index.files() {
-            let _lock = self.stripe(&digest).lock().await;
-            if !matches!(self.index.get(&digest), Some(Entry::File)) {
-                continue;
-            }
-            let path = self.object_path(&digest);
-            let gone = blocking(move || {
-                let Ok(mut file) = File::open(&path) else {
-                    return Ok(false);
-                };
-                match files::read_header(&mut file) {
-                    Ok((header, _)) if header.metadata.is_expired(now) => {
-                        files::remove(&path, true)?;
-                        Ok(true)
-                    }
-                    _ => Ok(false),
-                }
-            })
-            .await?;
-            if gone {
-                self.index.remove(&digest);
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Compacts the sealed segment with the most dead bytes, if at least half of it is
-    /// dead. Returns whether it compacted one.
-    async fn compact_once(&self) -> Result<bool, BackendError> {
-        let segments = self.log.segments();
-        let Some((active, sealed)) = segments.split_last() else {
-            return Ok(false);
-        };
-        let Some(victim) = sealed
-            .iter()
-            .filter(|s| {
-                let size = s.size.load(std::sync::atomic::Ordering::Relaxed);
-                s.dead() * 2 >= size
-            })
-            .max_by_key(|s| s.dead())
-        else {
-            return Ok(false);
-        };
-        // A tombstone or marker is still needed while another segment may hold an older
-        // record for its key; copies keep old sequence numbers, so ask every segment.
-        let others_min = segments
-            .iter()
-            .chain(std::iter::once(active))
-            .filter(|s| s.id != victim.id)
-            .map(|s| s.min_seq.load(std::sync::atomic::Ordering::Relaxed))
-            .min()
-            .unwrap_or(u64::MAX);
-        let segment = victim.clone();
-        let bytes = blocking(move || Ok(segment.read_all()?)).await?;
-
-        let mut offset = 0;
-        let mut copies: Vec<(Option<Digest>, u64, Option<SystemTime>)> = Vec::new();
-        let mut batch = Vec::new();
-        let mut lengths = Vec::new();
-        while offset < bytes.len() {
-            let (record, len) = log::decode(&bytes.slice(offset..))
-                .map_err(|e| BackendError::Corrupt(format!("log record: {e:?}")))?;
-            let digest = digest_of(&record.id_json);
-            let keep = match record.kind {
-                Kind::Put => self.index.points_at(&digest, victim.id, offset as u64),
-                Kind::Delete | Kind::External => {
-                    !matches!(self.index.get(&digest), Some(Entry::Logged { .. }))
-                        && others_min < record.seq
-                }
-            };
-            if keep {
-                let expires = match self.index.get(&digest) {
-                    Some(Entry::Logged { expires, .. }) => expires,
-                    _ => None,
-                };
-                let is_put = record.kind == Kind::Put;
-                copies.push((is_put.then_some(digest), offset as u64, expires));
-                batch.extend_from_slice(&bytes[offset..offset + len]);
-                lengths.push(len);
-                if batch.len() >= COMPACT_BATCH {
-                    self.commit_copies(victim.id, &mut copies, &mut batch, &mut lengths)
-                        .await?;
-                }
-            }
-            offset += len;
-        }
-        self.commit_copies(victim.id, &mut copies, &mut batch, &mut lengths)
-            .await?;
-        self.log.remove(victim)?;
-        self.metrics.compactions.inc();
-        tracing::debug!(segment = victim.id, "compacted log segment");
-        Ok(true)
-    }
-
-    /// Appends a batch of copies and repoints each key still at its original.
-    async fn commit_copies(
-        &self,
-        segment: u64,
-        copies: &mut Vec<(Option<Digest>, u64, Option<SystemTime>)>,
-        batch: &mut Vec<u8>,
-        lengths: &mut Vec<usize>,
-    ) -> Result<(), BackendError> {
-        let locations = self
-            .log
-            .append_copies(std::mem::take(batch), std::mem::take(lengths))
-            .await?;
-        for ((digest, offset, expires), location) in copies.drain(..).zip(locations) {
-            let Some(digest) = digest else { continue };
-            let _lock = self.stripe(&digest).lock().await;
-            if self.index.points_at(&digest, segment, offset) {
-                self.evict(
-                    self.index
-                        .insert(digest, Entry::Logged { location, expires }),
-                );
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Runs compaction until the backend is dropped.
-async fn compact_forever(shared: Weak<Shared>) {
-    let start = tokio::time::Instant::now() + COMPACT_INTERVAL;
-    let mut ticker = tokio::time::interval_at(start, COMPACT_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        loop {
-            match shared.compact_once().await {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(err) => {
-                    tracing::warn!(%err, "log compaction failed");
-                    break;
-                }
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl Backend for FilesystemBackend {
     fn name(&self) -> &'static str {
         "filesystem"
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn put(
         &self,
         id: &ObjectId,
@@ -672,14 +140,17 @@ impl Backend for FilesystemBackend {
         Ok(size)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
         self.shared.read(id, true).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError> {
         Ok(self.shared.read(id, false).await?.map(|o| o.metadata))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
         let id_json = id_json(id);
         let digest = digest_of(&id_json);
@@ -687,6 +158,7 @@ impl Backend for FilesystemBackend {
         self.shared.delete_locked(digest, &id_json).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn update_metadata(
         &self,
         id: &ObjectId,
@@ -710,41 +182,19 @@ impl Backend for FilesystemBackend {
                 Ok(true)
             }
             Some(Entry::File) => {
-                let path = shared.object_path(&digest);
-                let temp = files::temp_path(&path);
-                let id = id.clone();
-                let expected = expected.clone();
-                let metadata = metadata.clone();
-                blocking(move || {
-                    let Some((mut file, current, offset)) = files::open_object(&path, &id)? else {
-                        return Ok(false);
-                    };
-                    if !same_version(&current, &expected) {
-                        return Ok(false);
-                    }
-                    let guard = files::TempGuard(Some(temp.clone()));
-                    let mut out = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&temp)?;
-                    out.write_all(&files::encode_header(&id, &metadata))?;
-                    file.seek(SeekFrom::Start(offset))?;
-                    io::copy(&mut file, &mut out)?;
-                    out.sync_all()?;
-                    drop(out);
-                    files::publish(&temp, &path)?;
-                    std::mem::forget(guard);
-                    Ok(true)
-                })
-                .await
+                shared
+                    .update_file_metadata(digest, id, expected, metadata)
+                    .await
             }
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
         Ok(self.shared.sweep_logged(now).await? + self.shared.sweep_files(now).await?)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn compare_and_swap(
         &self,
         id: &ObjectId,
@@ -794,6 +244,8 @@ impl Backend for FilesystemBackend {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn id(key: &str) -> ObjectId {

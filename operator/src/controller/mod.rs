@@ -5,8 +5,7 @@
 //! module only compares and writes, and writes nothing when nothing differs, so a
 //! quiet cluster costs reads only.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -17,16 +16,20 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::{watcher, Controller};
 use kube::{Client, Resource, ResourceExt};
-use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use crate::api::StorageService;
-use crate::metrics::Metrics;
 use crate::render::{self, selector_string, Capabilities, Child, MANAGER};
 use crate::status::{self, Observed, ObservedWorkload, DEGRADED, READY};
+
+mod context;
+mod diff;
+
+pub use context::Context;
+pub use diff::{is_subset, parse_quantity};
 
 /// Requeue interval of a healthy service (a safety net; watches trigger the rest).
 pub const RESYNC_READY: Duration = Duration::from_secs(300);
@@ -67,110 +70,6 @@ impl From<kube::Error> for Error {
     }
 }
 
-/// Shared state of every reconcile.
-pub struct Context {
-    /// API client.
-    pub client: Client,
-    /// Publishes Kubernetes Events about StorageServices.
-    pub recorder: Recorder,
-    /// The operator's metrics.
-    pub metrics: Arc<Metrics>,
-    caps: RwLock<Capabilities>,
-    failures: Mutex<HashMap<String, u32>>,
-    managed: Mutex<HashMap<String, Vec<String>>>,
-    /// Services with a published readiness gauge, so deleted ones are removed.
-    ready_published: Mutex<std::collections::HashSet<(String, String)>>,
-}
-
-impl Context {
-    /// A context whose Events are reported as `instance` of the `strata-operator` controller.
-    pub fn new(
-        client: Client,
-        metrics: Arc<Metrics>,
-        caps: Capabilities,
-        instance: Option<String>,
-    ) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance,
-        };
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            metrics,
-            caps: RwLock::new(caps),
-            failures: Mutex::default(),
-            managed: Mutex::default(),
-            ready_published: Mutex::default(),
-        }
-    }
-
-    /// What the cluster offers (monitoring API or not).
-    pub fn capabilities(&self) -> Capabilities {
-        *self.caps.read().expect("capabilities lock")
-    }
-
-    /// Replaces the capabilities (after re-discovery).
-    pub fn set_capabilities(&self, caps: Capabilities) {
-        *self.caps.write().expect("capabilities lock") = caps;
-    }
-
-    fn record_managed(&self, key: &str, kinds: Vec<String>) {
-        let mut managed = self.managed.lock().expect("managed lock");
-        managed.insert(key.to_owned(), kinds);
-        self.publish_managed(&managed);
-    }
-
-    /// Publishes whether one StorageService is Ready.
-    fn record_ready(&self, ns: &str, name: &str, ready: bool) {
-        self.metrics
-            .storage_service_ready
-            .with_label_values(&[ns, name])
-            .set(i64::from(ready));
-        self.ready_published
-            .lock()
-            .expect("ready lock")
-            .insert((ns.to_owned(), name.to_owned()));
-    }
-
-    /// Forgets services that no longer exist (keeps `objects_managed` honest).
-    pub fn retain_managed(&self, live: &[String]) {
-        self.ready_published
-            .lock()
-            .expect("ready lock")
-            .retain(|(ns, name)| {
-                let keep = live.contains(&format!("{ns}/{name}"));
-                if !keep {
-                    let _ = self
-                        .metrics
-                        .storage_service_ready
-                        .remove_label_values(&[ns, name]);
-                }
-                keep
-            });
-        let mut managed = self.managed.lock().expect("managed lock");
-        managed.retain(|k, _| live.contains(k));
-        self.publish_managed(&managed);
-        self.metrics.storage_services.set(live.len() as i64);
-    }
-
-    fn publish_managed(&self, managed: &HashMap<String, Vec<String>>) {
-        let mut by_kind: HashMap<&str, i64> = HashMap::new();
-        for kinds in managed.values() {
-            for k in kinds {
-                *by_kind.entry(k.as_str()).or_default() += 1;
-            }
-        }
-        self.metrics.objects_managed.reset();
-        for (kind, n) in by_kind {
-            self.metrics
-                .objects_managed
-                .with_label_values(&[kind])
-                .set(n);
-        }
-    }
-}
-
 /// Discovers optional APIs: `monitoring.coreos.com/v1` with both kinds we render.
 pub async fn discover(client: &Client) -> Capabilities {
     let monitoring = match client
@@ -187,65 +86,6 @@ pub async fn discover(client: &Client) -> Capabilities {
         }
     };
     Capabilities { monitoring }
-}
-
-/// True when every field set in `desired` has the same value in `actual`. Fields the
-/// API server adds (defaults, status, uid…) are ignored, so this is exactly "would a
-/// server-side apply of `desired` change anything we own?".
-pub fn is_subset(desired: &Value, actual: &Value) -> bool {
-    subset_at(desired, actual, false)
-}
-
-/// Keys whose values are maps of resource quantities, which the API server stores in
-/// canonical form (`1000m` comes back as `1`).
-const QUANTITY_MAPS: [&str; 2] = ["requests", "limits"];
-
-fn subset_at(desired: &Value, actual: &Value, quantities: bool) -> bool {
-    match (desired, actual) {
-        (Value::Null, _) => true,
-        (Value::Object(d), Value::Object(a)) => d.iter().all(|(k, v)| match a.get(k) {
-            Some(av) => subset_at(v, av, quantities || QUANTITY_MAPS.contains(&k.as_str())),
-            None => v.is_null() || v.as_object().is_some_and(|o| o.is_empty()),
-        }),
-        (Value::Array(d), Value::Array(a)) => {
-            d.len() == a.len() && d.iter().zip(a).all(|(dv, av)| subset_at(dv, av, false))
-        }
-        (Value::String(d), Value::String(a)) if quantities && d != a => {
-            match (parse_quantity(d), parse_quantity(a)) {
-                (Some(x), Some(y)) => (x - y).abs() <= f64::EPSILON * x.abs().max(y.abs()) * 4.0,
-                _ => false,
-            }
-        }
-        (d, a) => d == a,
-    }
-}
-
-/// Parses a Kubernetes quantity (`500m`, `1.5Gi`, `2e3`) into its numeric value.
-pub fn parse_quantity(text: &str) -> Option<f64> {
-    const SUFFIXES: [(&str, f64); 15] = [
-        ("Ki", 1024.0),
-        ("Mi", 1_048_576.0),
-        ("Gi", 1_073_741_824.0),
-        ("Ti", 1_099_511_627_776.0),
-        ("Pi", 1_125_899_906_842_624.0),
-        ("Ei", 1_152_921_504_606_846_976.0),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    let text = text.trim();
-    for (suffix, factor) in SUFFIXES {
-        if let Some(number) = text.strip_suffix(suffix) {
-            return number.parse::<f64>().ok().map(|n| n * factor);
-        }
-    }
-    text.parse::<f64>().ok()
 }
 
 fn key(obj: &StorageService) -> String {
@@ -273,6 +113,7 @@ fn to_workload(kind: &str, obj: &DynamicObject) -> Result<ObservedWorkload, Erro
 }
 
 /// Applies children that differ from the cluster, returning the workload as it now is.
+#[tracing::instrument(level = "debug", skip_all, fields(children = children.len()))]
 async fn apply_children(
     ctx: &Context,
     ns: &str,
@@ -382,6 +223,7 @@ fn workload_ready(obj: &StorageService, w: &ObservedWorkload) -> bool {
 
 /// Writes the status if (and only if) it differs, and emits Events for transitions a
 /// human should see.
+#[tracing::instrument(level = "debug", skip_all)]
 async fn publish_status(
     ctx: &Context,
     obj: &StorageService,
@@ -462,6 +304,9 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// Reconciles one StorageService: render, apply what differs, prune, report status.
+/// Runs in a `reconcile` span naming the service, so every log line of the pass (and
+/// the error the controller reports) says which object it was about.
+#[tracing::instrument(name = "reconcile", skip_all, fields(service = %key(&obj)))]
 pub async fn reconcile(obj: Arc<StorageService>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_inner(&obj, &ctx).await;
@@ -631,32 +476,6 @@ pub async fn run(ctx: Arc<Context>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn subset_ignores_server_fields() {
-        let desired = json!({"a": 1, "b": {"c": [ {"x": 1} ]}, "e": {}});
-        let actual = json!({"a": 1, "b": {"c": [ {"x": 1, "y": 2} ], "d": 3}, "z": 0});
-        assert!(is_subset(&desired, &actual));
-        assert!(!is_subset(&json!({"a": 2}), &actual));
-        assert!(!is_subset(&json!({"b": {"c": []}}), &actual));
-    }
-
-    #[test]
-    fn quantities_compare_by_value() {
-        let desired = json!({"resources": {"requests": {"cpu": "1000m", "memory": "1Gi"}}});
-        let actual = json!({"resources": {"requests": {"cpu": "1", "memory": "1073741824"}}});
-        assert!(is_subset(&desired, &actual));
-        let bigger = json!({"resources": {"requests": {"cpu": "2", "memory": "1Gi"}}});
-        assert!(!is_subset(&desired, &bigger));
-        // outside resource maps strings stay strings
-        assert!(!is_subset(
-            &json!({"image": "a:1.0"}),
-            &json!({"image": "a:1"})
-        ));
-        assert_eq!(parse_quantity("1.5Ki"), Some(1536.0));
-        assert_eq!(parse_quantity("nope"), None);
-    }
 
     #[test]
     fn backoff_grows_and_caps() {

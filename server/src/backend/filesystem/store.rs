@@ -1,0 +1,334 @@
+//! The state every filesystem operation shares (log, index, cache, per-key locks) and
+//! the reads and writes of one key: logged puts, file puts, reads and deletes.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+
+use super::index::{Entry, Index};
+use super::log::{self, Kind, Location, Log, Record};
+use super::{files, Digest, LOCK_STRIPES, WRITE_CHUNK};
+use crate::backend::{
+    same_version, BackendError, IoContext as _, Payload, PayloadStream, StoredObject,
+};
+use crate::metrics::StorageMetrics;
+use crate::object::{Metadata, ObjectId};
+
+/// A logged object as served: decoded once, then shared by every read that hits it.
+#[derive(Debug)]
+pub(super) struct Cached {
+    pub(super) metadata: Metadata,
+    pub(super) payload: Bytes,
+}
+
+#[derive(Clone)]
+pub(super) struct CacheWeight;
+
+impl quick_cache::Weighter<(u64, u64), Arc<Cached>> for CacheWeight {
+    fn weight(&self, _key: &(u64, u64), value: &Arc<Cached>) -> u64 {
+        value.payload.len() as u64 + 256
+    }
+}
+
+pub(super) struct Shared {
+    pub(super) root: PathBuf,
+    pub(super) log: Log,
+    pub(super) index: Index,
+    /// Keyed by record location, which never changes meaning, so it is never stale.
+    pub(super) cache: quick_cache::sync::Cache<(u64, u64), Arc<Cached>, CacheWeight>,
+    /// Serialise mutations per key so index updates follow commit order.
+    pub(super) stripes: Vec<Mutex<()>>,
+    pub(super) metrics: StorageMetrics,
+    /// Held for the backend's lifetime: one process per root.
+    pub(super) _lock: File,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn id_json(id: &ObjectId) -> Vec<u8> {
+    serde_json::to_vec(id).expect("object ids always serialize")
+}
+
+pub(super) fn digest_of(id_json: &[u8]) -> Digest {
+    Sha256::digest(id_json).into()
+}
+
+pub(super) fn metadata_json(metadata: &Metadata) -> Vec<u8> {
+    let mut metadata = metadata.clone();
+    metadata.size = None;
+    serde_json::to_vec(&metadata).expect("metadata always serializes")
+}
+
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BackendError::Io(io::Error::other(e.to_string())))?
+}
+
+impl Shared {
+    pub(super) fn stripe(&self, digest: &Digest) -> &Mutex<()> {
+        &self.stripes[usize::from(u16::from_le_bytes([digest[2], digest[3]])) % LOCK_STRIPES]
+    }
+
+    pub(super) fn object_path(&self, digest: &Digest) -> PathBuf {
+        files::object_path(&self.root, digest)
+    }
+
+    /// Reads and decodes a logged object, from the cache when it is there.
+    pub(super) async fn load(
+        &self,
+        location: &Location,
+        id_json: &[u8],
+    ) -> Result<Arc<Cached>, BackendError> {
+        let key = (location.segment.id, location.offset);
+        if let Some(cached) = self.cache.get(&key) {
+            return Ok(cached);
+        }
+        let record = self.read_record(location).await?;
+        if record.id_json != id_json {
+            return Err(BackendError::Corrupt(
+                "digest collision or misplaced record".to_owned(),
+            ));
+        }
+        let mut metadata: Metadata = serde_json::from_slice(&record.metadata_json)
+            .map_err(|e| BackendError::Corrupt(format!("bad logged metadata: {e}")))?;
+        metadata.size = Some(record.payload.len() as u64);
+        let cached = Arc::new(Cached {
+            metadata,
+            payload: record.payload,
+        });
+        self.cache.insert(key, cached.clone());
+        Ok(cached)
+    }
+
+    pub(super) async fn read_record(&self, location: &Location) -> Result<Record, BackendError> {
+        let location = location.clone();
+        blocking(move || {
+            let bytes = location
+                .segment
+                .read(location.offset, location.len as usize)?;
+            log::decode(&bytes)
+                .map(|(record, _)| record)
+                .map_err(|e| BackendError::Corrupt(format!("log record: {e:?}")))
+        })
+        .await
+    }
+
+    /// Drops the cached copy of a version the index no longer points at; passes it on.
+    pub(super) fn evict(&self, old: Option<Entry>) -> Option<Entry> {
+        if let Some(Entry::Logged { location, .. }) = &old {
+            self.cache.remove(&(location.segment.id, location.offset));
+        }
+        old
+    }
+
+    /// Commits a `Put` record and makes it the key's current version. Call with the
+    /// key's stripe locked.
+    pub(super) async fn put_logged(
+        &self,
+        digest: Digest,
+        id_json: &[u8],
+        metadata: &Metadata,
+        payload: Bytes,
+    ) -> Result<(), BackendError> {
+        let record = log::encode(Kind::Put, id_json, &metadata_json(metadata), &payload);
+        let location = self.log.append(record).await?;
+        let mut metadata = metadata.clone();
+        metadata.size = Some(payload.len() as u64);
+        let expires = metadata.time_expires;
+        self.cache.insert(
+            (location.segment.id, location.offset),
+            Arc::new(Cached { metadata, payload }),
+        );
+        let old = self.evict(
+            self.index
+                .insert(digest, Entry::Logged { location, expires }),
+        );
+        if let Some(Entry::File) = old {
+            // The log now outranks the file; recovery would remove it too.
+            let path = self.object_path(&digest);
+            blocking(move || files::remove(&path, false).at("remove object file", &path)).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a large object's file and makes it the key's current version.
+    pub(super) async fn put_file(
+        &self,
+        digest: Digest,
+        id: &ObjectId,
+        id_json: &[u8],
+        metadata: &Metadata,
+        head: Vec<u8>,
+        mut rest: PayloadStream,
+    ) -> Result<u64, BackendError> {
+        let target = self.object_path(&digest);
+        let temp = files::temp_path(&target);
+        let mut guard = files::TempGuard(Some(temp.clone()));
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .await
+            .at("create temp object file", &temp)?;
+        let mut size = head.len() as u64;
+        let mut buffer = files::encode_header(id, metadata);
+        buffer.extend_from_slice(&head);
+        file.write_all(&buffer)
+            .await
+            .at("write temp object file", &temp)?;
+        buffer.clear();
+        while let Some(chunk) = rest.next().await {
+            let chunk = chunk.map_err(BackendError::Payload)?;
+            size += chunk.len() as u64;
+            buffer.extend_from_slice(&chunk);
+            if buffer.len() >= WRITE_CHUNK {
+                file.write_all(&buffer)
+                    .await
+                    .at("write temp object file", &temp)?;
+                buffer.clear();
+            }
+        }
+        file.write_all(&buffer)
+            .await
+            .at("write temp object file", &temp)?;
+        file.flush().await.at("write temp object file", &temp)?;
+        file.sync_data().await.at("sync temp object file", &temp)?;
+        drop(file);
+
+        let _lock = self.stripe(&digest).lock().await;
+        let published = temp.clone();
+        blocking(move || files::publish(&published, &target).at("publish object file", &target))
+            .await?;
+        guard.0 = None;
+        // Only acknowledged once the log says the file outranks earlier records.
+        self.log
+            .append(log::encode(Kind::External, id_json, b"", b""))
+            .await?;
+        self.evict(self.index.insert(digest, Entry::File));
+        Ok(size)
+    }
+
+    /// Reads a key's current version (for HEAD, `with_payload` false, a file's payload
+    /// is not read), following it if it moves between log and file while being read.
+    pub(super) async fn read(
+        &self,
+        id: &ObjectId,
+        with_payload: bool,
+    ) -> Result<Option<StoredObject>, BackendError> {
+        let id_json = id_json(id);
+        let digest = digest_of(&id_json);
+        for _ in 0..3 {
+            match self.index.get(&digest) {
+                None => return Ok(None),
+                Some(Entry::Logged { location, .. }) => {
+                    let cached = self.load(&location, &id_json).await?;
+                    return Ok(Some(StoredObject {
+                        metadata: cached.metadata.clone(),
+                        payload: Payload::Bytes(cached.payload.clone()),
+                    }));
+                }
+                Some(Entry::File) => {
+                    let path = self.object_path(&digest);
+                    let id = id.clone();
+                    let opened = blocking(move || {
+                        if with_payload {
+                            files::read_object(&path, &id)
+                        } else {
+                            Ok(files::open_object(&path, &id)?
+                                .map(|(_, metadata, _)| (metadata, Payload::Bytes(Bytes::new()))))
+                        }
+                    })
+                    .await?;
+                    if let Some((metadata, payload)) = opened {
+                        return Ok(Some(StoredObject { metadata, payload }));
+                    }
+                    // The file was replaced by a logged version or deleted meanwhile.
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes a key under its stripe lock.
+    pub(super) async fn delete_locked(
+        &self,
+        digest: Digest,
+        id_json: &[u8],
+    ) -> Result<(), BackendError> {
+        match self.index.get(&digest) {
+            None => {}
+            Some(Entry::Logged { .. }) => {
+                self.log
+                    .append(log::encode(Kind::Delete, id_json, b"", b""))
+                    .await?;
+                self.evict(self.index.remove(&digest));
+            }
+            Some(Entry::File) => {
+                // No record needed: the log's last word on this key is `External` (or
+                // nothing), which with no file means absent.
+                let path = self.object_path(&digest);
+                blocking(move || files::remove(&path, true).at("remove object file", &path))
+                    .await?;
+                self.index.remove(&digest);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites an object file's header (compare-and-swap on `expected`) through a temp
+    /// file, copying the payload. Call with the key's stripe locked.
+    pub(super) async fn update_file_metadata(
+        &self,
+        digest: Digest,
+        id: &ObjectId,
+        expected: &Metadata,
+        metadata: &Metadata,
+    ) -> Result<bool, BackendError> {
+        let path = self.object_path(&digest);
+        let temp = files::temp_path(&path);
+        let id = id.clone();
+        let expected = expected.clone();
+        let metadata = metadata.clone();
+        blocking(move || {
+            let Some((mut file, current, offset)) = files::open_object(&path, &id)? else {
+                return Ok(false);
+            };
+            if !same_version(&current, &expected) {
+                return Ok(false);
+            }
+            let guard = files::TempGuard(Some(temp.clone()));
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+                .at("create temp object file", &temp)?;
+            out.write_all(&files::encode_header(&id, &metadata))
+                .at("write temp object file", &temp)?;
+            file.seek(SeekFrom::Start(offset))
+                .at("read object file", &path)?;
+            io::copy(&mut file, &mut out).at("copy object payload from", &path)?;
+            out.sync_all().at("sync temp object file", &temp)?;
+            drop(out);
+            files::publish(&temp, &path).at("publish object file", &path)?;
+            std::mem::forget(guard);
+            Ok(true)
+        })
+        .await
+    }
+}
