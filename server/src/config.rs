@@ -29,6 +29,14 @@ pub struct Config {
     pub faults: FaultsConfig,
     /// Log verbosity and format.
     pub logging: LoggingConfig,
+    /// Access control: token and pre-signed URL verification (api §6.5).
+    pub auth: crate::auth::AuthConfig,
+    /// Throughput and bandwidth limits (api §8).
+    pub rate_limits: crate::limits::RateLimitsConfig,
+    /// Requests matching any of these get 403 (api §8).
+    pub killswitches: Vec<crate::limits::KillswitchConfig>,
+    /// Per-usecase policy; usecases not listed are unrestricted (api §8).
+    pub usecases: BTreeMap<String, crate::limits::UsecaseConfig>,
 }
 
 /// HTTP listener settings and the web-tier in-flight limit.
@@ -256,6 +264,11 @@ impl Config {
                 ));
             }
         }
+        if self.auth.enforce && self.auth.keys.is_empty() {
+            return Err(ConfigError::Semantic(
+                crate::auth::KeyError::EnforcedWithoutKeys.to_string(),
+            ));
+        }
         Ok(())
     }
 }
@@ -355,15 +368,67 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strata.yaml");
         std::fs::write(&path, yaml).unwrap();
+        // Access control is off in these tests unless a test turns it on.
+        let env = [("STRATA__AUTH__ENFORCE", "false")].iter().chain(env);
         Config::load(
             Some(&path),
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            env.map(|(k, v)| (k.to_string(), v.to_string())),
         )
     }
 
     #[test]
-    fn empty_file_gives_defaults() {
-        assert_eq!(load_str("", &[]).unwrap(), Config::default());
+    fn empty_file_gives_defaults_with_access_control_off() {
+        let expected = Config {
+            auth: crate::auth::AuthConfig::disabled(),
+            ..Config::default()
+        };
+        assert_eq!(load_str("", &[]).unwrap(), expected);
+    }
+
+    #[test]
+    fn enforced_auth_without_keys_refuses_with_a_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.yaml");
+        std::fs::write(&path, "auth:\n  enforce: true\n").unwrap();
+        let err = Config::load(Some(&path), Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.keys"), "{err}");
+        assert!(err.contains("enforce: false"), "{err}");
+        let err = Config::load(None, Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("auth.enforce is true"), "{err}");
+    }
+
+    #[test]
+    fn access_sections_use_upstream_names() {
+        let c = load_str(
+            "auth:\n  enforce: false\n  keys:\n    relay: {key_files: [/k.pem], max_permissions: [object.read]}\n\
+             rate_limits:\n  throughput: {global_rps: 10, burst: 5, usecase_pct: 50, rules: [{usecase: a, scopes: [[org, '1']], rps: 2}]}\n\
+             \x20 bandwidth: {global_bps: 1000, report_only: true}\n\
+             killswitches: [{usecase: a, scopes: {org: '1'}, service: 'relay-*'}]\n\
+             usecases:\n  a: {expiration: {manual: {allowed: false}, ttl: {allowed: true, max: 1d}}}\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.auth.keys["relay"].max_permissions,
+            vec![crate::auth::Permission::Read]
+        );
+        assert_eq!(c.rate_limits.throughput.rules[0].scopes[0].1, "1");
+        assert!(c.rate_limits.bandwidth.report_only);
+        assert_eq!(c.killswitches[0].service.as_deref(), Some("relay-*"));
+        assert!(!c.usecases["a"].expiration.manual.allowed);
+        assert_eq!(Config::from_yaml_str(&c.to_yaml()).unwrap(), c);
+        assert!(load_str(
+            "auth:\n  keys:\n    k: {key_files: [], max_permission: []}\n",
+            &[]
+        )
+        .is_err());
+        assert!(load_str(
+            "usecases:\n  a: {expiration: {ttl: {allowed: true, maximum: 1d}}}\n",
+            &[]
+        )
+        .is_err());
     }
 
     #[test]
@@ -426,6 +491,7 @@ mod tests {
     fn round_trips_through_yaml() {
         let mut c = Config {
             storage: StorageConfig::Memory {},
+            auth: crate::auth::AuthConfig::disabled(),
             ..Config::default()
         };
         c.faults.panic_key_prefix = Some("boom/".into());

@@ -14,10 +14,13 @@ use axum::Json;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
+use super::auth::Auth;
 use super::error::ApiError;
 use super::range::parse_range;
 use super::AppState;
+use crate::auth::Permission;
 use crate::backend::{Payload, PayloadStream};
+use crate::limits::bandwidth::Charge;
 use crate::metrics::Metrics;
 use crate::object::expiration::MetadataUpdate;
 use crate::object::id::{percent_decode_param, validate_usecase};
@@ -107,17 +110,23 @@ fn object_id(path: &RawObjectPath, generated_key: Option<String>) -> Result<Obje
     Ok(ObjectId::new(usecase, scopes, key)?)
 }
 
-/// Turns the request body into a payload stream that meters incoming bytes.
-fn payload(body: Body, metrics: Metrics) -> PayloadStream {
+/// Turns the request body into a payload stream that meters incoming bytes and
+/// charges them to the request's bandwidth buckets.
+fn payload(body: Body, metrics: Metrics, charge: Charge) -> PayloadStream {
     body.into_data_stream()
         .map_err(std::io::Error::other)
-        .inspect_ok(move |chunk: &Bytes| metrics.add_bytes(true, chunk.len() as u64))
+        .inspect_ok(move |chunk: &Bytes| {
+            metrics.add_bytes(true, chunk.len() as u64);
+            charge.add(chunk.len() as u64);
+        })
         .boxed()
 }
 
-/// Shared by O1 and O2, in the documented order: path, query, metadata, then storage.
+/// Shared by O1 and O2, in the documented order (api §5.3): auth, path, killswitch and
+/// rate limits, query, metadata, usecase policy, permission, then storage.
 async fn insert(
     state: AppState,
+    Auth(auth): Auth,
     path: RawObjectPath,
     query: Result<Query<ObjectQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -130,13 +139,19 @@ async fn insert(
         StatusCode::OK
     };
     let id = object_id(&path, generated_key)?;
+    let charge = state.access.admit(&id.usecase, &id.scopes, &headers)?;
     let query = ObjectQuery::from_extractor(query)?;
     let metadata = Metadata::from_headers(&headers, SystemTime::now())?;
+    state
+        .access
+        .admission
+        .check_policy(&id.usecase, &metadata.expiration)?;
+    auth.authorize(&id.usecase, &id.scopes, Permission::Write)?;
     query.reject_resumable()?;
     let key = id.key.clone();
     state
         .service
-        .insert(id, metadata, payload(body, state.metrics.clone()))
+        .insert(id, metadata, payload(body, state.metrics.clone(), charge))
         .await?;
     Ok((status, Json(serde_json::json!({ "key": key }))).into_response())
 }
@@ -144,24 +159,26 @@ async fn insert(
 /// O1 `POST /v1/objects/{usecase}/{scopes}[/]`: insert under a generated UUIDv4 key (201).
 pub async fn post_object(
     State(state): State<AppState>,
+    auth: Auth,
     path: RawObjectPath,
     query: Result<Query<ObjectQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let key = uuid::Uuid::new_v4().to_string();
-    insert(state, path, query, headers, body, Some(key)).await
+    insert(state, auth, path, query, headers, body, Some(key)).await
 }
 
 /// O2 `PUT …/{key}`: create or overwrite (200).
 pub async fn put_object(
     State(state): State<AppState>,
+    auth: Auth,
     path: RawObjectPath,
     query: Result<Query<ObjectQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    insert(state, path, query, headers, body, None).await
+    insert(state, auth, path, query, headers, body, None).await
 }
 
 fn metadata_headers(metadata: &Metadata) -> HeaderMap {
@@ -174,21 +191,28 @@ fn metadata_headers(metadata: &Metadata) -> HeaderMap {
 /// O3 `GET …/{key}` with optional `Range`.
 pub async fn get_object(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     path: RawObjectPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = object_id(&path, None)?;
+    let charge = state.access.admit(&id.usecase, &id.scopes, &headers)?;
     let range = match headers.get(header::RANGE) {
         Some(value) => parse_range(value)?,
         None => None,
     };
+    auth.authorize(&id.usecase, &id.scopes, Permission::Read)?;
     let Some(object) = state.service.get(id).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
     let total = object.metadata.size.unwrap_or(0);
     let mut response_headers = metadata_headers(&object.metadata);
     let metrics = state.metrics.clone();
-    let meter = move |chunk: &Bytes| metrics.add_bytes(false, chunk.len() as u64);
+    let meter_charge = charge.clone();
+    let meter = move |chunk: &Bytes| {
+        metrics.add_bytes(false, chunk.len() as u64);
+        meter_charge.add(chunk.len() as u64);
+    };
 
     let Some(range) = range else {
         response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
@@ -196,6 +220,7 @@ pub async fn get_object(
             // Complete in memory: one body, sent with the head.
             Payload::Bytes(bytes) => {
                 state.metrics.add_bytes(false, bytes.len() as u64);
+                charge.add(bytes.len() as u64);
                 Body::from(bytes)
             }
             payload => Body::from_stream(payload.into_stream().inspect_ok(meter)),
@@ -232,9 +257,15 @@ pub async fn get_object(
 /// O4 `HEAD …/{key}`: metadata only, with `content-length` of the stored object.
 pub async fn head_object(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     path: RawObjectPath,
+    request_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = object_id(&path, None)?;
+    state
+        .access
+        .admit(&id.usecase, &id.scopes, &request_headers)?;
+    auth.authorize(&id.usecase, &id.scopes, Permission::Read)?;
     let Some(metadata) = state.service.head(id).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
@@ -248,11 +279,16 @@ pub async fn head_object(
 /// O5 `DELETE …/{key}`: 204 whether or not the object existed.
 pub async fn delete_object(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     path: RawObjectPath,
     query: Result<Query<ObjectQuery>, QueryRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = object_id(&path, None)?;
-    ObjectQuery::from_extractor(query)?.reject_resumable()?;
+    state.access.admit(&id.usecase, &id.scopes, &headers)?;
+    let query = ObjectQuery::from_extractor(query)?;
+    auth.authorize(&id.usecase, &id.scopes, Permission::Delete)?;
+    query.reject_resumable()?;
     state.service.delete(id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -260,15 +296,19 @@ pub async fn delete_object(
 /// E1 `PATCH …/{key}`: extend the expiry deadline.
 pub async fn patch_object(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     path: RawObjectPath,
+    headers: HeaderMap,
     body: Result<Json<MetadataUpdate>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let now = SystemTime::now();
     let id = object_id(&path, None)?;
+    state.access.admit(&id.usecase, &id.scopes, &headers)?;
     let Json(update) = match body {
         Ok(update) => update,
         Err(rejection) => return Ok(rejection.into_response()),
     };
+    auth.authorize(&id.usecase, &id.scopes, Permission::Write)?;
     Ok(
         match state
             .service

@@ -43,7 +43,13 @@ def server_binary() -> Path:
 class StrataServer:
     """One `strata-server run` child on the filesystem backend."""
 
-    def __init__(self, workdir: Path, data_dir: Path | None = None):
+    # The one place the suite sets access control: off unless a test passes `auth_yaml`.
+    AUTH_OFF = "auth:\n  enforce: false\n"
+
+    def __init__(
+        self, workdir: Path, data_dir: Path | None = None, auth_yaml: str = AUTH_OFF
+    ):
+        self.auth_yaml = auth_yaml
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir or workdir / "data"
@@ -75,6 +81,8 @@ class StrataServer:
             f"  path: {self.data_dir}\n"
             "logging:\n"
             "  level: info\n"
+            # Access control is off for the suite; test_auth.py starts its own servers.
+            f"{self.auth_yaml}"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA__")}
         env["STRATA__HTTP__ADDR"] = "127.0.0.1:0"
