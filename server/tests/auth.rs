@@ -630,8 +630,24 @@ async fn killswitches_rate_limits_and_usecase_policy() {
         policy.expiration.manual.allowed = false;
         policy.expiration.ttl.max = Some(std::time::Duration::from_secs(86_400));
         c.usecases.insert(USECASE.into(), policy);
+        c.rate_limits.throughput.global_rps = Some(1000);
     })
     .await;
+    // /keda reports the configured global throughput limit, and only what is set.
+    let keda = h
+        .http
+        .get(h.url("/keda"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        keda.contains("\nobjectstore_throughput_limit 1000\n"),
+        "{keda}"
+    );
+    assert!(!keda.contains("objectstore_bandwidth_limit"), "{keda}");
     let all = ["object.read", "object.write", "object.delete"];
     let tok = |org: &str| {
         h.keys
