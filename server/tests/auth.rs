@@ -753,3 +753,32 @@ async fn start_refuses_bad_keys_and_impossible_limits_naming_the_key() {
     let err = app::start(limits).await.unwrap_err().to_string();
     assert!(err.contains("rate_limits.throughput.scope_pct"), "{err}");
 }
+
+/// Bandwidth is charged while bytes stream: one large upload puts the global bucket in
+/// debt and the next request is refused with 429 until it drains.
+#[tokio::test]
+async fn bandwidth_debt_from_an_upload_refuses_the_next_request() {
+    let h = Harness::start(|c, _| {
+        c.auth = AuthConfig::disabled();
+        c.rate_limits.bandwidth.global_bps = Some(1000);
+        c.rate_limits.bandwidth.burst_ms = 1000;
+    })
+    .await;
+    let big: &'static str = Box::leak("x".repeat(100_000).into_boxed_str());
+    let path = Harness::object_path("1", "big");
+    let (status, _) = h.send(reqwest::Method::PUT, &path, None, big).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = h.send(reqwest::Method::GET, &path, None, "").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Object access is rate limited"
+        )
+    );
+    assert_eq!(
+        h.metric(r#"strata_rate_limited_total{kind="bandwidth_global"}"#),
+        1
+    );
+    h.server.shutdown().await;
+}

@@ -55,14 +55,23 @@ impl Access {
             self.metrics.access.killswitch_hits.inc();
             return Err(AdmissionError::Killswitched.into());
         }
-        self.admission.admit(usecase, scopes).map_err(|kind| {
+        let count = |kind: crate::limits::Limited| {
             self.metrics
                 .access
                 .rate_limited
                 .with_label_values(&[kind.as_str()])
                 .inc();
-            AdmissionError::RateLimited(kind).into()
-        })
+        };
+        match self.admission.admit_reporting(usecase, scopes) {
+            Ok((charge, reported)) => {
+                reported.into_iter().for_each(count);
+                Ok(charge)
+            }
+            Err(kind) => {
+                count(kind);
+                Err(AdmissionError::RateLimited(kind).into())
+            }
+        }
     }
 }
 

@@ -332,6 +332,17 @@ impl Admission {
     /// Admits a request through the rate limits: bandwidth debt first, then a throughput
     /// token from each bucket. Returns the buckets its payload bytes are charged to.
     pub fn admit(&self, usecase: &str, scopes: &Scopes) -> Result<Charge, Limited> {
+        self.admit_reporting(usecase, scopes)
+            .map(|(charge, _)| charge)
+    }
+
+    /// Like [`Admission::admit`], also naming a bandwidth limit that was exceeded but only
+    /// reported (`report_only`), so that it can be counted.
+    pub fn admit_reporting(
+        &self,
+        usecase: &str,
+        scopes: &Scopes,
+    ) -> Result<(Charge, Option<Limited>), Limited> {
         let bw = &self.bandwidth;
         let now = bw.clock.now();
         let mut buckets = Vec::new();
@@ -366,11 +377,12 @@ impl Admission {
             );
         }
         self.throughput.admit(usecase, scopes)?;
-        Ok(if buckets.is_empty() {
+        let charge = if buckets.is_empty() {
             Charge::default()
         } else {
             Charge::new(buckets, bw.clock)
-        })
+        };
+        Ok((charge, refused))
     }
 
     /// Checks an insert's expiration policy against `usecases.<usecase>` (api §8).

@@ -83,8 +83,11 @@ fn bandwidth_debt_refuses_new_requests_unless_report_only() {
         let a = admission(limits, vec![]);
         let charge = a.admit("a", &scopes(&[])).unwrap();
         charge.add(1_000_000); // 1000 s of debt
-        let second = a.admit("a", &scopes(&[]));
+        let second = a.admit_reporting("a", &scopes(&[]));
         assert_eq!(second.is_ok(), report_only);
+        if report_only {
+            assert_eq!(second.as_ref().unwrap().1, Some(Limited::BandwidthGlobal));
+        }
         if !report_only {
             assert_eq!(second.unwrap_err(), Limited::BandwidthGlobal);
         }
