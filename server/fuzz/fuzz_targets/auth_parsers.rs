@@ -25,6 +25,6 @@ fuzz_target!(|data: &[u8]| {
             query: Some(query),
             headers: &headers,
         };
-        assert!(credentials::verify(&keys, head, 1_700_000_000).is_err());
+        assert!(credentials::verify(&keys, None, head, 1_700_000_000).is_err());
     }
 });

@@ -12,6 +12,7 @@ pub const X_OS_AUTH: &str = "x-os-auth";
 /// Finds the credentials of `head` and verifies them against `keys` at `now`.
 pub fn verify(
     keys: &KeyDirectory,
+    cache: Option<&jwt::TokenCache>,
     head: RequestHead<'_>,
     now: i64,
 ) -> Result<Credentials, AuthError> {
@@ -31,7 +32,11 @@ pub fn verify(
         Some(token) => token,
         None => return Err(AuthError::bad("missing_token", "no auth token")),
     };
-    jwt::verify(keys, &token, now).map(Credentials::Token)
+    match cache {
+        Some(cache) => jwt::verify_cached(keys, cache, &token, now),
+        None => jwt::verify(keys, &token, now),
+    }
+    .map(Credentials::Token)
 }
 
 /// The bearer token from `x-os-auth`, else `Authorization` (only when `x-os-auth` is

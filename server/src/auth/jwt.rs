@@ -114,6 +114,29 @@ pub fn verify(keys: &KeyDirectory, token: &str, now: i64) -> Result<Grant, AuthE
     })
 }
 
+/// Verified tokens by their exact text. Keys never change after start, so a token that
+/// verified once verifies again; only `exp` is re-checked on a hit. Clients that reuse a
+/// token (static tokens, pre-minted URLs) skip the signature check after the first use.
+pub type TokenCache = quick_cache::sync::Cache<String, Grant>;
+
+/// [`verify`] through `cache`.
+pub fn verify_cached(
+    keys: &KeyDirectory,
+    cache: &TokenCache,
+    token: &str,
+    now: i64,
+) -> Result<Grant, AuthError> {
+    if let Some(grant) = cache.get(token) {
+        if grant.expires.saturating_add(EXP_LEEWAY_SECS) >= now {
+            return Ok(grant);
+        }
+        return Err(AuthError::unauth("expired", "token has expired"));
+    }
+    let grant = verify(keys, token, now)?;
+    cache.insert(token.to_owned(), grant.clone());
+    Ok(grant)
+}
+
 fn bad_claims(message: impl Into<String>) -> AuthError {
     AuthError::unauth("bad_claims", message)
 }
@@ -173,6 +196,7 @@ pub fn claims(payload: &[u8], now: i64) -> Result<Grant, AuthError> {
         usecase,
         scopes,
         permissions,
+        expires: exp,
     })
 }
 
@@ -209,6 +233,42 @@ mod tests {
             assert_eq!(grant(bad).unwrap_err().status(), 401, "{bad}");
         }
         assert!(grant(r#"{"exp":2000,"res":{"os:usecase":"u"},"permissions":[],"aud":["x","objectstore"],"iss":"relay"}"#).is_ok());
+    }
+
+    #[test]
+    fn cached_tokens_still_expire_and_unverified_ones_are_not_cached() {
+        use crate::auth::keys::Key;
+        use ed25519_dalek::Signer;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let keys = KeyDirectory::from_keys([(
+            "k".to_owned(),
+            Key {
+                versions: vec![signing.verifying_key()],
+                max_permissions: [Permission::Read].into_iter().collect(),
+            },
+        )]);
+        let enc = |v: &str| URL_SAFE_NO_PAD.encode(v);
+        let signed = format!(
+            "{}.{}",
+            enc(r#"{"alg":"EdDSA","kid":"k"}"#),
+            enc(
+                r#"{"exp":1000,"res":{"os:usecase":"u"},"permissions":["object.read","object.write"]}"#
+            )
+        );
+        let token = format!(
+            "{signed}.{}",
+            URL_SAFE_NO_PAD.encode(signing.sign(signed.as_bytes()).to_bytes())
+        );
+        let cache = TokenCache::new(10);
+        let grant = verify_cached(&keys, &cache, &token, 1000).unwrap();
+        assert!(!grant.permissions.contains(Permission::Write));
+        assert_eq!(cache.len(), 1);
+        assert_eq!(verify_cached(&keys, &cache, &token, 1060).unwrap(), grant);
+        let err = verify_cached(&keys, &cache, &token, 1061).unwrap_err();
+        assert_eq!(err.reason(), "expired");
+        let tampered = format!("{token}A");
+        assert!(verify_cached(&keys, &cache, &tampered, 1000).is_err());
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]

@@ -185,6 +185,8 @@ pub struct Grant {
     pub scopes: BTreeMap<String, String>,
     /// Token permissions intersected with the key's `max_permissions`.
     pub permissions: PermissionSet,
+    /// The token's `exp` (Unix seconds).
+    pub expires: i64,
 }
 
 /// The outcome of authentication for one request.
@@ -293,6 +295,9 @@ pub fn check(
     }
 }
 
+/// Verified tokens remembered (bounded; least recently used ones are evicted).
+pub const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
 /// Authenticates requests: the key directory and the enforcement mode, built once.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
@@ -302,6 +307,7 @@ pub struct Authenticator {
 #[derive(Debug)]
 struct AuthInner {
     keys: KeyDirectory,
+    cache: jwt::TokenCache,
     enforce: bool,
     metrics: crate::metrics::Metrics,
 }
@@ -325,6 +331,7 @@ impl Authenticator {
         Ok(Self {
             inner: Arc::new(AuthInner {
                 keys: KeyDirectory::load(config)?,
+                cache: jwt::TokenCache::new(TOKEN_CACHE_ENTRIES),
                 enforce: config.enforce,
                 metrics,
             }),
@@ -347,7 +354,7 @@ impl Authenticator {
             enforce: inner.enforce,
             metrics: Some(inner.metrics.clone()),
         };
-        match credentials::verify(&inner.keys, head, now) {
+        match credentials::verify(&inner.keys, Some(&inner.cache), head, now) {
             Ok(credentials) => Ok(context(credentials)),
             Err(err) => {
                 inner.metrics.record_auth_failure(&err);
