@@ -88,6 +88,9 @@ faults:
   panic_key_prefix: "panic/"
   delay_key_prefix: "slow/"
   delay: 2s
+# The demo runs without access control (no signing keys).
+auth:
+  enforce: false
 YAML
 
 echo "==> starting strata-server (faults: panic/ keys panic, slow/ keys sleep 2s)"

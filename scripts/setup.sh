@@ -34,7 +34,7 @@ command -v python3 >/dev/null || problems+=("python3 is required")
 python3 -m pip --version >/dev/null 2>&1 || problems+=("pip for python3 is required (apt-get install python3-pip)")
 
 need_apt=()
-for tool in buildah podman runc promtool prometheus chromium chromedriver unzip curl; do
+for tool in buildah podman runc promtool prometheus chromium chromedriver unzip curl openssl; do
   command -v "$tool" >/dev/null 2>&1 && continue
   case "$tool" in
     promtool) need_apt+=(prometheus) ;;

@@ -214,6 +214,7 @@ run_server() { # run_server NAME DATA_DIR [podman run args...]
     -v "$data:/var/lib/strata" \
     -e "STRATA__HTTP__ADDR=127.0.0.1:$PORT" \
     -e "STRATA__HTTP__SHUTDOWN_TIMEOUT=${SHUTDOWN_TIMEOUT}s" \
+    -e "STRATA__AUTH__ENFORCE=false" \
     "$@" "$SERVER"
 }
 start_server() {
@@ -323,7 +324,7 @@ refuses_unwritable_volume() {
   local ro="$TMP/not-writable" out code
   mkdir -p "$ro" && chown 0:0 "$ro" && chmod 0755 "$ro"
   out="$(timeout 60 "${PODMAN[@]}" run --name refused "${RUN_OPTS[@]}" -v "$ro:/var/lib/strata" \
-    -e "STRATA__HTTP__ADDR=127.0.0.1:$(free_port)" "$SERVER" 2>&1)"
+    -e "STRATA__HTTP__ADDR=127.0.0.1:$(free_port)" -e "STRATA__AUTH__ENFORCE=false" "$SERVER" 2>&1)"
   code=$?
   echo "$out"; echo "exit status $code"
   ((code != 0 && code != 124)) || { echo "it did not refuse"; return 1; }

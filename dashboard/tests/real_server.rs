@@ -21,6 +21,8 @@ service:
   queue_depth: 0
 storage:
   type: memory
+auth:
+  enforce: false
 faults:
   panic_key_prefix: "panic/"
   delay_key_prefix: "slow/"

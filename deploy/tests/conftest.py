@@ -40,6 +40,8 @@ class Server:
             "  type: memory\n"
             "faults:\n"
             f'  panic_key_prefix: "{PANIC_PREFIX}"\n'
+            "auth:\n"
+            "  enforce: false\n"
         )
         self.log = tmp / "strata-server.log"
         self.proc = subprocess.Popen(

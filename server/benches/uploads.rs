@@ -37,6 +37,7 @@ impl Bench {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
+        config.auth = strata_server::config::AuthConfig::disabled();
         config.http.addr = "127.0.0.1:0".parse().unwrap();
         config.http.drain_file = dir.path().join("strata.down");
         config.storage = StorageConfig::Filesystem {

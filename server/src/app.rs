@@ -28,6 +28,12 @@ pub enum StartError {
     /// The storage backend could not be opened.
     #[error("cannot open storage: {0}")]
     Storage(#[from] BackendError),
+    /// A key file is missing or not an Ed25519 public key, or enforcement has no keys.
+    #[error("cannot start access control: {0}")]
+    Auth(#[from] crate::auth::KeyError),
+    /// A rate limit, killswitch or usecase policy cannot be enforced.
+    #[error("invalid access policy: {0}")]
+    Limits(#[from] crate::limits::LimitsConfigError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -52,6 +58,18 @@ pub struct RunningServer {
 /// Binds the listener and starts serving in the background.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let metrics = Metrics::new();
+    // Keys and limits are parsed once, before anything is opened or bound.
+    let access = http::auth::Access::new(
+        crate::auth::Authenticator::new(&config.auth, metrics.clone())?,
+        crate::limits::Admission::new(&config.rate_limits, &config.killswitches, &config.usecases)?,
+        metrics.clone(),
+    );
+    if !config.auth.enforce {
+        tracing::warn!(
+            keys = config.auth.keys.len(),
+            "auth.enforce is false: access control is off (failures are only logged and counted)"
+        );
+    }
     let backend = backend::from_config(&config, &metrics).await?;
     let service = StorageService::new(backend, &config.service, metrics.clone());
     let sweeper = service.start_sweeper(SWEEP_INTERVAL);
@@ -62,6 +80,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         metrics: metrics.clone(),
         drain_file: config.http.drain_file.clone(),
         draining: draining.clone(),
+        access,
     };
     let app = http::router(state, config.http.max_requests);
 

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub use strata_types::access::*;
 pub use strata_types::config::*;
 
 /// Loads `file` (or defaults when `None`) and applies `STRATA__…` overrides from `env`.
@@ -129,15 +130,65 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strata.yaml");
         std::fs::write(&path, yaml).unwrap();
+        // Access control is off in these tests unless a test turns it on.
+        let env = [("STRATA__AUTH__ENFORCE", "false")].iter().chain(env);
         load(
             Some(&path),
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            env.map(|(k, v)| (k.to_string(), v.to_string())),
         )
     }
 
     #[test]
-    fn empty_file_gives_defaults() {
-        assert_eq!(load_str("", &[]).unwrap(), Config::default());
+    fn empty_file_gives_defaults_with_access_control_off() {
+        let expected = Config {
+            auth: strata_types::access::AuthConfig::disabled(),
+            ..Config::default()
+        };
+        assert_eq!(load_str("", &[]).unwrap(), expected);
+    }
+
+    #[test]
+    fn enforced_auth_without_keys_refuses_with_a_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.yaml");
+        std::fs::write(&path, "auth:\n  enforce: true\n").unwrap();
+        let err = load(Some(&path), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("auth.keys"), "{err}");
+        assert!(err.contains("enforce: false"), "{err}");
+        let err = load(None, Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("auth.enforce is true"), "{err}");
+    }
+
+    #[test]
+    fn access_sections_use_upstream_names() {
+        let c = load_str(
+            "auth:\n  enforce: false\n  keys:\n    relay: {key_files: [/k.pem], max_permissions: [object.read]}\n\
+             rate_limits:\n  throughput: {global_rps: 10, burst: 5, usecase_pct: 50, rules: [{usecase: a, scopes: [[org, '1']], rps: 2}]}\n\
+             \x20 bandwidth: {global_bps: 1000, report_only: true}\n\
+             killswitches: [{usecase: a, scopes: {org: '1'}, service: 'relay-*'}]\n\
+             usecases:\n  a: {expiration: {manual: {allowed: false}, ttl: {allowed: true, max: 1d}}}\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.auth.keys["relay"].max_permissions,
+            vec![strata_types::access::Permission::Read]
+        );
+        assert_eq!(c.rate_limits.throughput.rules[0].scopes[0].1, "1");
+        assert!(c.rate_limits.bandwidth.report_only);
+        assert_eq!(c.killswitches[0].service.as_deref(), Some("relay-*"));
+        assert!(!c.usecases["a"].expiration.manual.allowed);
+        assert_eq!(Config::from_yaml_str(&c.to_yaml()).unwrap(), c);
+        assert!(load_str(
+            "auth:\n  keys:\n    k: {key_files: [], max_permission: []}\n",
+            &[]
+        )
+        .is_err());
+        assert!(load_str(
+            "usecases:\n  a: {expiration: {ttl: {allowed: true, maximum: 1d}}}\n",
+            &[]
+        )
+        .is_err());
     }
 
     #[test]
@@ -200,6 +251,7 @@ mod tests {
     fn round_trips_through_yaml() {
         let mut c = Config {
             storage: StorageConfig::Memory {},
+            auth: strata_types::access::AuthConfig::disabled(),
             ..Config::default()
         };
         c.faults.panic_key_prefix = Some("boom/".into());

@@ -2,9 +2,11 @@
 //! two-tier-limited storage operations.
 
 pub mod app;
+pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod object;
 pub mod service;

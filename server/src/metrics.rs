@@ -11,6 +11,11 @@ use prometheus::{
     TextEncoder,
 };
 
+#[path = "metrics_access.rs"]
+pub mod access;
+
+pub use access::AccessMetrics;
+
 pub use strata_types::metrics::{names, Operation, Outcome, RejectReason};
 
 /// The filesystem backend's own metrics (`strata_storage_*`), updated where things
@@ -172,6 +177,8 @@ pub struct MetricSet {
     pub requests_admitted: IntCounter,
     /// The filesystem backend's metrics.
     pub storage: StorageMetrics,
+    /// Auth failures, rate limiting, killswitches.
+    pub access: AccessMetrics,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -262,6 +269,7 @@ impl Metrics {
             ),
             requests_admitted: IntCounter::new("requests_admitted", "unregistered").expect("valid"),
             storage: StorageMetrics::new(Some(&registry)),
+            access: AccessMetrics::new(&registry),
             registry,
         };
 
@@ -382,7 +390,13 @@ impl Metrics {
             "Storage task limit.",
             self.tasks_limit.get(),
         );
+        out.push_str(&self.access.keda_lines());
         out
+    }
+
+    /// Counts one auth failure (`strata_auth_failures_total`).
+    pub fn record_auth_failure(&self, err: &crate::auth::AuthError) {
+        self.access.auth_failure(err);
     }
 }
 

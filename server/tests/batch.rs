@@ -28,6 +28,7 @@ impl Harness {
     async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::default();
+        config.auth = strata_server::config::AuthConfig::disabled();
         config.http.addr = "127.0.0.1:0".parse().expect("address");
         config.http.drain_file = dir.path().join("strata.down");
         config.storage = StorageConfig::Filesystem {

@@ -17,9 +17,10 @@ fn strata(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("strata-server runs")
 }
 
+/// Writes a config file; access control is off (`auth: {enforce: false}`) in this suite.
 fn write_config(dir: &Path, yaml: &str) -> String {
     let path = dir.join("strata.yaml");
-    std::fs::write(&path, yaml).unwrap();
+    std::fs::write(&path, format!("auth:\n  enforce: false\n{yaml}")).unwrap();
     path.display().to_string()
 }
 

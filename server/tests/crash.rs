@@ -39,7 +39,7 @@ impl ServerProcess {
         std::fs::write(
             &config,
             format!(
-                "http:\n  addr: 127.0.0.1:0\n  drain_file: {}\nstorage:\n  type: filesystem\n  path: {}\nlogging:\n  level: warn\n",
+                "http:\n  addr: 127.0.0.1:0\n  drain_file: {}\nstorage:\n  type: filesystem\n  path: {}\nlogging:\n  level: warn\nauth:\n  enforce: false\n",
                 work.join("strata.down").display(),
                 data.display()
             ),

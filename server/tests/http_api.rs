@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use strata_server::app::{self, RunningServer};
+use strata_server::auth::AuthConfig;
 use strata_server::config::{Config, StorageConfig};
 use strata_server::object::expiration::parse_timestamp;
 use tempfile::TempDir;
@@ -109,7 +110,11 @@ impl Harness {
     /// Starts a server after `adjust` has changed the test configuration.
     async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::default();
+        let mut config = Config {
+            // The auth suite (tests/auth.rs) turns access control on; here it is off.
+            auth: AuthConfig::disabled(),
+            ..Config::default()
+        };
         config.http.addr = "127.0.0.1:0".parse().expect("address");
         config.http.drain_file = dir.path().join("strata.down");
         config.storage = StorageConfig::Filesystem {

@@ -11,6 +11,7 @@ use strata_server::config::{Config, StorageConfig};
 async fn start(adjust: impl FnOnce(&mut Config)) -> (RunningServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
+    config.auth = strata_server::config::AuthConfig::disabled();
     config.http.addr = "127.0.0.1:0".parse().unwrap();
     config.http.drain_file = dir.path().join("strata.down");
     config.storage = StorageConfig::Memory {};

@@ -351,9 +351,19 @@ async fn a_backend_without_staging_answers_501_for_resumable_and_multipart() {
     let dir = tempfile::tempdir().unwrap();
     let state = strata_server::http::AppState {
         service,
-        metrics,
+        metrics: metrics.clone(),
         drain_file: dir.path().join("down"),
         draining: Default::default(),
+        access: strata_server::http::auth::Access::new(
+            strata_server::auth::Authenticator::new(
+                &strata_server::config::AuthConfig::disabled(),
+                metrics.clone(),
+            )
+            .unwrap(),
+            strata_server::limits::Admission::new(&Default::default(), &[], &Default::default())
+                .unwrap(),
+            metrics.clone(),
+        ),
     };
     let app = strata_server::http::router(state, 100);
     for (method, uri) in [

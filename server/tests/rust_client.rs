@@ -51,7 +51,11 @@ fn pair_mode() -> bool {
 impl Harness {
     async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::default();
+        let mut config = Config {
+            // Access control is off here; tests/auth.rs signs with TokenGenerator.
+            auth: strata_server::auth::AuthConfig::disabled(),
+            ..Config::default()
+        };
         config.http.addr = "127.0.0.1:0".parse().expect("address");
         config.http.drain_file = dir.path().join("strata.down");
         config.storage = StorageConfig::Filesystem {

@@ -122,7 +122,10 @@ async fn at_capacity_rejects_and_counts() {
 }
 
 async fn start(max_concurrency: usize, max_requests: usize) -> RunningServer {
-    let mut config = Config::default();
+    let mut config = Config {
+        auth: strata_server::auth::AuthConfig::disabled(),
+        ..Config::default()
+    };
     config.http.addr = "127.0.0.1:0".parse().unwrap();
     config.http.max_requests = max_requests;
     config.http.drain_file =

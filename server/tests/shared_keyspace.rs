@@ -118,7 +118,7 @@ fn tiered_yaml(bigtable: &str, s3: &str, bucket: &str, create_table: bool) -> St
         "never-created"
     };
     format!(
-        "storage:\n  type: tiered\n  high_volume: {{type: bigtable, endpoint: '{bigtable}', project_id: test, instance_name: test, table_name: {table}, create_table: {create_table}}}\n  long_term: {{type: s3compatible, endpoint: 'http://{s3}', bucket: {bucket}}}\n"
+        "auth:\n  enforce: false\nstorage:\n  type: tiered\n  high_volume: {{type: bigtable, endpoint: '{bigtable}', project_id: test, instance_name: test, table_name: {table}, create_table: {create_table}}}\n  long_term: {{type: s3compatible, endpoint: 'http://{s3}', bucket: {bucket}}}\n"
     )
 }
 

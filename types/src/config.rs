@@ -28,6 +28,14 @@ pub struct Config {
     pub faults: FaultsConfig,
     /// Log verbosity and format.
     pub logging: LoggingConfig,
+    /// Access control: token and pre-signed URL verification (api §6.5).
+    pub auth: crate::access::AuthConfig,
+    /// Throughput and bandwidth limits (api §8).
+    pub rate_limits: crate::access::RateLimitsConfig,
+    /// Requests matching any of these get 403 (api §8).
+    pub killswitches: Vec<crate::access::KillswitchConfig>,
+    /// Per-usecase policy; usecases not listed are unrestricted (api §8).
+    pub usecases: std::collections::BTreeMap<String, crate::access::UsecaseConfig>,
 }
 
 /// HTTP listener settings and the web-tier in-flight limit.
@@ -268,6 +276,11 @@ impl Config {
                 "service.bulk_percent must be within 1..=100, got {}",
                 s.bulk_percent
             )));
+        }
+        if self.auth.enforce && self.auth.keys.is_empty() {
+            return Err(ConfigError::Semantic(
+                crate::access::ENFORCED_WITHOUT_KEYS.to_owned(),
+            ));
         }
         if s.upload_max_age.is_zero() {
             return Err(ConfigError::Semantic(

@@ -101,6 +101,9 @@ pub fn server_config(spec: &StorageServiceSpec) -> Result<Config, RenderError> {
     config.storage = storage;
     config.faults = faults;
     config.logging = logging;
+    // The CRD has no `auth` field yet: say explicitly that access control is off (the
+    // server refuses to start with enforcement on and no keys).
+    config.auth = strata_types::access::AuthConfig::disabled();
     config
         .validate()
         .map_err(|e| RenderError::ServerConfig(e.to_string()))?;

@@ -4,7 +4,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::range::RangeError;
+use crate::auth::AuthError;
 use crate::backend::BackendError;
+use crate::limits::{AdmissionError, PolicyError};
 use crate::object::id::PathError;
 use crate::object::metadata::MetadataError;
 use crate::service::ServiceError;
@@ -38,6 +40,15 @@ pub enum ApiError {
     /// A feature the server does not implement (yet) for this route (501 JSON).
     #[error("service error: not implemented")]
     NotImplemented,
+    /// Authentication or authorization failed (400/401/403 JSON).
+    #[error("auth error: {0}")]
+    Auth(#[from] AuthError),
+    /// A killswitch (403 text) or a rate limit (429 text) refused the request.
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
+    /// The insert's expiration policy is not allowed for its usecase (400 JSON).
+    #[error("client error: use case policy violation")]
+    Policy(#[from] PolicyError),
     /// The storage service failed or refused.
     #[error(transparent)]
     Service(#[from] ServiceError),
@@ -107,6 +118,22 @@ impl IntoResponse for ApiError {
             ApiError::NotImplemented => {
                 json_error(StatusCode::NOT_IMPLEMENTED, self.to_string(), Vec::new())
             }
+            ApiError::Auth(err) => {
+                let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+                json_error(status, self.to_string(), vec![err.to_string()])
+            }
+            ApiError::Admission(err) => {
+                let status = match err {
+                    AdmissionError::Killswitched => StatusCode::FORBIDDEN,
+                    AdmissionError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+                };
+                plain(status, err.to_string())
+            }
+            ApiError::Policy(err) => json_error(
+                StatusCode::BAD_REQUEST,
+                self.to_string(),
+                vec![err.to_string()],
+            ),
             ApiError::Service(err) => service_error(err),
         }
     }

@@ -15,6 +15,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::metrics::Metrics;
 use crate::service::StorageService;
 
+pub mod auth;
 pub mod batch;
 pub mod error;
 pub mod extract;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub drain_file: PathBuf,
     /// Set when shutdown begins.
     pub draining: Arc<AtomicBool>,
+    /// Access control: authentication, killswitches, rate limits, usecase policy.
+    pub access: auth::Access,
 }
 
 impl AppState {

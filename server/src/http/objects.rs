@@ -11,28 +11,39 @@ use axum::Json;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
+use super::auth::Auth;
 use super::error::ApiError;
-use super::extract::{NewObjectPath, ObjectPath, ObjectQuery, RangeHeader, RequestTime};
+use super::extract::{NewObjectPath, ObjectPath, ObjectQuery, RequestTime};
+use super::range::parse_range;
 use super::resumable::{self, Intent};
 use super::AppState;
+use crate::auth::Permission;
 use crate::backend::{Payload, PayloadStream};
 use crate::http::patch::MetadataUpdate;
+use crate::limits::bandwidth::Charge;
 use crate::metrics::Metrics;
 use crate::object::{Metadata, ObjectId};
 use crate::service::ExtendOutcome;
 
-/// Turns the request body into a payload stream that meters incoming bytes.
-fn payload(body: Body, metrics: Metrics) -> PayloadStream {
+/// Turns the request body into a payload stream that meters incoming bytes and
+/// charges them to the request's bandwidth buckets.
+fn payload(body: Body, metrics: Metrics, charge: Charge) -> PayloadStream {
     body.into_data_stream()
         .map_err(std::io::Error::other)
-        .inspect_ok(move |chunk: &Bytes| metrics.add_bytes(true, chunk.len() as u64))
+        .inspect_ok(move |chunk: &Bytes| {
+            metrics.add_bytes(true, chunk.len() as u64);
+            charge.add(chunk.len() as u64);
+        })
         .boxed()
 }
 
-/// Shared by O1 and O2, in the documented order: path, query (both extracted), then
-/// metadata, then storage.
+/// Shared by O1 and O2, in the documented order (api §5.3): auth, path (both
+/// extracted), killswitch and rate limits, query, metadata, usecase policy, permission,
+/// then storage. Resumable creates and chunks are admitted and authorized as writes.
+#[allow(clippy::too_many_arguments)]
 async fn insert(
     state: AppState,
+    Auth(auth): Auth,
     id: ObjectId,
     query: ObjectQuery,
     RequestTime(now): RequestTime,
@@ -40,16 +51,28 @@ async fn insert(
     body: Body,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
+    let charge = state.access.admit(&id.usecase, &id.scopes, &headers)?;
     match query.intent()? {
-        Intent::Create => return resumable::create(&state, id, &headers, body).await,
-        Intent::Session(token) => return resumable::chunk(&state, id, token, &headers, body).await,
+        Intent::Create => {
+            auth.authorize(&id.usecase, &id.scopes, Permission::Write)?;
+            return resumable::create(&state, id, &headers, body).await;
+        }
+        Intent::Session(token) => {
+            auth.authorize(&id.usecase, &id.scopes, Permission::Write)?;
+            return resumable::chunk(&state, id, token, &headers, body).await;
+        }
         Intent::Plain => {}
     }
     let metadata = Metadata::from_headers(&headers, now)?;
+    state
+        .access
+        .admission
+        .check_policy(&id.usecase, &metadata.expiration)?;
+    auth.authorize(&id.usecase, &id.scopes, Permission::Write)?;
     let key = id.key.clone();
     state
         .service
-        .insert(id, metadata, payload(body, state.metrics.clone()))
+        .insert(id, metadata, payload(body, state.metrics.clone(), charge))
         .await?;
     Ok((status, Json(serde_json::json!({ "key": key }))).into_response())
 }
@@ -57,25 +80,37 @@ async fn insert(
 /// O1 `POST /v1/objects/{usecase}/{scopes}[/]`: insert under a generated UUIDv4 key (201).
 pub async fn post_object(
     State(state): State<AppState>,
+    auth: Auth,
     NewObjectPath(id): NewObjectPath,
     query: ObjectQuery,
     now: RequestTime,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    insert(state, id, query, now, headers, body, StatusCode::CREATED).await
+    insert(
+        state,
+        auth,
+        id,
+        query,
+        now,
+        headers,
+        body,
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 /// O2 `PUT …/{key}`: create or overwrite (200).
 pub async fn put_object(
     State(state): State<AppState>,
+    auth: Auth,
     ObjectPath(id): ObjectPath,
     query: ObjectQuery,
     now: RequestTime,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    insert(state, id, query, now, headers, body, StatusCode::OK).await
+    insert(state, auth, id, query, now, headers, body, StatusCode::OK).await
 }
 
 fn metadata_headers(metadata: &Metadata) -> HeaderMap {
@@ -88,17 +123,28 @@ fn metadata_headers(metadata: &Metadata) -> HeaderMap {
 /// O3 `GET …/{key}` with optional `Range`.
 pub async fn get_object(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     ObjectPath(id): ObjectPath,
-    RangeHeader(range): RangeHeader,
     RequestTime(now): RequestTime,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let charge = state.access.admit(&id.usecase, &id.scopes, &headers)?;
+    let range = match headers.get(header::RANGE) {
+        Some(value) => parse_range(value)?,
+        None => None,
+    };
+    auth.authorize(&id.usecase, &id.scopes, Permission::Read)?;
     let Some(object) = state.service.get(id, now).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
     let total = object.metadata.size.unwrap_or(0);
     let mut response_headers = metadata_headers(&object.metadata);
     let metrics = state.metrics.clone();
-    let meter = move |chunk: &Bytes| metrics.add_bytes(false, chunk.len() as u64);
+    let meter_charge = charge.clone();
+    let meter = move |chunk: &Bytes| {
+        metrics.add_bytes(false, chunk.len() as u64);
+        meter_charge.add(chunk.len() as u64);
+    };
 
     let Some(range) = range else {
         response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
@@ -106,6 +152,7 @@ pub async fn get_object(
             // Complete in memory: one body, sent with the head.
             Payload::Bytes(bytes) => {
                 state.metrics.add_bytes(false, bytes.len() as u64);
+                charge.add(bytes.len() as u64);
                 Body::from(bytes)
             }
             payload => Body::from_stream(payload.into_stream().inspect_ok(meter)),
@@ -142,9 +189,15 @@ pub async fn get_object(
 /// O4 `HEAD …/{key}`: metadata only, with `content-length` of the stored object.
 pub async fn head_object(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     ObjectPath(id): ObjectPath,
     RequestTime(now): RequestTime,
+    request_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    state
+        .access
+        .admit(&id.usecase, &id.scopes, &request_headers)?;
+    auth.authorize(&id.usecase, &id.scopes, Permission::Read)?;
     let Some(metadata) = state.service.head(id, now).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
@@ -158,9 +211,13 @@ pub async fn head_object(
 /// O5 `DELETE …/{key}`: 204 whether or not the object existed.
 pub async fn delete_object(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     ObjectPath(id): ObjectPath,
     query: ObjectQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    state.access.admit(&id.usecase, &id.scopes, &headers)?;
+    auth.authorize(&id.usecase, &id.scopes, Permission::Delete)?;
     match query.intent()? {
         Intent::Session(token) => return resumable::cancel(&state, id, token).await,
         Intent::Create => {
@@ -177,14 +234,18 @@ pub async fn delete_object(
 /// E1 `PATCH …/{key}`: extend the expiry deadline.
 pub async fn patch_object(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     ObjectPath(id): ObjectPath,
     RequestTime(now): RequestTime,
+    headers: HeaderMap,
     body: Result<Json<MetadataUpdate>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
+    state.access.admit(&id.usecase, &id.scopes, &headers)?;
     let Json(update) = match body {
         Ok(update) => update,
         Err(rejection) => return Ok(rejection.into_response()),
     };
+    auth.authorize(&id.usecase, &id.scopes, Permission::Write)?;
     Ok(
         match state
             .service

@@ -55,15 +55,20 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "strata-test-access-key", "AWS_SECRET_ACCESS_KEY"
 class StrataServer:
     """One `strata-server run` child on the filesystem backend (or `storage_yaml`)."""
 
+    # The one place the suite sets access control: off unless a test passes `auth_yaml`.
+    AUTH_OFF = "auth:\n  enforce: false\n"
+
     def __init__(
         self,
         workdir: Path,
         data_dir: Path | None = None,
         storage_yaml: str | None = None,
         extra_env: dict[str, str] | None = None,
+        auth_yaml: str = AUTH_OFF,
     ):
         self.storage_yaml = storage_yaml
         self.extra_env = extra_env or {}
+        self.auth_yaml = auth_yaml
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir or workdir / "data"
@@ -93,6 +98,8 @@ class StrataServer:
             + (self.storage_yaml or f"storage:\n  type: filesystem\n  path: {self.data_dir}\n")
             + "logging:\n"
             "  level: info\n"
+            # Access control is off for the suite; test_auth.py starts its own servers.
+            f"{self.auth_yaml}"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA__")}
         env["STRATA__HTTP__ADDR"] = "127.0.0.1:0"

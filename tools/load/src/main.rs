@@ -126,7 +126,10 @@ mod tests {
 
     async fn server() -> (strata_server::app::RunningServer, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::default();
+        let mut config = Config {
+            auth: strata_server::auth::AuthConfig::disabled(),
+            ..Config::default()
+        };
         config.http.addr = "127.0.0.1:0".parse().expect("address");
         config.http.drain_file = dir.path().join("down");
         config.storage = StorageConfig::Memory {};
