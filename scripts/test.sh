@@ -58,7 +58,7 @@ step "python client tests"
 python3 -m pytest -q server/tests/python
 
 step "client suites against two servers sharing one keyspace (Bigtable emulator + S3)"
-STRATA_TEST_PAIR=1 cargo nextest run -p strata-server --locked --test rust_client
+STRATA_TEST_PAIR=1 cargo nextest run --workspace --locked -E "binary(rust_client)"
 STRATA_TEST_PAIR=1 python3 -m pytest -q server/tests/python
 
 if [ -f scripts/test-packaging.sh ]; then

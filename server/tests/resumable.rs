@@ -17,6 +17,7 @@ use tempfile::TempDir;
 
 async fn start(dir: &TempDir) -> RunningServer {
     let mut config = Config::default();
+    config.auth = strata_server::config::AuthConfig::disabled();
     config.http.addr = "127.0.0.1:0".parse().expect("address");
     config.http.drain_file = dir.path().join("strata.down");
     config.storage = StorageConfig::Filesystem {

@@ -13,7 +13,13 @@ import zstandard
 from objectstore_client import Session
 from objectstore_client.multipart import CompletePart, MultipartCompleteError
 
-from conftest import Raw
+from conftest import PAIR, Raw
+
+# Uploads are staged on the server's own disk, which the shared (tiered) pair does not
+# have: it answers 501 until multipart lands on s3compatible/tiered (issue #13 notes).
+pytestmark = pytest.mark.skipif(
+    PAIR, reason="multipart/resumable uploads are not implemented on shared storage yet"
+)
 
 
 def mp_path(kind: str, org: int, key: str) -> str:
