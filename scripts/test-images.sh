@@ -185,7 +185,10 @@ size_of() {
   bytes="$("${PODMAN[@]}" image inspect -f '{{.Size}}' "$img")"
   printf '%-18s %6.1f MiB  (%s bytes; archive %s)\n' "$name" "$(awk -v b="$bytes" 'BEGIN { print b / 1048576 }')" \
     "$bytes" "$(du -h "$TMP/archives/$name-$VERSION.oci.tar" | cut -f1)" | tee -a "$SIZES"
-  if [[ "$name" == strata-server ]] && ((bytes >= 30 * 1024 * 1024)); then
+  # The size goal is for what users run (release); CI's dev-profile images carry line
+  # tables and unoptimised code, so their sizes are only recorded.
+  if [[ "${STRATA_IMAGE_PROFILE:-release}" == release && "$name" == strata-server ]] &&
+    ((bytes >= 30 * 1024 * 1024)); then
     echo "strata-server image is $bytes bytes, over 30 MiB"; return 1
   fi
 }
@@ -194,7 +197,7 @@ for name in $STRATA_IMAGES; do
   step "$name: binary version equals the version label" version_matches_label "$name"
   step "$name: only the binary, its shared libraries and /etc/{passwd,group,nsswitch.conf}" file_list "$name"
   step "$name: has no /bin/sh" no_shell "$name"
-  step "$name: size recorded (server under 30 MiB)" size_of "$name"
+  step "$name: size recorded (release server under 30 MiB)" size_of "$name"
 done
 echo "---- image sizes (profile ${STRATA_IMAGE_PROFILE:-release})"
 cat "$SIZES"
