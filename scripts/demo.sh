@@ -96,21 +96,13 @@ YAML
 echo "==> starting strata-server (faults: panic/ keys panic, slow/ keys sleep 2s)"
 "$STRATA_BIN_DIR/strata-server" run --config "$WORK/server.yaml" >"$LOGS/server.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 1 100); do
-  curl -fsS "$SERVER_URL/health" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fsS "$SERVER_URL/health" >/dev/null || { echo "strata-server did not start; log:"; cat "$LOGS/server.log"; exit 1; }
+strata_wait_for_url "$SERVER_URL/health" || { echo "strata-server did not start; log:"; cat "$LOGS/server.log"; exit 1; }
 
 echo "==> starting strata-dashboard"
 "$STRATA_BIN_DIR/strata-dashboard" --listen "127.0.0.1:${DASH_PORT}" \
   --target "local=${SERVER_URL}" --scrape-interval 2s --refresh 2s >"$LOGS/dashboard.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 1 100); do
-  curl -fsS "$DASH_URL/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fsS "$DASH_URL/healthz" >/dev/null || { echo "strata-dashboard did not start; log:"; cat "$LOGS/dashboard.log"; exit 1; }
+strata_wait_for_url "$DASH_URL/healthz" || { echo "strata-dashboard did not start; log:"; cat "$LOGS/dashboard.log"; exit 1; }
 
 # A little load: normal traffic every ~0.5 s, a panic every 10 s, a burst of slow requests
 # (more than max_concurrency) every 15 s.

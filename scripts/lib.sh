@@ -53,3 +53,12 @@ strata_require_free_ports() {
     fi
   done
 }
+
+# strata_wait_for_url URL: polls URL (up to 10 s) until it answers 2xx; false if it never does.
+strata_wait_for_url() {
+  for _ in $(seq 1 100); do
+    curl -fsS "$1" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}

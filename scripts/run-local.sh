@@ -35,10 +35,8 @@ pids+=($!)
   --target "local=http://127.0.0.1:${STRATA_SERVER_PORT}" &
 pids+=($!)
 
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:${STRATA_SERVER_PORT}/health" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+strata_wait_for_url "http://127.0.0.1:${STRATA_SERVER_PORT}/health" ||
+  echo "strata-server does not answer yet on port ${STRATA_SERVER_PORT}" >&2
 echo
 echo "strata-server: http://127.0.0.1:${STRATA_SERVER_PORT}  (data in $(pwd)/data)"
 echo "dashboard:     http://127.0.0.1:${STRATA_DASHBOARD_PORT}"

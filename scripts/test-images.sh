@@ -51,28 +51,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-failed=0
-failures=()
-# step NAME COMMAND...: one check; its output is shown only when it fails.
-step() {
-  local name="$1"; shift
-  local log="$TMP/step-$((passed + failed)).log"
-  if "$@" >"$log" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok   - $name"
-  else
-    failed=$((failed + 1))
-    failures+=("$name")
-    echo "FAIL - $name"
-    sed 's/^/       /' "$log" | tail -n 60
-  fi
-}
+# shellcheck source=checks.sh
+source scripts/checks.sh
 finish() {
-  echo
-  ((failed)) && printf 'failed: %s\n' "${failures[@]}"
-  echo "images: $passed passed, $failed failed"
-  ((failed == 0))
+  checks_summary images
   exit
 }
 

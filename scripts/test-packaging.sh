@@ -28,24 +28,8 @@ KUBECTL="$ROOT/tools/kubectl/kubectl"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
-passed=0
-failed=0
-failures=()
-
-# step NAME COMMAND...: runs one check, output to a log shown only on failure.
-step() {
-  local name="$1"; shift
-  local log="$TMP/step-$((passed + failed)).log"
-  if "$@" >"$log" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok   - $name"
-  else
-    failed=$((failed + 1))
-    failures+=("$name")
-    echo "FAIL - $name"
-    sed 's/^/       /' "$log" | tail -n 60
-  fi
-}
+# shellcheck source=checks.sh
+source scripts/checks.sh
 
 need() {
   for tool in "$@"; do
@@ -156,9 +140,4 @@ else
   echo "ok   - pytest deploy/tests ($py_passed tests)"
 fi
 
-echo
-if ((failed)); then
-  printf 'failed: %s\n' "${failures[@]}"
-fi
-echo "packaging: $passed passed, $failed failed"
-((failed == 0))
+checks_summary packaging

@@ -20,19 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-failed=0
-failures=()
-step() {
-  local name="$1"; shift
-  local log="$TMP/step-$((passed + failed)).log"
-  if "$@" >"$log" 2>&1; then
-    passed=$((passed + 1)); echo "ok   - $name"
-  else
-    failed=$((failed + 1)); failures+=("$name"); echo "FAIL - $name"
-    sed 's/^/       /' "$log" | tail -n 40
-  fi
-}
+# shellcheck source=checks.sh
+source scripts/checks.sh
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -103,7 +92,4 @@ backtrace_when_asked() {
 }
 step "demo.sh: STRATA_DEMO_BACKTRACE=1 prints the backtraces" backtrace_when_asked
 
-echo
-((failed)) && printf 'failed: %s\n' "${failures[@]}"
-echo "scripts: $passed passed, $failed failed"
-((failed == 0))
+checks_summary scripts

@@ -1,6 +1,10 @@
 //! One scrape cycle over 1,000 targets against a local fake `/metrics` endpoint serving the
 //! real server's full metrics text: bounded concurrency (64), and the cycle must finish well
 //! within the default 5 s interval.
+//!
+//! The text is `benches/fixtures/server-metrics.txt`, captured from a real `strata-server`
+//! (see `benches/fixtures/README.md`), so the bench parses exactly what a pod serves
+//! without linking the server crate.
 
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]
@@ -23,17 +27,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     // What a real strata-server exports (every label set pre-registered), plus some traffic.
-    let m = strata_server::metrics::Metrics::new();
-    m.tasks_limit.set(64);
-    m.http_limit.set(1000);
-    for i in 0..50 {
-        m.record_operation(
-            strata_server::metrics::Operation::Get,
-            strata_server::metrics::Outcome::Ok,
-            Some(0.001 * i as f64),
-        );
-    }
-    let body: Arc<str> = m.encode().into();
+    let body: Arc<str> = include_str!("fixtures/server-metrics.txt").into();
     let addr = rt.block_on(async {
         let body = body.clone();
         let app = Router::new().route(

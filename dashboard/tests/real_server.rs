@@ -1,18 +1,55 @@
-//! Against a real strata-server (started in process) with fault injection: panics on
-//! `panic/` keys and 429s from saturating `slow/` keys appear on the dashboard; a stopped
-//! server shows as unreachable.
+//! Against a real `strata-server` process with fault injection: panics on `panic/` keys
+//! and 429s from saturating `slow/` keys appear on the dashboard; a killed server shows
+//! as unreachable.
+//!
+//! The server binary is `STRATA_SERVER_BIN` (exported by `scripts/test.sh`), else the
+//! `strata-server` beside this test's target directory (`cargo build -p strata-server`);
+//! without either the test says SKIPPED and returns.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{eventually, fast_settings, get, strip_tags, wait_for_text};
 use strata_dashboard::collector::Source;
-use strata_server::config::Config;
 
-async fn start_server(drain_dir: &std::path::Path) -> strata_server::app::RunningServer {
-    let yaml = format!(
-        r#"
+/// The `strata-server` binary: `STRATA_SERVER_BIN` if set (it must exist), else the one
+/// in the workspace target directory, if built.
+fn server_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("STRATA_SERVER_BIN") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.exists(),
+            "STRATA_SERVER_BIN={} does not exist",
+            p.display()
+        );
+        return Some(p);
+    }
+    // target/<profile>/deps/real_server-HASH -> target/<profile>/strata-server
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.parent()?.join("strata-server");
+    candidate.exists().then_some(candidate)
+}
+
+/// A `strata-server run` child on a free port; killed and reaped on drop.
+struct ServerProcess {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts the server and waits until it has printed its address and `/ready` is 200.
+    async fn start(bin: &Path, dir: &Path) -> Self {
+        let config = dir.join("strata.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
 http:
   addr: "127.0.0.1:0"
   drain_file: "{}/strata.down"
@@ -27,20 +64,109 @@ faults:
   panic_key_prefix: "panic/"
   delay_key_prefix: "slow/"
   delay: 1s
+logging:
+  level: warn
 "#,
-        drain_dir.display()
-    );
-    let config = Config::from_yaml_str(&yaml).expect("valid test config");
-    strata_server::app::start(config)
-        .await
-        .expect("server starts")
+                dir.display()
+            ),
+        )
+        .expect("write config");
+        let log = dir.join("strata-server.log");
+        let mut command = Command::new(bin);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("STRATA__") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")))
+            .spawn()
+            .expect("spawn strata-server");
+        // Read stdout to the end (so the pipe never fills); the first address line wins.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = listening_addr(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        });
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap();
+        let mut server = Self {
+            child,
+            addr: String::new(),
+            log,
+        };
+        match addr {
+            Ok(addr) => server.addr = addr,
+            Err(_) => panic!(
+                "strata-server did not print its address; log:\n{}",
+                server.log_text()
+            ),
+        }
+        let ready = format!("{}/ready", server.url());
+        eventually("strata-server /ready", Duration::from_secs(30), || async {
+            match reqwest::get(&ready).await {
+                Ok(r) if r.status().as_u16() == 200 => Ok(()),
+                Ok(r) => Err(format!("/ready answered {}", r.status())),
+                Err(e) => Err(format!("/ready: {e}; log:\n{}", server.log_text())),
+            }
+        })
+        .await;
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Parses `… listening on http://ADDR …`.
+fn listening_addr(line: &str) -> Option<String> {
+    let rest = &line[line.find("listening on http://")? + "listening on http://".len()..];
+    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+    (!addr.is_empty()).then_some(addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn panics_rejections_and_shutdown_of_a_real_server() {
+    let Some(bin) = server_bin() else {
+        eprintln!(
+            "SKIPPED: strata-server binary not built (cargo build -p strata-server, or set STRATA_SERVER_BIN)"
+        );
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let server = start_server(tmp.path()).await;
-    let server_url = format!("http://{}", server.addr());
+    let mut server = ServerProcess::start(&bin, tmp.path()).await;
+    let server_url = server.url();
     let dash = strata_dashboard::start(
         fast_settings(),
         Source::Static(vec![format!("real={server_url}").parse().unwrap()]),
@@ -132,8 +258,8 @@ async fn panics_rejections_and_shutdown_of_a_real_server() {
     let svc = strip_tags(&svc);
     assert!(svc.contains("panics since start: get 3"), "{svc}");
 
-    // Stop the server: the dashboard keeps serving and says since when it is unreachable.
-    server.shutdown().await;
+    // Kill the server: the dashboard keeps serving and says since when it is unreachable.
+    server.kill();
     let text = eventually("unreachable", Duration::from_secs(15), || async {
         let (status, body) = get(&format!("{base}/")).await;
         assert_eq!(status, 200);

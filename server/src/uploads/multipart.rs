@@ -331,22 +331,9 @@ pub async fn collect_garbage(
     max_age: Duration,
     now: SystemTime,
 ) -> Result<u64, MultipartError> {
-    let mut removed = 0;
-    for upload in staging.list(ROOT).await? {
-        let dir = format!("{ROOT}/{upload}");
-        let mut newest = None;
-        for name in staging.list(&dir).await? {
-            if let Some(t) = staging.modified(&format!("{dir}/{name}")).await? {
-                newest = Some(newest.map_or(t, |n: SystemTime| n.max(t)));
-            }
-        }
-        let abandoned = newest.is_none_or(|t| now.duration_since(t).unwrap_or_default() > max_age);
-        if abandoned {
-            staging.remove_all(&dir).await?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
+    Ok(staging
+        .remove_untouched(ROOT, max_age, now, |_| false)
+        .await?)
 }
 
 #[cfg(test)]

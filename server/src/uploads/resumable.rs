@@ -311,24 +311,10 @@ pub async fn collect_garbage(
     max_age: Duration,
     now: SystemTime,
 ) -> Result<u64, ResumableError> {
-    let mut removed = 0;
-    for sid in staging.list(ROOT).await? {
-        if sid == "secret" {
-            continue;
-        }
-        let dir = format!("{ROOT}/{sid}");
-        let mut newest = None;
-        for name in staging.list(&dir).await? {
-            if let Some(t) = staging.modified(&format!("{dir}/{name}")).await? {
-                newest = Some(newest.map_or(t, |n: SystemTime| n.max(t)));
-            }
-        }
-        if newest.is_none_or(|t| now.duration_since(t).unwrap_or_default() > max_age) {
-            staging.remove_all(&dir).await?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
+    // The token-signing secret lives beside the sessions and is never swept.
+    Ok(staging
+        .remove_untouched(ROOT, max_age, now, |name| name == "secret")
+        .await?)
 }
 
 #[cfg(test)]

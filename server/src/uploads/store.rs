@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
@@ -36,6 +36,30 @@ pub enum Staging {
 
 fn lock(map: &Mutex<Blobs>) -> std::sync::MutexGuard<'_, Blobs> {
     map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Copies `stream` into `out` until it ends, fails, or would pass `limit` bytes (the
+/// chunk that would pass it is not written); returns the bytes written and why it
+/// stopped early, if it did.
+async fn copy_limited<W: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut PayloadStream,
+    out: &mut W,
+    limit: u64,
+) -> io::Result<(u64, Option<AppendError>)> {
+    let mut written = 0u64;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                if written + chunk.len() as u64 > limit {
+                    return Ok((written, Some(AppendError::TooLong)));
+                }
+                written += chunk.len() as u64;
+                out.write_all(&chunk).await?;
+            }
+            Err(err) => return Ok((written, Some(AppendError::Stream(err)))),
+        }
+    }
+    Ok((written, None))
 }
 
 async fn sync_dir(dir: PathBuf) -> io::Result<()> {
@@ -203,25 +227,8 @@ impl Staging {
     ) -> io::Result<Result<u64, AppendError>> {
         match self {
             Staging::Memory(map) => {
-                let mut written = 0u64;
-                let mut failed = None;
                 let mut buf = Vec::new();
-                while let Some(chunk) = stream.next().await {
-                    match chunk {
-                        Ok(chunk) => {
-                            if written + chunk.len() as u64 > limit {
-                                failed = Some(AppendError::TooLong);
-                                break;
-                            }
-                            written += chunk.len() as u64;
-                            buf.extend_from_slice(&chunk);
-                        }
-                        Err(err) => {
-                            failed = Some(AppendError::Stream(err));
-                            break;
-                        }
-                    }
-                }
+                let (_, failed) = copy_limited(&mut stream, &mut buf, limit).await?;
                 let mut map = lock(map);
                 let entry = map
                     .entry(name.to_owned())
@@ -252,24 +259,7 @@ impl Staging {
                 if len != at {
                     return Ok(Err(AppendError::Offset(len)));
                 }
-                let mut written = 0u64;
-                let mut failed = None;
-                while let Some(chunk) = stream.next().await {
-                    match chunk {
-                        Ok(chunk) => {
-                            if written + chunk.len() as u64 > limit {
-                                failed = Some(AppendError::TooLong);
-                                break;
-                            }
-                            written += chunk.len() as u64;
-                            file.write_all(&chunk).await?;
-                        }
-                        Err(err) => {
-                            failed = Some(AppendError::Stream(err));
-                            break;
-                        }
-                    }
-                }
+                let (written, failed) = copy_limited(&mut stream, &mut file, limit).await?;
                 if matches!(failed, Some(AppendError::TooLong)) {
                     // Never keep bytes beyond the declared length.
                     file.set_len(at).await?;
@@ -353,6 +343,36 @@ impl Staging {
                 _ => Ok(()),
             },
         }
+    }
+
+    /// Removes each directory directly below `root` whose newest entry is older than
+    /// `max_age` at `now` (or which is empty), except names `keep` accepts; returns how
+    /// many it removed.
+    pub async fn remove_untouched(
+        &self,
+        root: &str,
+        max_age: Duration,
+        now: SystemTime,
+        keep: impl Fn(&str) -> bool,
+    ) -> io::Result<u64> {
+        let mut removed = 0;
+        for name in self.list(root).await? {
+            if keep(&name) {
+                continue;
+            }
+            let dir = format!("{root}/{name}");
+            let mut newest = None;
+            for entry in self.list(&dir).await? {
+                if let Some(t) = self.modified(&format!("{dir}/{entry}")).await? {
+                    newest = Some(newest.map_or(t, |n: SystemTime| n.max(t)));
+                }
+            }
+            if newest.is_none_or(|t| now.duration_since(t).unwrap_or_default() > max_age) {
+                self.remove_all(&dir).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }
 
