@@ -2,8 +2,8 @@
 //! platform teams, the operator and the dashboard (DESIGN §3).
 //!
 //! Every spec field maps onto something the storage server or Kubernetes honours
-//! today; fields for server features that do not exist yet (auth, rate limits, other
-//! backends) are deliberately absent so that nobody configures a no-op.
+//! today; fields for server features that do not exist yet (auth, rate limits) are
+//! deliberately absent so that nobody configures a no-op.
 //!
 //! Cross-field rules live twice: as CEL (`x-kubernetes-validations`) so the API server
 //! rejects bad objects up front, and in [`validate`] so objects admitted before a
