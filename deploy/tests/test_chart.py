@@ -307,6 +307,9 @@ def test_notes_tell_what_to_apply_next():
     notes = out.split("NOTES:", 1)[1]
     assert "kind: StorageService" in notes
     assert "kubectl get storageservices" in notes
+    # the backend choice: single-node means one pod, shared backends scale out
+    assert "filesystem / memory keep objects inside one pod" in notes
+    assert "bigtable, s3compatible or tiered" in notes
     assert "port-forward service/strata-dashboard" in notes
 
 

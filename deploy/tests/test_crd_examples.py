@@ -80,6 +80,27 @@ def test_notes_example_is_valid(crd):
     assert problems == [], "\n".join(map(str, problems))
 
 
+BIGTABLE = {"projectId": "p", "instanceName": "i", "tableName": "t"}
+S3 = {"endpoint": "http://minio:9000", "bucket": "strata"}
+
+
+def test_shared_backends_scale_out(crd):
+    """bigtable, s3compatible and tiered accept many replicas and autoscaling."""
+    for storage in ({"type": "bigtable", "bigtable": BIGTABLE},
+                    {"type": "s3compatible", "s3compatible": S3},
+                    {"type": "tiered", "bigtable": BIGTABLE, "s3compatible": S3}):
+        obj = broken(lambda s: s.update(storage=storage, replicas=5, autoscaling={
+            "minReplicas": 2, "maxReplicas": 9, "targetCPUUtilizationPercentage": 60}))
+        problems = crd_validate.validate(crd, obj)
+        assert problems == [], (storage["type"], problems)
+
+
+def test_single_node_message_says_what_to_do(crd):
+    problems = crd_validate.validate(crd, broken(lambda s: s.update(replicas=3)))
+    assert any("use a shared backend" in pr.message and "tiered" in pr.message
+               for pr in problems), problems
+
+
 def minimal() -> dict:
     return yaml.safe_load((p.EXAMPLES / "minimal-filesystem.yaml").read_text())
 
@@ -105,6 +126,24 @@ BROKEN = {
     "pdb above replicas": lambda s: s.update(replicas=1, podDisruptionBudget={"minAvailable": 2}),
     "pdb with both fields": lambda s: s.update(podDisruptionBudget={"minAvailable": 1, "maxUnavailable": 1}),
     "filesystem settings on memory": lambda s: s.update(storage={"type": "memory", "filesystem": {}}),
+    # single-node backends run one pod; shared ones need their settings
+    "filesystem with two replicas": lambda s: s.update(replicas=2),
+    "memory autoscaled": lambda s: s.update(
+        storage={"type": "memory"},
+        autoscaling={"minReplicas": 1, "maxReplicas": 3, "targetCPUUtilizationPercentage": 50}),
+    "bigtable without settings": lambda s: s.update(storage={"type": "bigtable"}),
+    "s3compatible without settings": lambda s: s.update(storage={"type": "s3compatible"}),
+    "tiered without s3": lambda s: s.update(storage={"type": "tiered", "bigtable": BIGTABLE}),
+    "bigtable settings on filesystem": lambda s: s.update(
+        storage={"type": "filesystem", "bigtable": BIGTABLE}),
+    "s3 settings on memory": lambda s: s.update(storage={"type": "memory", "s3compatible": S3}),
+    "s3 endpoint without scheme": lambda s: s.update(
+        storage={"type": "s3compatible", "s3compatible": {**S3, "endpoint": "minio:9000"}}),
+    # credentials only by Secret reference: inline keys are unknown fields
+    "inline s3 keys": lambda s: s.update(storage={"type": "s3compatible", "s3compatible": {
+        **S3, "accessKeyId": "AKIA", "secretAccessKey": "hunter2"}}),
+    "inline google key": lambda s: s.update(storage={"type": "bigtable", "bigtable": {
+        **BIGTABLE, "credentials": "{}"}}),
 }
 
 

@@ -28,8 +28,21 @@ enum Command {
     Crd,
     /// Print the ClusterRole rules the operator needs (YAML list of PolicyRules).
     Rbac,
+    /// Print the children the operator would apply for a StorageService (multi-document
+    /// YAML), or its validation errors (exit 1); needs no cluster.
+    Render(RenderArgs),
     /// Run the controller.
     Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// StorageService YAML file (`-` for stdin).
+    #[arg(short = 'f', long = "filename")]
+    file: std::path::PathBuf,
+    /// Render as if the Prometheus Operator API (monitoring.coreos.com) were served.
+    #[arg(long)]
+    monitoring: bool,
 }
 
 #[derive(clap::Args)]
@@ -163,6 +176,26 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", api::crd_yaml()),
         Command::Rbac => print!("{}", rbac::cluster_role_rules_yaml()),
+        Command::Render(args) => {
+            let text = if args.file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+            } else {
+                std::fs::read_to_string(&args.file)
+                    .with_context(|| format!("reading {}", args.file.display()))?
+            };
+            let caps = strata_operator::render::Capabilities {
+                monitoring: args.monitoring,
+            };
+            match strata_operator::render::offline::render_yaml(&text, caps) {
+                Ok(yaml) => print!("{yaml}"),
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("{e}");
+                    }
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Run(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

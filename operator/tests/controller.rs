@@ -12,7 +12,7 @@ use serde_json::json;
 use strata_operator::api::{
     AutoscalingSpec, FilesystemSpec, LimitsSpec, MonitoringSpec, PersistenceSpec,
     PodDisruptionBudgetSpec, PrometheusRuleSpec, ServiceMonitorSpec, StorageService,
-    StorageServiceSpec,
+    StorageServiceSpec, StorageSpec,
 };
 use strata_operator::controller::{reconcile, Context};
 use strata_operator::metrics::Metrics;
@@ -330,6 +330,77 @@ async fn invalid_spec_sets_degraded_and_emits_event() {
     assert_eq!(fake.writes().len(), 0, "{:?}", fake.writes());
 }
 
+/// An object stored before the single-node rule existed (or with validation off) that
+/// asks a filesystem service for more pods or an autoscaler: `Degraded` with a message
+/// that says what to do, and the running Deployment keeps its one replica.
+#[tokio::test]
+async fn single_node_backend_is_not_scaled_up() {
+    let (fake, ctx) = start(Capabilities::default());
+    let obj = common::service("solo");
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let before = fake
+        .get(&deployment_path("solo"))
+        .expect("deployment applied");
+    assert_eq!(before["spec"]["replicas"], 1);
+
+    for change in [
+        (|s: &mut StorageServiceSpec| s.replicas = 3) as fn(&mut StorageServiceSpec),
+        |s: &mut StorageServiceSpec| {
+            s.replicas = 1;
+            s.autoscaling = Some(AutoscalingSpec {
+                min_replicas: 1,
+                max_replicas: 5,
+                target_cpu_utilization_percentage: Some(60),
+                target_in_flight_percentage: None,
+            });
+        },
+    ] {
+        update_spec(&fake, &obj, change);
+        fake.clear_log();
+        reconcile_stored(&fake, &obj, &ctx).await;
+        let stored = fake.service(&obj);
+        assert_eq!(
+            condition(&stored, "Degraded"),
+            ("True".into(), "InvalidSpec".into())
+        );
+        let message = condition_message(&stored, "Degraded");
+        assert!(message.contains("use a shared backend"), "{message}");
+        assert!(
+            message.contains("bigtable, s3compatible or tiered"),
+            "{message}"
+        );
+        let writes = fake.writes();
+        assert!(
+            writes
+                .iter()
+                .all(|w| w.path.ends_with("/status") || w.path.contains("/events")),
+            "nothing may be scaled: {writes:?}"
+        );
+        assert_eq!(
+            fake.get(&deployment_path("solo")).unwrap()["spec"]["replicas"],
+            1
+        );
+        assert!(fake
+            .get("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/solo")
+            .is_none());
+    }
+
+    // The same request on a shared backend scales out.
+    update_spec(&fake, &obj, |s| {
+        s.storage = common::shared_storage();
+        s.autoscaling = None;
+        s.replicas = 3;
+    });
+    reconcile_stored(&fake, &obj, &ctx).await;
+    assert_eq!(
+        fake.get(&deployment_path("solo")).unwrap()["spec"]["replicas"],
+        3
+    );
+    let stored = fake.service(&obj);
+    assert_ne!(condition(&stored, "Degraded").0, "True");
+}
+
 #[tokio::test]
 async fn paused_service_changes_no_child() {
     let (fake, ctx) = start(Capabilities::default());
@@ -499,6 +570,7 @@ fn update_spec(fake: &FakeApi, obj: &StorageService, change: impl FnOnce(&mut St
 async fn lifecycle_uses_exactly_the_granted_verbs() {
     let (fake, ctx) = start(Capabilities { monitoring: true });
     let mut obj = common::service("life");
+    obj.spec.storage = common::shared_storage();
     obj.spec.autoscaling = Some(AutoscalingSpec {
         min_replicas: 1,
         max_replicas: 4,
@@ -525,14 +597,19 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
         assert!(fake.get(path).is_some(), "{path}");
     }
 
-    // Persistent storage: the Deployment gives way to a StatefulSet.
+    // Persistent filesystem storage (one pod, no autoscaling): the Deployment gives way
+    // to a StatefulSet.
     update_spec(&fake, &obj, |s| {
-        s.storage.filesystem = Some(FilesystemSpec {
-            persistence: Some(PersistenceSpec {
-                size: Quantity("1Gi".into()),
-                storage_class_name: None,
+        s.autoscaling = None;
+        s.storage = StorageSpec {
+            filesystem: Some(FilesystemSpec {
+                persistence: Some(PersistenceSpec {
+                    size: Quantity("1Gi".into()),
+                    storage_class_name: None,
+                }),
             }),
-        })
+            ..StorageSpec::default()
+        };
     });
     reconcile_stored(&fake, &obj, &ctx).await;
     assert!(fake.get(&deployment_path("life")).is_none());

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use strata_operator::render::{render, Capabilities};
+use strata_operator::render::{render, Capabilities, Workload};
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -103,5 +103,103 @@ fn every_example_is_a_valid_storage_service() {
         let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
         let obj = common::example(&name);
         assert_eq!(strata_operator::api::validate(&obj.spec), Ok(()), "{name}");
+    }
+}
+
+#[test]
+fn s3compatible() {
+    check("s3compatible", NO_MONITORING);
+}
+
+#[test]
+fn bigtable() {
+    check("bigtable", NO_MONITORING);
+}
+
+/// Shared backends are stateless: a Deployment with no data volume, whatever the
+/// replica count.
+#[test]
+fn shared_backends_render_a_stateless_deployment() {
+    for name in ["autoscaled", "s3compatible", "bigtable", "monitoring"] {
+        let rendered = render(&common::example(name), NO_MONITORING).unwrap();
+        let Workload::Deployment(d) = &rendered.workload else {
+            panic!("{name}: shared backends need no StatefulSet");
+        };
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let volumes: Vec<_> = pod.volumes.iter().flatten().map(|v| &v.name).collect();
+        assert!(!volumes.iter().any(|v| *v == "data"), "{name}: {volumes:?}");
+        assert!(
+            d.spec.as_ref().unwrap().replicas.unwrap() > 1,
+            "{name}: shared examples run several pods"
+        );
+    }
+}
+
+/// Credentials only ever appear as references: `secretKeyRef` env vars and a Secret
+/// volume. The server YAML names no secret, no env var carries a literal credential,
+/// and no rendered object is a Secret.
+#[test]
+fn no_secret_material_in_rendered_objects() {
+    for name in ["autoscaled", "s3compatible", "bigtable"] {
+        let obj = common::example(name);
+        let rendered = render(&obj, MONITORING).unwrap();
+        for child in rendered.children() {
+            assert_ne!(child.object["kind"], "Secret", "{name}");
+        }
+        let yaml = &rendered.config_map.data.as_ref().unwrap()["strata.yaml"];
+        for word in ["secret", "credential", "access_key", "AWS_", "GOOGLE_"] {
+            assert!(
+                !yaml.to_lowercase().contains(&word.to_lowercase()),
+                "{name}: server config mentions {word}:\n{yaml}"
+            );
+        }
+        let Workload::Deployment(d) = &rendered.workload else {
+            panic!("{name}: expected a Deployment")
+        };
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let env = pod.containers[0].env.clone().unwrap_or_default();
+        let mut refs = 0;
+        for var in &env {
+            if var.name.starts_with("AWS_") {
+                assert!(
+                    var.value.is_none(),
+                    "{name}: {} has a literal value",
+                    var.name
+                );
+                let r = var
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                    .unwrap_or_else(|| panic!("{name}: {} is not a secretKeyRef", var.name));
+                let s3 = obj.spec.storage.s3compatible.as_ref().unwrap();
+                assert_eq!(r.name, s3.credentials_secret.as_ref().unwrap().name);
+                refs += 1;
+            }
+            if var.name == "GOOGLE_APPLICATION_CREDENTIALS" {
+                let path = var.value.as_deref().unwrap();
+                let mount = pod.containers[0]
+                    .volume_mounts
+                    .iter()
+                    .flatten()
+                    .find(|m| path.starts_with(&m.mount_path))
+                    .unwrap_or_else(|| panic!("{name}: {path} is not on a mounted volume"));
+                assert_eq!(mount.read_only, Some(true));
+                let volume = pod
+                    .volumes
+                    .iter()
+                    .flatten()
+                    .find(|v| v.name == mount.name)
+                    .unwrap();
+                let bt = obj.spec.storage.bigtable.as_ref().unwrap();
+                assert_eq!(
+                    volume.secret.as_ref().unwrap().secret_name.as_ref(),
+                    Some(&bt.credentials_secret.as_ref().unwrap().name)
+                );
+                refs += 1;
+            }
+        }
+        let expected = usize::from(obj.spec.storage.bigtable.is_some())
+            + 2 * usize::from(obj.spec.storage.s3compatible.is_some());
+        assert_eq!(refs, expected, "{name}: {env:?}");
     }
 }

@@ -49,8 +49,44 @@ fn storage() -> impl Strategy<Value = StorageSpec> {
     prop_oneof![
         Just(StorageSpec {
             backend: StorageBackend::Memory,
-            filesystem: None
+            ..StorageSpec::default()
         }),
+        (
+            prop::sample::select(vec![
+                StorageBackend::Bigtable,
+                StorageBackend::S3compatible,
+                StorageBackend::Tiered
+            ]),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(backend, emulator, secrets)| StorageSpec {
+                backend,
+                bigtable: (backend != StorageBackend::S3compatible).then(|| BigtableSpec {
+                    endpoint: emulator.then(|| "bigtable:8086".into()),
+                    project_id: "p".into(),
+                    instance_name: "i".into(),
+                    table_name: "objects".into(),
+                    connections: None,
+                    create_table: emulator,
+                    credentials_secret: secrets.then(|| GoogleCredentialsSecret {
+                        name: "gcp".into(),
+                        key: "key.json".into(),
+                    }),
+                }),
+                s3compatible: (backend != StorageBackend::Bigtable).then(|| S3CompatibleSpec {
+                    endpoint: "http://minio:9000".into(),
+                    bucket: "strata".into(),
+                    region: None,
+                    path_style: Some(emulator),
+                    credentials_secret: secrets.then(|| AwsCredentialsSecret {
+                        name: "s3".into(),
+                        access_key_id_key: "id".into(),
+                        secret_access_key_key: "secret".into(),
+                    }),
+                }),
+                ..StorageSpec::default()
+            }),
         prop::option::of((1u32..500, prop::option::of("[a-z]{3,8}"))).prop_map(|p| StorageSpec {
             backend: StorageBackend::Filesystem,
             filesystem: Some(FilesystemSpec {
@@ -59,6 +95,7 @@ fn storage() -> impl Strategy<Value = StorageSpec> {
                     storage_class_name: class,
                 }),
             }),
+            ..StorageSpec::default()
         }),
     ]
 }
@@ -93,6 +130,11 @@ prop_compose! {
             target_cpu_utilization_percentage: cpu.or(if inflight.is_none() { Some(70) } else { None }),
             target_in_flight_percentage: inflight,
         });
+        if !spec.storage.backend.is_shared() {
+            // single-node backends run at most one pod (validate refuses more)
+            spec.replicas = spec.replicas.min(1);
+            spec.autoscaling = None;
+        }
         spec.pod_disruption_budget = pdb_max.map(|m| PodDisruptionBudgetSpec {
             enabled: true,
             min_available: None,
@@ -182,8 +224,9 @@ proptest! {
     #[test]
     fn non_config_fields_keep_the_hash(spec in spec(), replicas in 0i32..50, paused in any::<bool>()) {
         let before = render(&object("svc", spec.clone()), Capabilities::default()).unwrap();
+        let shared = spec.storage.backend.is_shared();
         let mut changed = spec;
-        changed.replicas = replicas;
+        changed.replicas = if shared { replicas } else { replicas.min(1) };
         changed.paused = paused;
         changed.image = "example.com/other:9.9.9".into();
         changed.autoscaling = None;

@@ -578,6 +578,7 @@ where
             svc_events.truncate(MAX_EVENTS_PER_SERVICE);
             ServiceInfo {
                 desired: Some(svc.spec.replicas.max(0) as u32),
+                storage: Some(svc.spec.storage.backend.as_str().to_owned()),
                 ready: status.map(|s| s.ready_replicas.max(0) as u32),
                 endpoint: status.and_then(|s| s.endpoint.clone()),
                 conditions,

@@ -67,6 +67,9 @@ pub struct ServiceInfo {
     pub name: String,
     /// Desired replicas from the spec, when known.
     pub desired: Option<u32>,
+    /// Storage kind from the spec (`filesystem`, `memory`, `bigtable`, `s3compatible`,
+    /// `tiered`), when known.
+    pub storage: Option<String>,
     /// Ready replicas from the status, when known.
     pub ready: Option<u32>,
     /// Client endpoint from the status, when known.

@@ -18,6 +18,8 @@ pub struct ServiceRow {
     pub reasons: String,
     /// `2 / 3` ready / desired (or reachable / targets locally).
     pub replicas: String,
+    /// Storage kind (`tiered`, `filesystem`, …; `—` when unknown, e.g. local targets).
+    pub storage: String,
     /// Web tier in flight vs limit.
     pub in_flight: Bar,
     /// Service tier running vs limit.

@@ -180,6 +180,7 @@ pub(super) fn service_row(
         badge: health.into(),
         reasons: reasons.join("; "),
         replicas,
+        storage: svc.storage.clone().unwrap_or_else(|| "—".to_owned()),
         in_flight: bar(
             sum(nums().map(|n| n.in_flight)),
             sum(nums().map(|n| n.http_limit)),

@@ -64,12 +64,7 @@ pub fn server_config(spec: &StorageServiceSpec) -> Result<Config, RenderError> {
     {
         http.shutdown_timeout = parse_duration("lifecycle.shutdownTimeout", v)?;
     }
-    let storage = match spec.storage.backend {
-        StorageBackend::Filesystem => StorageConfig::Filesystem {
-            path: PathBuf::from(DATA_PATH),
-        },
-        StorageBackend::Memory => StorageConfig::Memory {},
-    };
+    let storage = storage_config(spec)?;
     let mut faults = FaultsConfig::default();
     if let Some(f) = &spec.faults {
         faults.panic_key_prefix = f.panic_key_prefix.clone();
@@ -108,6 +103,56 @@ pub fn server_config(spec: &StorageServiceSpec) -> Result<Config, RenderError> {
         .validate()
         .map_err(|e| RenderError::ServerConfig(e.to_string()))?;
     Ok(config)
+}
+
+/// The server's `storage` section. Credentials are never part of it: the pod gets
+/// them from Secrets (see `pod`), the server from the standard environment.
+fn storage_config(spec: &StorageServiceSpec) -> Result<StorageConfig, RenderError> {
+    let storage = &spec.storage;
+    let missing = |field: &str, kind: &str| {
+        RenderError::from(crate::api::ValidationError {
+            field: field.to_owned(),
+            message: format!("storage.type {kind} needs it"),
+        })
+    };
+    let bigtable = || -> Result<StorageConfig, RenderError> {
+        let bt = storage
+            .bigtable
+            .as_ref()
+            .ok_or_else(|| missing("storage.bigtable", storage.backend.as_str()))?;
+        Ok(StorageConfig::Bigtable {
+            endpoint: bt.endpoint.clone(),
+            project_id: bt.project_id.clone(),
+            instance_name: bt.instance_name.clone(),
+            table_name: bt.table_name.clone(),
+            connections: bt.connections.map(|c| c as usize),
+            create_table: bt.create_table,
+        })
+    };
+    let s3 = || -> Result<StorageConfig, RenderError> {
+        let s3 = storage
+            .s3compatible
+            .as_ref()
+            .ok_or_else(|| missing("storage.s3compatible", storage.backend.as_str()))?;
+        Ok(StorageConfig::S3compatible {
+            endpoint: s3.endpoint.clone(),
+            bucket: s3.bucket.clone(),
+            region: s3.region.clone(),
+            path_style: s3.path_style,
+        })
+    };
+    Ok(match storage.backend {
+        StorageBackend::Filesystem => StorageConfig::Filesystem {
+            path: PathBuf::from(DATA_PATH),
+        },
+        StorageBackend::Memory => StorageConfig::Memory {},
+        StorageBackend::Bigtable => bigtable()?,
+        StorageBackend::S3compatible => s3()?,
+        StorageBackend::Tiered => StorageConfig::Tiered {
+            high_volume: Box::new(bigtable()?),
+            long_term: Box::new(s3()?),
+        },
+    })
 }
 
 /// Short, stable digest of the rendered YAML: the pod annotation that rolls pods

@@ -21,6 +21,7 @@ pub mod config;
 pub mod configmap;
 pub mod deployment;
 pub mod hpa;
+pub mod offline;
 pub mod pdb;
 pub mod pod;
 pub mod prometheus_rule;

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities as LinuxCapabilities, ConfigMapVolumeSource, Container, ContainerPort,
-    EmptyDirVolumeSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Volume,
-    VolumeMount,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle,
+    LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -20,6 +20,12 @@ use crate::api::StorageBackend;
 pub const CONTAINER: &str = "server";
 /// Name of the data volume (and of the StatefulSet claim template).
 pub const DATA_VOLUME: &str = "data";
+/// Volume holding the Google service-account key (Bigtable `credentialsSecret`).
+pub const GOOGLE_CREDENTIALS_VOLUME: &str = "google-credentials";
+/// Where that volume is mounted (read-only).
+pub const GOOGLE_CREDENTIALS_DIR: &str = "/var/run/secrets/strata/google";
+/// File name of the key inside that directory (`GOOGLE_APPLICATION_CREDENTIALS`).
+pub const GOOGLE_CREDENTIALS_FILE: &str = "credentials.json";
 /// Unprivileged uid/gid the server runs as (distroless `nonroot`).
 pub const RUN_AS: i64 = 65532;
 /// Extra seconds of termination grace beyond drain delay + shutdown timeout.
@@ -103,7 +109,67 @@ pub fn render(ctx: &Context<'_>, config_hash: &str) -> Result<PodTemplateSpec, R
         }
     }
 
+    let mut env = Vec::new();
+    if let Some(secret) = spec
+        .storage
+        .bigtable
+        .as_ref()
+        .and_then(|b| b.credentials_secret.as_ref())
+    {
+        mounts.push(VolumeMount {
+            name: GOOGLE_CREDENTIALS_VOLUME.into(),
+            mount_path: GOOGLE_CREDENTIALS_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: GOOGLE_CREDENTIALS_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: secret.key.clone(),
+                    path: GOOGLE_CREDENTIALS_FILE.into(),
+                    ..KeyToPath::default()
+                }]),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        env.push(EnvVar {
+            name: "GOOGLE_APPLICATION_CREDENTIALS".into(),
+            value: Some(format!(
+                "{GOOGLE_CREDENTIALS_DIR}/{GOOGLE_CREDENTIALS_FILE}"
+            )),
+            ..EnvVar::default()
+        });
+    }
+    if let Some(secret) = spec
+        .storage
+        .s3compatible
+        .as_ref()
+        .and_then(|s| s.credentials_secret.as_ref())
+    {
+        for (var, key) in [
+            ("AWS_ACCESS_KEY_ID", &secret.access_key_id_key),
+            ("AWS_SECRET_ACCESS_KEY", &secret.secret_access_key_key),
+        ] {
+            env.push(EnvVar {
+                name: var.into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.name.clone(),
+                        key: key.clone(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            });
+        }
+    }
+
     let container = Container {
+        env: (!env.is_empty()).then_some(env),
         name: CONTAINER.into(),
         image: Some(spec.image.clone()),
         image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_owned()),

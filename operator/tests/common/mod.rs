@@ -42,6 +42,15 @@ pub fn service(name: &str) -> StorageService {
     obj
 }
 
+/// Storage on a shared backend (an S3-compatible bucket), which may scale out.
+pub fn shared_storage() -> strata_operator::api::StorageSpec {
+    serde_json::from_value(json!({
+        "type": "s3compatible",
+        "s3compatible": {"endpoint": "http://minio:9000", "bucket": "strata"},
+    }))
+    .unwrap()
+}
+
 /// One request the fake saw.
 #[derive(Debug, Clone)]
 pub struct Seen {

@@ -46,12 +46,7 @@ pub fn validate(spec: &StorageServiceSpec) -> Result<(), Vec<ValidationError>> {
     if spec.image.trim().is_empty() {
         errors.push(ValidationError::new("image", "must name a container image"));
     }
-    if spec.storage.backend == StorageBackend::Memory && spec.storage.filesystem.is_some() {
-        errors.push(ValidationError::new(
-            "storage.filesystem",
-            "only valid with storage.type filesystem; remove it or switch the type",
-        ));
-    }
+    validate_storage(spec, &mut errors);
     if let Some(limits) = &spec.limits {
         if limits.max_requests == Some(0) {
             errors.push(ValidationError::new(
@@ -169,10 +164,230 @@ pub fn validate(spec: &StorageServiceSpec) -> Result<(), Vec<ValidationError>> {
     }
 }
 
+/// What to do when a single-node backend is asked to run more than one pod.
+pub const SHARED_BACKEND_HINT: &str =
+    "use a shared backend (storage.type bigtable, s3compatible or tiered) to run more pods";
+
+fn validate_storage(spec: &StorageServiceSpec, errors: &mut Vec<ValidationError>) {
+    let storage = &spec.storage;
+    let kind = storage.backend.as_str();
+    if storage.backend != StorageBackend::Filesystem && storage.filesystem.is_some() {
+        errors.push(ValidationError::new(
+            "storage.filesystem",
+            "only valid with storage.type filesystem; remove it or switch the type",
+        ));
+    }
+    let wants_bigtable = matches!(
+        storage.backend,
+        StorageBackend::Bigtable | StorageBackend::Tiered
+    );
+    let wants_s3 = matches!(
+        storage.backend,
+        StorageBackend::S3compatible | StorageBackend::Tiered
+    );
+    match (&storage.bigtable, wants_bigtable) {
+        (None, true) => errors.push(ValidationError::new(
+            "storage.bigtable",
+            format!(
+                "storage.type {kind} needs storage.bigtable (projectId, instanceName, tableName)"
+            ),
+        )),
+        (Some(_), false) => errors.push(ValidationError::new(
+            "storage.bigtable",
+            "only valid with storage.type bigtable or tiered; remove it or switch the type",
+        )),
+        (Some(bt), true) => {
+            for (field, value) in [
+                ("storage.bigtable.projectId", &bt.project_id),
+                ("storage.bigtable.instanceName", &bt.instance_name),
+                ("storage.bigtable.tableName", &bt.table_name),
+            ] {
+                if value.trim().is_empty() {
+                    errors.push(ValidationError::new(field, "must not be empty"));
+                }
+            }
+            if bt.connections == Some(0) {
+                errors.push(ValidationError::new(
+                    "storage.bigtable.connections",
+                    "must be at least 1",
+                ));
+            }
+            if let Some(c) = &bt.credentials_secret {
+                secret_ref("storage.bigtable.credentialsSecret", &c.name, errors);
+            }
+        }
+        (None, false) => {}
+    }
+    match (&storage.s3compatible, wants_s3) {
+        (None, true) => errors.push(ValidationError::new(
+            "storage.s3compatible",
+            format!("storage.type {kind} needs storage.s3compatible (endpoint, bucket)"),
+        )),
+        (Some(_), false) => errors.push(ValidationError::new(
+            "storage.s3compatible",
+            "only valid with storage.type s3compatible or tiered; remove it or switch the type",
+        )),
+        (Some(s3), true) => {
+            if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
+                errors.push(ValidationError::new(
+                    "storage.s3compatible.endpoint",
+                    format!("`{}` is not an http:// or https:// URL", s3.endpoint),
+                ));
+            }
+            if s3.bucket.trim().is_empty() {
+                errors.push(ValidationError::new(
+                    "storage.s3compatible.bucket",
+                    "must not be empty",
+                ));
+            }
+            if let Some(c) = &s3.credentials_secret {
+                secret_ref("storage.s3compatible.credentialsSecret", &c.name, errors);
+            }
+        }
+        (None, false) => {}
+    }
+    if !storage.backend.is_shared() {
+        if spec.replicas > 1 {
+            errors.push(ValidationError::new(
+                "replicas",
+                format!(
+                    "storage.type {kind} keeps objects inside one pod, so replicas must be 0 or 1 (got {}); {SHARED_BACKEND_HINT}",
+                    spec.replicas
+                ),
+            ));
+        }
+        if spec.autoscaling.is_some() {
+            errors.push(ValidationError::new(
+                "autoscaling",
+                format!(
+                    "storage.type {kind} keeps objects inside one pod and cannot autoscale; remove autoscaling or {SHARED_BACKEND_HINT}"
+                ),
+            ));
+        }
+    }
+}
+
+fn secret_ref(field: &str, name: &str, errors: &mut Vec<ValidationError>) {
+    if name.trim().is_empty() {
+        errors.push(ValidationError::new(
+            &format!("{field}.name"),
+            "must name a Secret in the StorageService's namespace",
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{AutoscalingSpec, LimitsSpec, PodDisruptionBudgetSpec};
+    use crate::crd::{
+        AutoscalingSpec, BigtableSpec, LimitsSpec, PodDisruptionBudgetSpec, S3CompatibleSpec,
+        StorageBackend,
+    };
+
+    fn bigtable() -> BigtableSpec {
+        BigtableSpec {
+            endpoint: None,
+            project_id: "p".into(),
+            instance_name: "i".into(),
+            table_name: "t".into(),
+            connections: None,
+            create_table: false,
+            credentials_secret: None,
+        }
+    }
+
+    fn s3() -> S3CompatibleSpec {
+        S3CompatibleSpec {
+            endpoint: "http://minio:9000".into(),
+            bucket: "b".into(),
+            region: None,
+            path_style: None,
+            credentials_secret: None,
+        }
+    }
+
+    /// A valid spec on the tiered (shared) backend.
+    fn shared() -> StorageServiceSpec {
+        let mut spec = StorageServiceSpec::minimal();
+        spec.storage.backend = StorageBackend::Tiered;
+        spec.storage.bigtable = Some(bigtable());
+        spec.storage.s3compatible = Some(s3());
+        spec
+    }
+
+    fn autoscaling() -> AutoscalingSpec {
+        AutoscalingSpec {
+            min_replicas: 2,
+            max_replicas: 5,
+            target_cpu_utilization_percentage: Some(70),
+            target_in_flight_percentage: None,
+        }
+    }
+
+    #[test]
+    fn single_node_backends_refuse_more_than_one_pod() {
+        for backend in [StorageBackend::Filesystem, StorageBackend::Memory] {
+            let mut spec = StorageServiceSpec::minimal();
+            spec.storage.backend = backend;
+            spec.replicas = 1;
+            assert_eq!(validate(&spec), Ok(()));
+            spec.replicas = 2;
+            let errs = validate(&spec).unwrap_err();
+            assert_eq!(errs[0].field, "replicas");
+            assert!(errs[0].message.contains("use a shared backend"), "{errs:?}");
+            assert!(errs[0].message.contains("bigtable, s3compatible or tiered"));
+            spec.replicas = 1;
+            spec.autoscaling = Some(autoscaling());
+            let errs = validate(&spec).unwrap_err();
+            assert_eq!(errs[0].field, "autoscaling");
+            assert!(errs[0].message.contains("use a shared backend"), "{errs:?}");
+        }
+    }
+
+    #[test]
+    fn shared_backends_scale_out_and_autoscale() {
+        let mut spec = shared();
+        spec.replicas = 7;
+        spec.autoscaling = Some(autoscaling());
+        assert_eq!(validate(&spec), Ok(()));
+        spec.storage.backend = StorageBackend::Bigtable;
+        spec.storage.s3compatible = None;
+        assert_eq!(validate(&spec), Ok(()));
+        spec.storage.backend = StorageBackend::S3compatible;
+        spec.storage.bigtable = None;
+        spec.storage.s3compatible = Some(s3());
+        assert_eq!(validate(&spec), Ok(()));
+    }
+
+    #[test]
+    fn backend_sections_must_match_the_type() {
+        let mut spec = shared();
+        spec.storage.s3compatible = None;
+        let errs = validate(&spec).unwrap_err();
+        assert_eq!(errs[0].field, "storage.s3compatible");
+        assert!(errs[0].message.contains("tiered needs"), "{errs:?}");
+
+        let mut spec = StorageServiceSpec::minimal();
+        spec.storage.bigtable = Some(bigtable());
+        let errs = validate(&spec).unwrap_err();
+        assert_eq!(errs[0].field, "storage.bigtable");
+
+        let mut spec = shared();
+        spec.storage.s3compatible.as_mut().unwrap().endpoint = "minio:9000".into();
+        spec.storage.bigtable.as_mut().unwrap().table_name = " ".into();
+        let fields: Vec<_> = validate(&spec)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "storage.bigtable.tableName",
+                "storage.s3compatible.endpoint"
+            ]
+        );
+    }
 
     #[test]
     fn minimal_spec_is_valid() {
@@ -192,7 +407,7 @@ mod tests {
 
     #[test]
     fn pdb_min_available_above_replicas() {
-        let mut spec = StorageServiceSpec::minimal();
+        let mut spec = shared();
         spec.replicas = 2;
         spec.pod_disruption_budget = Some(PodDisruptionBudgetSpec {
             enabled: true,
