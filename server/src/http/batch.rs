@@ -17,9 +17,13 @@ use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt, TryStreamExt};
 use percent_encoding::{AsciiSet, CONTROLS};
 
+use super::auth::Auth;
 use super::error::ApiError;
 use super::extract::RawObjectPath;
 use super::AppState;
+use crate::auth::{AuthContext, Permission};
+use crate::limits::bandwidth::Charge;
+use crate::limits::Admission;
 use crate::metrics::Operation;
 use crate::object::id::{percent_decode_param, validate_usecase};
 use crate::object::{Metadata, ObjectId, Scopes};
@@ -105,6 +109,15 @@ impl Kind {
             Kind::Head => "head",
             Kind::Delete => "delete",
             Kind::Insert => "insert",
+        }
+    }
+
+    /// The permission an operation of this kind needs (api §6.4).
+    pub fn permission(self) -> Permission {
+        match self {
+            Kind::Get | Kind::Head => Permission::Read,
+            Kind::Delete => Permission::Delete,
+            Kind::Insert => Permission::Write,
         }
     }
 
@@ -203,6 +216,12 @@ struct Batch {
     usecase: String,
     scopes: Scopes,
     boundary: String,
+    /// Who sent the request; authenticated once, consulted per operation.
+    auth: AuthContext,
+    /// The use-case expiration policy for inserts.
+    admission: std::sync::Arc<Admission>,
+    /// The bandwidth buckets the request was admitted against.
+    charge: Charge,
 }
 
 /// One parsed operation, ready to be admitted.
@@ -212,10 +231,20 @@ struct Parsed {
     insert: Option<(Metadata, Bytes)>,
 }
 
-/// Per-operation access control hook: every batch operation passes through here after
-/// parsing and before admission, in api §7 step order (throughput, permission, policy).
-/// There is no access control yet, so every operation is allowed; auth plugs in here.
-fn authorize(_batch: &Batch, _op: &Parsed) -> Result<(), ApiError> {
+/// Per-operation access control, after parsing and before the bulk permit, in api §7
+/// step order: permission (403), use-case policy for inserts (400), then the insert
+/// payload is charged to the request's bandwidth buckets. The request itself was
+/// authenticated and admitted (killswitch, rate limits) once, before any part was read.
+fn authorize(batch: &Batch, op: &Parsed) -> Result<(), ApiError> {
+    batch
+        .auth
+        .authorize(&batch.usecase, &batch.scopes, op.kind.permission())?;
+    if let Some((metadata, body)) = &op.insert {
+        batch
+            .admission
+            .check_policy(&batch.usecase, &metadata.expiration)?;
+        batch.charge.add(body.len() as u64);
+    }
     Ok(())
 }
 
@@ -306,9 +335,11 @@ impl Batch {
     }
 }
 
-/// B1 handler: request-level checks (path, boundary), then the streamed response.
+/// B1 handler: request-level checks (auth, path, killswitch and rate limit, boundary),
+/// then the streamed response.
 pub async fn post_batch(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     path: RawObjectPath,
     headers: HeaderMap,
     body: Body,
@@ -316,6 +347,7 @@ pub async fn post_batch(
     let usecase = percent_decode_param(&path.usecase)?;
     validate_usecase(&usecase)?;
     let scopes = Scopes::parse(&percent_decode_param(&path.scopes)?)?;
+    let charge = state.access.admit(&usecase, &scopes, &headers)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -327,6 +359,9 @@ pub async fn post_batch(
         usecase,
         scopes,
         boundary: new_boundary(),
+        auth,
+        admission: state.access.admission.clone(),
+        charge,
     };
     let content_type = format!("multipart/form-data; boundary=\"{}\"", batch.boundary);
     let metrics = state.metrics.clone();

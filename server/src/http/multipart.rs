@@ -19,10 +19,13 @@ use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt, TryStreamExt};
 
+use super::auth::Auth;
 use super::error::ApiError;
 use super::extract::RawObjectPath;
 use super::AppState;
-use crate::object::Metadata;
+use crate::auth::{AuthContext, Permission};
+use crate::limits::bandwidth::Charge;
+use crate::object::{Metadata, ObjectId};
 use crate::service::ServiceError;
 use crate::uploads::multipart::{MultipartError, PartsPage};
 
@@ -80,14 +83,35 @@ fn optional_u32(name: &str, value: Option<&str>) -> Result<Option<u32>, ApiError
         .transpose()
 }
 
+/// Access control shared by M1–M6 (api §5.3, §6.4): killswitch and rate limits (once
+/// the path is parsed), then the `object.write` permission every multipart call needs.
+/// Returns what the request's payload bytes are charged to.
+fn admit_write(
+    state: &AppState,
+    auth: &AuthContext,
+    id: &ObjectId,
+    headers: &HeaderMap,
+) -> Result<Charge, ApiError> {
+    let charge = state.access.admit(&id.usecase, &id.scopes, headers)?;
+    auth.authorize(&id.usecase, &id.scopes, Permission::Write)?;
+    Ok(charge)
+}
+
 async fn initiate(
     state: AppState,
+    auth: AuthContext,
     path: RawObjectPath,
     headers: HeaderMap,
     key: Option<String>,
 ) -> Result<Response, ApiError> {
     let id = path.decode(key)?;
+    state.access.admit(&id.usecase, &id.scopes, &headers)?;
     let metadata = Metadata::from_headers(&headers, SystemTime::now())?;
+    state
+        .access
+        .admission
+        .check_policy(&id.usecase, &metadata.expiration)?;
+    auth.authorize(&id.usecase, &id.scopes, Permission::Write)?;
     let key = id.key.clone();
     let upload_id = state.service.multipart_initiate(id, metadata).await?;
     Ok((
@@ -100,30 +124,41 @@ async fn initiate(
 /// M1 `POST /v1/objects:multipart/{usecase}/{scopes}[/]`: initiate under a UUIDv4 key.
 pub async fn initiate_post(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     path: RawObjectPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    initiate(state, path, headers, Some(uuid::Uuid::new_v4().to_string())).await
+    initiate(
+        state,
+        auth,
+        path,
+        headers,
+        Some(uuid::Uuid::new_v4().to_string()),
+    )
+    .await
 }
 
 /// M2 `PUT /v1/objects:multipart/{usecase}/{scopes}/{key}`: initiate for the client's key.
 pub async fn initiate_put(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     path: RawObjectPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    initiate(state, path, headers, None).await
+    initiate(state, auth, path, headers, None).await
 }
 
 /// M3 `PUT /v1/objects:multipart:parts/…?upload_id=&part_number=`.
 pub async fn upload_part(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     path: RawObjectPath,
     q: Result<Query<MultipartQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let id = path.decode(None)?;
+    let charge = admit_write(&state, &auth, &id, &headers)?;
     let q = query(q)?;
     let upload_id = validate_upload_id(q.upload_id.as_deref())?;
     let part_number = parse_part_number(q.part_number.as_deref())?;
@@ -147,7 +182,10 @@ pub async fn upload_part(
     let payload = body
         .into_data_stream()
         .map_err(std::io::Error::other)
-        .inspect_ok(move |chunk: &Bytes| metrics.add_bytes(true, chunk.len() as u64))
+        .inspect_ok(move |chunk: &Bytes| {
+            metrics.add_bytes(true, chunk.len() as u64);
+            charge.add(chunk.len() as u64);
+        })
         .boxed();
     let etag = state
         .service
@@ -193,10 +231,13 @@ fn page_json(page: PartsPage) -> serde_json::Value {
 /// M4 `GET /v1/objects:multipart:parts/…?upload_id=[&max_parts=][&part_number_marker=]`.
 pub async fn list_parts(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     path: RawObjectPath,
     q: Result<Query<MultipartQuery>, QueryRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = path.decode(None)?;
+    admit_write(&state, &auth, &id, &headers)?;
     let q = query(q)?;
     let upload_id = validate_upload_id(q.upload_id.as_deref())?;
     let max_parts = optional_u32("max_parts", q.max_parts.as_deref())?;
@@ -245,11 +286,14 @@ fn completion_document(result: Result<u64, ServiceError>, key: &str) -> Bytes {
 /// M5 `POST /v1/objects:multipart:complete/…?upload_id=`.
 pub async fn complete(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     path: RawObjectPath,
     q: Result<Query<MultipartQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Result<Json<CompleteBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id = path.decode(None)?;
+    admit_write(&state, &auth, &id, &headers)?;
     let q = query(q)?;
     let upload_id = validate_upload_id(q.upload_id.as_deref())?;
     let Json(body) = match body {
@@ -293,10 +337,13 @@ pub async fn complete(
 /// M6 `DELETE /v1/objects:multipart/…?upload_id=`.
 pub async fn abort(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     path: RawObjectPath,
     q: Result<Query<MultipartQuery>, QueryRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = path.decode(None)?;
+    admit_write(&state, &auth, &id, &headers)?;
     let q = query(q)?;
     let upload_id = validate_upload_id(q.upload_id.as_deref())?;
     state.service.multipart_abort(id, upload_id).await?;

@@ -86,6 +86,10 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let metadata = Metadata::from_headers(headers, SystemTime::now())?;
+    state
+        .access
+        .admission
+        .check_policy(&id.usecase, &metadata.expiration)?;
     let length = digits(headers, UPLOAD_LENGTH)?
         .ok_or_else(|| ApiError::Client("Upload-Length header is required".into()))?;
     if length == 0 {
