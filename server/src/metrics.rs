@@ -11,7 +11,6 @@ use prometheus::{
     TextEncoder,
 };
 
-#[path = "metrics_access.rs"]
 pub mod access;
 
 pub use access::AccessMetrics;

@@ -6,6 +6,12 @@
 
 /// Metric names, shared with the dashboard, alert rules and Grafana (tests check them).
 pub mod names {
+    /// Requests whose credentials or permissions failed, by `code` and `reason`.
+    pub const AUTH_FAILURES_TOTAL: &str = "strata_auth_failures_total";
+    /// Requests refused (or, report-only, counted) by a rate limit, by `kind`.
+    pub const RATE_LIMITED_TOTAL: &str = "strata_rate_limited_total";
+    /// Requests refused by a killswitch.
+    pub const KILLSWITCH_HITS_TOTAL: &str = "strata_killswitch_hits_total";
     /// Storage operations currently running in spawned tasks.
     pub const TASKS_RUNNING: &str = "strata_service_tasks_running";
     /// Operations waiting in the service-tier queue.

@@ -7,16 +7,7 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::auth::{AuthError, FAILURE_REASONS};
 use crate::limits::Limited;
-
-/// Metric names of access control (DESIGN §2.6 contract).
-pub mod names {
-    /// Requests whose credentials or permissions failed, by `code` and `reason`.
-    pub const AUTH_FAILURES_TOTAL: &str = "strata_auth_failures_total";
-    /// Requests refused (or, report-only, counted) by a rate limit, by `kind`.
-    pub const RATE_LIMITED_TOTAL: &str = "strata_rate_limited_total";
-    /// Requests refused by a killswitch.
-    pub const KILLSWITCH_HITS_TOTAL: &str = "strata_killswitch_hits_total";
-}
+use strata_types::metrics::names;
 
 /// The handles behind access-control metrics.
 pub struct AccessMetrics {
