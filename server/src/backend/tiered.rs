@@ -387,91 +387,30 @@ mod tests {
     use crate::backend::payload::collect;
     use crate::object::Scopes;
 
-    /// What the high-volume wrapper does on compare-and-swap.
-    #[derive(Debug, Clone, Copy, PartialEq)]
+    /// What a probe does on compare-and-swap.
+    #[derive(Debug, Clone, Copy, PartialEq, Default)]
     enum OnSwap {
+        #[default]
         Pass,
         Fail,
         Panic,
         Hang,
     }
 
-    /// Memory high-volume storage whose swaps can fail, panic or hang.
-    #[derive(Debug)]
-    struct Hooked {
+    /// Memory storage (either tier) that counts reads, remembers every key written, and
+    /// whose swaps can fail, panic or hang.
+    #[derive(Debug, Default)]
+    struct Probe {
         inner: MemoryBackend,
         on_swap: Mutex<OnSwap>,
-        calls: std::sync::atomic::AtomicUsize,
-    }
-
-    /// Memory long-term storage that remembers every key written.
-    #[derive(Debug, Default)]
-    struct Recording {
-        inner: MemoryBackend,
         written: Mutex<Vec<ObjectId>>,
         calls: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait]
-    impl Backend for Hooked {
+    impl Backend for Probe {
         fn name(&self) -> &'static str {
-            "hooked"
-        }
-        async fn put(
-            &self,
-            id: &ObjectId,
-            m: &Metadata,
-            p: PayloadStream,
-        ) -> Result<u64, BackendError> {
-            self.inner.put(id, m, p).await
-        }
-        async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
-            self.calls
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.inner.get(id).await
-        }
-        async fn head(&self, id: &ObjectId) -> Result<Option<Metadata>, BackendError> {
-            self.calls
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.inner.head(id).await
-        }
-        async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
-            self.inner.delete(id).await
-        }
-        async fn update_metadata(
-            &self,
-            id: &ObjectId,
-            e: &Metadata,
-            m: &Metadata,
-        ) -> Result<bool, BackendError> {
-            self.inner.update_metadata(id, e, m).await
-        }
-        async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
-            self.inner.sweep_expired(now).await
-        }
-        async fn compare_and_swap(
-            &self,
-            id: &ObjectId,
-            expected: Option<&Metadata>,
-            new: Option<(&Metadata, Bytes)>,
-        ) -> Result<bool, BackendError> {
-            let mode = *self.on_swap.lock().unwrap();
-            match mode {
-                OnSwap::Pass => self.inner.compare_and_swap(id, expected, new).await,
-                OnSwap::Fail => Err(BackendError::Unavailable {
-                    backend: "hooked",
-                    message: "injected".into(),
-                }),
-                OnSwap::Panic => panic!("injected panic in the swap"),
-                OnSwap::Hang => futures::future::pending().await,
-            }
-        }
-    }
-
-    #[async_trait]
-    impl Backend for Recording {
-        fn name(&self) -> &'static str {
-            "recording"
+            "probe"
         }
         async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
             self.inner.list_ids().await
@@ -515,11 +454,20 @@ mod tests {
             expected: Option<&Metadata>,
             new: Option<(&Metadata, Bytes)>,
         ) -> Result<bool, BackendError> {
-            self.inner.compare_and_swap(id, expected, new).await
+            let mode = *self.on_swap.lock().unwrap();
+            match mode {
+                OnSwap::Pass => self.inner.compare_and_swap(id, expected, new).await,
+                OnSwap::Fail => Err(BackendError::Unavailable {
+                    backend: "probe",
+                    message: "injected".into(),
+                }),
+                OnSwap::Panic => panic!("injected panic in the swap"),
+                OnSwap::Hang => futures::future::pending().await,
+            }
         }
     }
 
-    impl Recording {
+    impl Probe {
         /// Long-term keys that still hold an object.
         async fn live(&self) -> Vec<ObjectId> {
             let written = self.written.lock().unwrap().clone();
@@ -535,17 +483,13 @@ mod tests {
 
     struct Setup {
         tiered: Arc<TieredBackend>,
-        high: Arc<Hooked>,
-        long: Arc<Recording>,
+        high: Arc<Probe>,
+        long: Arc<Probe>,
     }
 
     fn setup() -> Setup {
-        let high = Arc::new(Hooked {
-            inner: MemoryBackend::default(),
-            on_swap: Mutex::new(OnSwap::Pass),
-            calls: Default::default(),
-        });
-        let long = Arc::new(Recording::default());
+        let high = Arc::new(Probe::default());
+        let long = Arc::new(Probe::default());
         let tiered = Arc::new(TieredBackend::new(high.clone(), long.clone()));
         Setup { tiered, high, long }
     }

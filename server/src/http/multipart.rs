@@ -83,18 +83,36 @@ fn optional_u32(name: &str, value: Option<&str>) -> Result<Option<u32>, ApiError
         .transpose()
 }
 
-/// Access control shared by M1–M6 (api §5.3, §6.4): killswitch and rate limits (once
-/// the path is parsed), then the `object.write` permission every multipart call needs.
-/// Returns what the request's payload bytes are charged to.
-fn admit_write(
+/// What M3–M6 address: an existing upload of one object, admitted for writing.
+struct UploadTarget {
+    id: ObjectId,
+    upload_id: String,
+    query: MultipartQuery,
+    /// What the request's payload bytes are charged to.
+    charge: Charge,
+}
+
+/// The preamble M3–M6 share, in api §5.3/§6.4 order: the path, killswitch and rate
+/// limits, the `object.write` permission every multipart call needs, then the query and
+/// its `upload_id`.
+fn upload_target(
     state: &AppState,
     auth: &AuthContext,
-    id: &ObjectId,
+    path: RawObjectPath,
+    q: Result<Query<MultipartQuery>, QueryRejection>,
     headers: &HeaderMap,
-) -> Result<Charge, ApiError> {
+) -> Result<UploadTarget, ApiError> {
+    let id = path.decode(None)?;
     let charge = state.access.admit(&id.usecase, &id.scopes, headers)?;
     auth.authorize(&id.usecase, &id.scopes, Permission::Write)?;
-    Ok(charge)
+    let query = query(q)?;
+    let upload_id = validate_upload_id(query.upload_id.as_deref())?;
+    Ok(UploadTarget {
+        id,
+        upload_id,
+        query,
+        charge,
+    })
 }
 
 async fn initiate(
@@ -157,11 +175,13 @@ pub async fn upload_part(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let id = path.decode(None)?;
-    let charge = admit_write(&state, &auth, &id, &headers)?;
-    let q = query(q)?;
-    let upload_id = validate_upload_id(q.upload_id.as_deref())?;
-    let part_number = parse_part_number(q.part_number.as_deref())?;
+    let UploadTarget {
+        id,
+        upload_id,
+        query,
+        charge,
+    } = upload_target(&state, &auth, path, q, &headers)?;
+    let part_number = parse_part_number(query.part_number.as_deref())?;
     if !headers.contains_key(header::CONTENT_LENGTH) {
         return Err(ApiError::Client("Content-Length header is required".into()));
     }
@@ -236,12 +256,14 @@ pub async fn list_parts(
     q: Result<Query<MultipartQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = path.decode(None)?;
-    admit_write(&state, &auth, &id, &headers)?;
-    let q = query(q)?;
-    let upload_id = validate_upload_id(q.upload_id.as_deref())?;
-    let max_parts = optional_u32("max_parts", q.max_parts.as_deref())?;
-    let marker = optional_u32("part_number_marker", q.part_number_marker.as_deref())?;
+    let UploadTarget {
+        id,
+        upload_id,
+        query,
+        ..
+    } = upload_target(&state, &auth, path, q, &headers)?;
+    let max_parts = optional_u32("max_parts", query.max_parts.as_deref())?;
+    let marker = optional_u32("part_number_marker", query.part_number_marker.as_deref())?;
     let page = state
         .service
         .multipart_list_parts(id, upload_id, max_parts, marker)
@@ -292,10 +314,7 @@ pub async fn complete(
     headers: HeaderMap,
     body: Result<Json<CompleteBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let id = path.decode(None)?;
-    admit_write(&state, &auth, &id, &headers)?;
-    let q = query(q)?;
-    let upload_id = validate_upload_id(q.upload_id.as_deref())?;
+    let UploadTarget { id, upload_id, .. } = upload_target(&state, &auth, path, q, &headers)?;
     let Json(body) = match body {
         Ok(body) => body,
         Err(rejection) => return Ok(rejection.into_response()),
@@ -342,10 +361,7 @@ pub async fn abort(
     q: Result<Query<MultipartQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = path.decode(None)?;
-    admit_write(&state, &auth, &id, &headers)?;
-    let q = query(q)?;
-    let upload_id = validate_upload_id(q.upload_id.as_deref())?;
+    let UploadTarget { id, upload_id, .. } = upload_target(&state, &auth, path, q, &headers)?;
     state.service.multipart_abort(id, upload_id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
