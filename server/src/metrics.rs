@@ -160,6 +160,8 @@ pub struct MetricSet {
     pub service_rejections: IntCounterVec,
     /// `strata_service_panics_total{operation}`.
     pub panics: IntCounterVec,
+    /// `strata_service_cancellations_total{operation}`.
+    pub cancellations: IntCounterVec,
     /// `strata_http_requests_in_flight`.
     pub http_in_flight: IntGauge,
     /// `strata_http_requests_limit`.
@@ -240,6 +242,11 @@ impl Metrics {
                 "Panics caught in storage operation tasks.",
                 &["operation"],
             ),
+            cancellations: counter_vec(
+                names::CANCELLATIONS_TOTAL,
+                "Read-only storage operations stopped because their client went away.",
+                &["operation"],
+            ),
             http_in_flight: gauge(names::HTTP_IN_FLIGHT, "HTTP requests in flight."),
             http_limit: gauge(names::HTTP_LIMIT, "Web-tier in-flight request limit."),
             http_rejections: {
@@ -293,6 +300,9 @@ impl Metrics {
 
         for &op in Operation::ALL {
             metrics.panics.with_label_values(&[op.as_str()]);
+            if crate::service::kind::cancellable(op) {
+                metrics.cancellations.with_label_values(&[op.as_str()]);
+            }
             metrics.operation_duration.with_label_values(&[op.as_str()]);
             for outcome in Outcome::ALL {
                 metrics
@@ -321,8 +331,10 @@ impl Metrics {
                 .with_label_values(&[op.as_str()])
                 .observe(seconds);
         }
-        if outcome == Outcome::Panic {
-            self.panics.with_label_values(&[op.as_str()]).inc();
+        match outcome {
+            Outcome::Panic => self.panics.with_label_values(&[op.as_str()]).inc(),
+            Outcome::Cancelled => self.cancellations.with_label_values(&[op.as_str()]).inc(),
+            _ => {}
         }
     }
 

@@ -28,6 +28,8 @@ pub mod names {
     pub const SERVICE_REJECTIONS_TOTAL: &str = "strata_service_rejections_total";
     /// Panics caught in operation tasks, by `operation`.
     pub const PANICS_TOTAL: &str = "strata_service_panics_total";
+    /// Read-only operations stopped because their client went away, by `operation`.
+    pub const CANCELLATIONS_TOTAL: &str = "strata_service_cancellations_total";
     /// HTTP requests in flight (internal routes included).
     pub const HTTP_IN_FLIGHT: &str = "strata_http_requests_in_flight";
     /// The web-tier limit (`http.max_requests`).
@@ -162,16 +164,19 @@ pub enum Outcome {
     Rejected,
     /// The task panicked.
     Panic,
+    /// A read-only operation stopped because its client went away.
+    Cancelled,
 }
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Ok,
         Outcome::NotFound,
         Outcome::Error,
         Outcome::Rejected,
         Outcome::Panic,
+        Outcome::Cancelled,
     ];
 
     /// The label value.
@@ -182,6 +187,7 @@ impl Outcome {
             Outcome::Error => "error",
             Outcome::Rejected => "rejected",
             Outcome::Panic => "panic",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
@@ -26,6 +27,7 @@ use crate::object::{Metadata, ObjectId};
 
 mod bulk;
 mod error;
+pub mod kind;
 pub mod limiter;
 mod uploads;
 
@@ -341,18 +343,39 @@ impl StorageService {
         let future = operation(self.inner.clone());
         let metrics = self.metrics.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // Cancelled when this caller's future is dropped (its HTTP client hung up); only
+        // read-only operations listen (see `kind`), writes run to completion regardless.
+        let token = CancellationToken::new();
+        let cancel_on_drop = token.clone().drop_guard();
+        let cancellable = kind::cancellable(op);
         self.metrics.tasks_running.inc();
         let running = RunningGuard(self.metrics.tasks_running.clone());
         self.tasks.spawn(async move {
             let _permit = permit;
             let _running = running;
             let started = Instant::now();
-            let result = match AssertUnwindSafe(future).catch_unwind().await {
-                Ok(result) => result,
-                Err(payload) => {
+            let work = AssertUnwindSafe(future).catch_unwind();
+            let finished = if cancellable {
+                tokio::select! {
+                    biased;
+                    () = token.cancelled() => None,
+                    finished = work => Some(finished),
+                }
+            } else {
+                Some(work.await)
+            };
+            let result = match finished {
+                Some(Ok(result)) => result,
+                Some(Err(payload)) => {
                     let message = panic_message(payload.as_ref());
                     tracing::error!(operation = op.as_str(), %message, "storage operation panicked");
                     Err(ServiceError::Panic(message))
+                }
+                None => {
+                    // The backend work was dropped with the select; the permit goes
+                    // when this task ends, right below.
+                    metrics.record_operation(op, Outcome::Cancelled, None);
+                    return;
                 }
             };
             let outcome = match &result {
@@ -370,7 +393,9 @@ impl StorageService {
             let _ = tx.send(result);
         }
         .instrument(span));
-        rx.await.unwrap_or(Err(ServiceError::TaskDropped))
+        let result = rx.await.unwrap_or(Err(ServiceError::TaskDropped));
+        cancel_on_drop.disarm();
+        result
     }
 }
 

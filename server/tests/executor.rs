@@ -1,0 +1,269 @@
+//! How storage operations are executed: cancellation of abandoned reads (writes run to
+//! completion), gauges that survive clients hanging up, the worker pool and background
+//! chores (issue #14).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use strata_server::app::{self, RunningServer};
+use strata_server::backend::memory::MemoryBackend;
+use strata_server::backend::{faults::FaultyBackend, Backend, PayloadStream};
+use strata_server::config::{Config, FaultsConfig, ServiceConfig, StorageConfig};
+use strata_server::metrics::Metrics;
+use strata_server::object::{Metadata, ObjectId, Scopes};
+use strata_server::service::StorageService;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Generous bound for anything that should happen "promptly".
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn faults(delay: Duration) -> FaultsConfig {
+    FaultsConfig {
+        panic_key_prefix: Some("panic/".to_owned()),
+        delay_key_prefix: Some("slow/".to_owned()),
+        delay,
+    }
+}
+
+fn id(key: &str) -> ObjectId {
+    ObjectId::new("exec".to_owned(), Scopes::default(), key.to_owned()).unwrap()
+}
+
+fn body(bytes: &'static [u8]) -> PayloadStream {
+    futures::stream::once(async move { Ok(Bytes::from_static(bytes)) }).boxed()
+}
+
+async fn start(service: ServiceConfig, delay: Duration) -> RunningServer {
+    let mut config = Config {
+        auth: strata_server::auth::AuthConfig::disabled(),
+        ..Config::default()
+    };
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.drain_file =
+        std::env::temp_dir().join(format!("strata-executor-{}", uuid::Uuid::new_v4()));
+    config.service = service;
+    config.storage = StorageConfig::Memory {};
+    config.faults = faults(delay);
+    app::start(config).await.unwrap()
+}
+
+fn one_permit() -> ServiceConfig {
+    ServiceConfig {
+        max_concurrency: 1,
+        ..ServiceConfig::default()
+    }
+}
+
+/// Sends a whole request on a fresh connection and returns the connection unread, so
+/// the test decides when the "client" hangs up (by dropping it).
+async fn send_raw(server: &RunningServer, request: String) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    stream
+}
+
+fn raw_get(key: &str) -> String {
+    format!("GET /v1/objects/exec/_/{key} HTTP/1.1\r\nhost: test\r\n\r\n")
+}
+
+/// Polls `check` until it holds, failing after [`PATIENCE`].
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("series {name} not found"))
+}
+
+#[tokio::test]
+async fn get_whose_client_disconnects_is_cancelled_and_frees_its_permit() {
+    // The delayed GET would hold the only permit for a minute if it ran on.
+    let server = start(one_permit(), Duration::from_secs(60)).await;
+    let base = format!("http://{}", server.addr());
+    let metrics = server.metrics().clone();
+    let client = reqwest::Client::new();
+
+    let hung_up = send_raw(&server, raw_get("slow/x")).await;
+    eventually("the delayed GET holds the permit", || {
+        server.service().available_permits() == 0
+    })
+    .await;
+    // While it holds the permit, the next request is refused.
+    let res = client
+        .get(format!("{base}/v1/objects/exec/_/other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+
+    drop(hung_up);
+    eventually("the cancelled GET released its permit", || {
+        server.service().available_permits() == 1
+    })
+    .await;
+    // The next request is admitted while the delayed call would still be sleeping.
+    let res = client
+        .get(format!("{base}/v1/objects/exec/_/other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+
+    assert_eq!(metrics.cancellations.with_label_values(&["get"]).get(), 1);
+    assert_eq!(
+        metrics
+            .operations
+            .with_label_values(&["get", "cancelled"])
+            .get(),
+        1
+    );
+    assert_eq!(metrics.tasks_running.get(), 0);
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        series(
+            &text,
+            "strata_service_cancellations_total{operation=\"get\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        series(
+            &text,
+            "strata_service_cancellations_total{operation=\"head\"}"
+        ),
+        0.0
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn put_whose_client_disconnects_completes_and_is_readable() {
+    let server = start(one_permit(), Duration::from_millis(500)).await;
+    let base = format!("http://{}", server.addr());
+    let metrics = server.metrics().clone();
+    let payload = "written although nobody waited";
+    let request = format!(
+        "PUT /v1/objects/exec/_/slow/w HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n{payload}",
+        payload.len()
+    );
+    let hung_up = send_raw(&server, request).await;
+    eventually("the delayed PUT is running", || {
+        metrics.tasks_running.get() == 1
+    })
+    .await;
+    drop(hung_up);
+
+    eventually("the abandoned PUT finished", || {
+        metrics
+            .operations
+            .with_label_values(&["insert", "ok"])
+            .get()
+            == 1
+    })
+    .await;
+    let res = reqwest::get(format!("{base}/v1/objects/exec/_/slow/w"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), payload);
+    assert_eq!(
+        metrics
+            .operations
+            .with_label_values(&["insert", "cancelled"])
+            .get(),
+        0
+    );
+    assert_eq!(metrics.cancellations.with_label_values(&["get"]).get(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_hanging_up_while_queued_leaves_no_queued_gauge() {
+    let service = ServiceConfig {
+        max_concurrency: 1,
+        queue_depth: 4,
+        queue_timeout: Duration::from_secs(120),
+        ..ServiceConfig::default()
+    };
+    let server = start(service, Duration::from_secs(60)).await;
+    let metrics = server.metrics().clone();
+
+    let holder = send_raw(&server, raw_get("slow/hold")).await;
+    eventually("the delayed GET holds the permit", || {
+        server.service().available_permits() == 0
+    })
+    .await;
+    let queued = send_raw(&server, raw_get("waiting")).await;
+    eventually("the second GET is queued", || {
+        metrics.tasks_queued.get() == 1
+    })
+    .await;
+
+    drop(queued);
+    eventually("the abandoned waiter left the queue gauge", || {
+        metrics.tasks_queued.get() == 0
+    })
+    .await;
+    // The permit was still held the whole time: the waiter left, it was not served.
+    assert_eq!(server.service().available_permits(), 0);
+    assert_eq!(metrics.tasks_running.get(), 1);
+
+    drop(holder);
+    eventually("the holder was cancelled", || {
+        metrics.tasks_running.get() == 0
+    })
+    .await;
+    assert_eq!(metrics.tasks_queued.get(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropped_service_read_is_cancelled_but_dropped_write_completes() {
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+    let backend =
+        Arc::new(FaultyBackend::wrap(backend, &faults(Duration::from_millis(300))).unwrap());
+    let metrics = Metrics::new();
+    let config = ServiceConfig {
+        max_concurrency: 2,
+        ..ServiceConfig::default()
+    };
+    let service = StorageService::new(backend, &config, metrics.clone());
+
+    let read = service.head(id("slow/r"), SystemTime::now());
+    assert!(tokio::time::timeout(Duration::from_millis(20), read)
+        .await
+        .is_err());
+    let write = service.insert(id("slow/w"), Metadata::default(), body(b"kept"));
+    assert!(tokio::time::timeout(Duration::from_millis(20), write)
+        .await
+        .is_err());
+
+    eventually("both permits are back", || service.available_permits() == 2).await;
+    assert_eq!(metrics.cancellations.with_label_values(&["head"]).get(), 1);
+    assert_eq!(
+        metrics
+            .operations
+            .with_label_values(&["insert", "ok"])
+            .get(),
+        1
+    );
+    let stored = service.head(id("slow/w"), SystemTime::now()).await.unwrap();
+    assert_eq!(stored.unwrap().size, Some(4));
+}
