@@ -10,7 +10,7 @@ use futures::StreamExt;
 use strata_server::app::{self, RunningServer};
 use strata_server::backend::memory::MemoryBackend;
 use strata_server::backend::{faults::FaultyBackend, Backend, PayloadStream};
-use strata_server::config::{Config, FaultsConfig, ServiceConfig, StorageConfig};
+use strata_server::config::{Config, ExecutorKind, FaultsConfig, ServiceConfig, StorageConfig};
 use strata_server::metrics::Metrics;
 use strata_server::object::{Metadata, ObjectId, Scopes};
 use strata_server::service::StorageService;
@@ -87,8 +87,17 @@ fn series(text: &str, name: &str) -> f64 {
 
 #[tokio::test]
 async fn get_whose_client_disconnects_is_cancelled_and_frees_its_permit() {
+    get_disconnect_case(one_permit()).await;
+}
+
+#[tokio::test]
+async fn pooled_get_whose_client_disconnects_is_cancelled_and_frees_its_permit() {
+    get_disconnect_case(pool(1, 1)).await;
+}
+
+async fn get_disconnect_case(service: ServiceConfig) {
     // The delayed GET would hold the only permit for a minute if it ran on.
-    let server = start(one_permit(), Duration::from_secs(60)).await;
+    let server = start(service, Duration::from_secs(60)).await;
     let base = format!("http://{}", server.addr());
     let metrics = server.metrics().clone();
     let client = reqwest::Client::new();
@@ -266,4 +275,169 @@ async fn dropped_service_read_is_cancelled_but_dropped_write_completes() {
     );
     let stored = service.head(id("slow/w"), SystemTime::now()).await.unwrap();
     assert_eq!(stored.unwrap().size, Some(4));
+}
+
+fn pool(workers: usize, max_concurrency: usize) -> ServiceConfig {
+    ServiceConfig {
+        max_concurrency,
+        executor: ExecutorKind::Pool,
+        workers,
+        ..ServiceConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn panic_in_a_pooled_job_fails_only_its_request_and_the_pool_keeps_its_size() {
+    let server = start(pool(2, 8), Duration::from_millis(10)).await;
+    let base = format!("http://{}", server.addr());
+    let metrics = server.metrics().clone();
+    let client = reqwest::Client::new();
+    assert_eq!(metrics.workers.get(), 2);
+
+    let (mut ok, mut failed) = (0, 0);
+    for i in 0..30 {
+        if i % 3 == 0 {
+            let res = client
+                .get(format!("{base}/v1/objects/exec/_/panic/{i}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 500);
+            let body: serde_json::Value = res.json().await.unwrap();
+            assert!(body["detail"].as_str().unwrap().contains("injected fault"));
+            failed += 1;
+        } else {
+            let res = client
+                .put(format!("{base}/v1/objects/exec/_/k{i}"))
+                .body(format!("value {i}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            let res = client
+                .get(format!("{base}/v1/objects/exec/_/k{i}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.text().await.unwrap(), format!("value {i}"));
+            ok += 1;
+        }
+    }
+    assert_eq!((ok, failed), (20, 10));
+    assert_eq!(metrics.panics.with_label_values(&["get"]).get(), 10);
+    assert_eq!(
+        metrics
+            .operations
+            .with_label_values(&["get", "panic"])
+            .get(),
+        10
+    );
+    assert_eq!(
+        metrics.operations.with_label_values(&["get", "ok"]).get(),
+        20
+    );
+    assert_eq!(
+        metrics
+            .operations
+            .with_label_values(&["insert", "ok"])
+            .get(),
+        20
+    );
+    assert_eq!(metrics.workers.get(), 2);
+    eventually("workers idle", || metrics.workers_busy.get() == 0).await;
+    assert_eq!(metrics.tasks_running.get(), 0);
+    assert_eq!(server.service().available_permits(), 8);
+    server.shutdown().await;
+}
+
+/// A batch of many slow reads saturates both workers and fills the bulk queue; single
+/// requests sent meanwhile still succeed, served before the waiting batch parts.
+#[tokio::test]
+async fn single_requests_keep_being_served_under_a_saturating_batch() {
+    let server = start(pool(2, 16), Duration::from_millis(50)).await;
+    let base = format!("http://{}", server.addr());
+    let metrics = server.metrics().clone();
+    let client = reqwest::Client::new();
+    client
+        .put(format!("{base}/v1/objects/exec/_/single"))
+        .body("here")
+        .send()
+        .await
+        .unwrap();
+
+    const PARTS: usize = 200;
+    let boundary = "exec-boundary";
+    let mut body = Vec::new();
+    for i in 0..PARTS {
+        body.extend(
+            format!(
+                "--{boundary}\r\ncontent-disposition: form-data; name=part\r\n\
+                 x-sn-batch-operation-kind: get\r\nx-sn-batch-operation-key: slow/{i}\r\n\r\n\r\n"
+            )
+            .into_bytes(),
+        );
+    }
+    body.extend(format!("--{boundary}--\r\n").into_bytes());
+    let batch = {
+        let request = client
+            .post(format!("{base}/v1/objects:batch/exec/_/"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body);
+        tokio::spawn(async move {
+            let res = request.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            res.text().await.unwrap()
+        })
+    };
+    eventually("batch parts wait for a worker", || {
+        metrics
+            .executor_queue_depth
+            .with_label_values(&["bulk"])
+            .get()
+            > 0
+    })
+    .await;
+
+    let (mut served, mut latencies) = (0, Vec::new());
+    const SINGLES: usize = 40;
+    for _ in 0..SINGLES {
+        let started = Instant::now();
+        let res = client
+            .get(format!("{base}/v1/objects/exec/_/single"))
+            .send()
+            .await
+            .unwrap();
+        latencies.push(started.elapsed());
+        if res.status() == 200 && res.text().await.unwrap() == "here" {
+            served += 1;
+        }
+    }
+    // The batch was still running when the last single request was answered.
+    assert!(!batch.is_finished(), "the batch did not saturate the pool");
+    assert!(served >= SINGLES * 95 / 100, "served {served} of {SINGLES}");
+    latencies.sort();
+    // Generous: a single waits for at most one running slow part, never the batch.
+    assert!(
+        latencies[SINGLES / 2] < Duration::from_secs(5),
+        "median {:?}",
+        latencies[SINGLES / 2]
+    );
+
+    let text = batch.await.unwrap();
+    assert_eq!(
+        text.matches("x-sn-batch-operation-status: 404").count(),
+        PARTS
+    );
+    assert_eq!(
+        metrics
+            .operations
+            .with_label_values(&["batch_get", "not_found"])
+            .get(),
+        PARTS as u64
+    );
+    server.shutdown().await;
 }

@@ -1,5 +1,6 @@
-//! The storage service: every operation acquires a service-tier permit, then runs to
-//! completion in its own spawned task with panics caught.
+//! The storage service: every operation acquires a service-tier permit, then runs in a
+//! task of its own (or on a pool worker, `service.executor`) with panics caught; writes
+//! always run to completion, reads stop when their caller goes away (`kind`).
 //!
 //! [`StorageService`] is the thin, cloneable public API taking owned arguments; the
 //! business logic (expiry, TTI bumps, extensions) lives on the private [`Inner`] type.
@@ -21,12 +22,13 @@ use tracing::Instrument as _;
 
 use crate::backend::{Backend, PayloadStream, StoredObject};
 use crate::config::ServiceConfig;
-use crate::metrics::{Metrics, Operation, Outcome};
+use crate::metrics::{Metrics, Operation, Outcome, RejectReason};
 use crate::object::expiration::{self, ExtendError, ExtendExpiry};
 use crate::object::{Metadata, ObjectId};
 
 mod bulk;
 mod error;
+pub mod executor;
 pub mod kind;
 pub mod limiter;
 mod uploads;
@@ -52,6 +54,7 @@ pub enum ExtendOutcome {
 pub struct StorageService {
     inner: Arc<Inner>,
     limiter: Arc<Limiter>,
+    executor: executor::Executor,
     metrics: Metrics,
     tasks: TaskTracker,
 }
@@ -177,11 +180,13 @@ impl Drop for RunningGuard {
 }
 
 impl StorageService {
-    /// Creates the service over `backend` with the `service` section's limits.
+    /// Creates the service over `backend` with the `service` section's limits and
+    /// executor (pool workers start here: call it inside a runtime).
     pub fn new(backend: Arc<dyn Backend>, config: &ServiceConfig, metrics: Metrics) -> Self {
         Self {
             inner: Arc::new(Inner { backend }),
             limiter: Arc::new(Limiter::new(config, metrics.clone())),
+            executor: executor::Executor::new(config, &metrics),
             metrics,
             tasks: TaskTracker::new(),
         }
@@ -278,8 +283,10 @@ impl StorageService {
         self.tasks.close();
         let backend = self.inner.backend.clone();
         let tasks = self.tasks.clone();
+        let executor = self.executor.clone();
         tokio::time::timeout(timeout, async move {
             tasks.wait().await;
+            executor.close();
             backend.shutdown().await;
         })
         .await
@@ -350,7 +357,7 @@ impl StorageService {
         let cancellable = kind::cancellable(op);
         self.metrics.tasks_running.inc();
         let running = RunningGuard(self.metrics.tasks_running.clone());
-        self.tasks.spawn(async move {
+        let job = async move {
             let _permit = permit;
             let _running = running;
             let started = Instant::now();
@@ -392,7 +399,20 @@ impl StorageService {
             // The caller may be gone; the work is done either way.
             let _ = tx.send(result);
         }
-        .instrument(span));
+        .instrument(span);
+        if self
+            .executor
+            .execute(&self.tasks, kind::priority(op), job)
+            .is_err()
+        {
+            // The pool's queue is full (the job, its permit and gauges are dropped).
+            self.metrics.record_operation(op, Outcome::Rejected, None);
+            self.metrics
+                .service_rejections
+                .with_label_values(&[RejectReason::AtCapacity.as_str()])
+                .inc();
+            return Err(ServiceError::AtCapacity(RejectReason::AtCapacity));
+        }
         let result = rx.await.unwrap_or(Err(ServiceError::TaskDropped));
         cancel_on_drop.disarm();
         result
