@@ -2,6 +2,7 @@
 //! completion), gauges that survive clients hanging up, the worker pool and background
 //! chores (issue #14).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,9 +12,9 @@ use strata_server::app::{self, RunningServer};
 use strata_server::backend::memory::MemoryBackend;
 use strata_server::backend::{faults::FaultyBackend, Backend, PayloadStream};
 use strata_server::config::{Config, ExecutorKind, FaultsConfig, ServiceConfig, StorageConfig};
-use strata_server::metrics::Metrics;
+use strata_server::metrics::{BackgroundJob, Metrics};
 use strata_server::object::{Metadata, ObjectId, Scopes};
-use strata_server::service::StorageService;
+use strata_server::service::{background, StorageService};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -440,4 +441,131 @@ async fn single_requests_keep_being_served_under_a_saturating_batch() {
         PARTS as u64
     );
     server.shutdown().await;
+}
+
+fn memory_service(config: ServiceConfig) -> (StorageService, Metrics) {
+    let metrics = Metrics::new();
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+    (
+        StorageService::new(backend, &config, metrics.clone()),
+        metrics,
+    )
+}
+
+fn sleeping(duration: Duration) -> background::Work {
+    background::work(move || async move {
+        tokio::time::sleep(duration).await;
+        Ok(1)
+    })
+}
+
+#[tokio::test]
+async fn background_jobs_are_retried_counted_and_drained_at_shutdown() {
+    let (service, metrics) = memory_service(pool(2, 8));
+    // Fails twice, then succeeds: retried with backoff, counted once as completed.
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counted = attempts.clone();
+    assert!(service.submit_background(
+        BackgroundJob::ExpirySweep,
+        background::work(move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if n < 3 {
+                    Err(format!("attempt {n} fails"))
+                } else {
+                    Ok(0)
+                }
+            }
+        }),
+    ));
+    // Always fails (here: panics): counted as failed after every attempt.
+    assert!(service.submit_background(
+        BackgroundJob::UploadCleanup,
+        background::work(|| async { panic!("chore bug") }),
+    ));
+    for _ in 0..3 {
+        assert!(service.submit_background(
+            BackgroundJob::ExpirySweep,
+            sleeping(Duration::from_millis(20))
+        ));
+    }
+
+    let report = service.drain(PATIENCE).await;
+    assert_eq!(report.background_left, 0);
+    assert!(report.on_time);
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    let count = |vec: &prometheus::IntCounterVec, job: &str| vec.with_label_values(&[job]).get();
+    assert_eq!(count(&metrics.background_jobs_completed, "expiry_sweep"), 4);
+    assert_eq!(count(&metrics.background_jobs_failed, "upload_cleanup"), 1);
+    assert_eq!(count(&metrics.background_jobs_dropped, "expiry_sweep"), 0);
+    assert_eq!(metrics.background_jobs_queued.get(), 0);
+    assert_eq!(metrics.background_jobs_running.get(), 0);
+    // The pool survived the panicking chore.
+    assert_eq!(metrics.workers.get(), 2);
+    // Closed: later chores are dropped and counted.
+    assert!(!service.submit_background(BackgroundJob::ExpirySweep, sleeping(Duration::ZERO)));
+    assert_eq!(count(&metrics.background_jobs_dropped, "expiry_sweep"), 1);
+}
+
+#[tokio::test]
+async fn shutdown_reports_background_jobs_left_undone_and_full_queue_drops() {
+    let config = ServiceConfig {
+        background_queue: 4,
+        ..ServiceConfig::default()
+    };
+    let (service, metrics) = memory_service(config);
+    assert!(service.submit_background(
+        BackgroundJob::ExpirySweep,
+        sleeping(Duration::from_secs(600))
+    ));
+    eventually("the first chore runs", || {
+        metrics.background_jobs_running.get() == 1
+    })
+    .await;
+    for _ in 0..4 {
+        assert!(service.submit_background(
+            BackgroundJob::UploadCleanup,
+            sleeping(Duration::from_secs(600))
+        ));
+    }
+    // The queue holds 4: the next one is dropped and counted.
+    assert!(!service.submit_background(BackgroundJob::UploadCleanup, sleeping(Duration::ZERO)));
+    assert_eq!(
+        metrics
+            .background_jobs_dropped
+            .with_label_values(&["upload_cleanup"])
+            .get(),
+        1
+    );
+    assert_eq!(metrics.background_jobs_queued.get(), 4);
+
+    let report = service.drain(Duration::from_millis(200)).await;
+    assert!(!report.on_time);
+    // One running plus four queued were left; the queued ones count as dropped.
+    assert_eq!(report.background_left, 5);
+    assert_eq!(
+        metrics
+            .background_jobs_dropped
+            .with_label_values(&["upload_cleanup"])
+            .get(),
+        5
+    );
+    assert_eq!(metrics.background_jobs_queued.get(), 0);
+    assert_eq!(metrics.background_jobs_running.get(), 0);
+}
+
+#[tokio::test]
+async fn the_expiry_sweep_runs_as_a_background_job() {
+    let (service, metrics) = memory_service(ServiceConfig::default());
+    let sweeper = service.start_sweeper(Duration::from_millis(10));
+    eventually("a sweep completed", || {
+        metrics
+            .background_jobs_completed
+            .with_label_values(&["expiry_sweep"])
+            .get()
+            >= 2
+    })
+    .await;
+    sweeper.abort();
+    assert!(service.drain(PATIENCE).await.on_time);
 }

@@ -22,10 +22,11 @@ use tracing::Instrument as _;
 
 use crate::backend::{Backend, PayloadStream, StoredObject};
 use crate::config::ServiceConfig;
-use crate::metrics::{Metrics, Operation, Outcome, RejectReason};
+use crate::metrics::{BackgroundJob, Metrics, Operation, Outcome, RejectReason};
 use crate::object::expiration::{self, ExtendError, ExtendExpiry};
 use crate::object::{Metadata, ObjectId};
 
+pub mod background;
 mod bulk;
 mod error;
 pub mod executor;
@@ -55,8 +56,18 @@ pub struct StorageService {
     inner: Arc<Inner>,
     limiter: Arc<Limiter>,
     executor: executor::Executor,
+    background: Arc<background::Background>,
     metrics: Metrics,
     tasks: TaskTracker,
+}
+
+/// What a shutdown drain managed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Every operation, background job and the backend finished within the wait.
+    pub on_time: bool,
+    /// Background jobs left undone (queued or running) when the wait ran out.
+    pub background_left: usize,
 }
 
 /// Business logic over one backend; runs inside spawned tasks.
@@ -183,10 +194,17 @@ impl StorageService {
     /// Creates the service over `backend` with the `service` section's limits and
     /// executor (pool workers start here: call it inside a runtime).
     pub fn new(backend: Arc<dyn Backend>, config: &ServiceConfig, metrics: Metrics) -> Self {
+        let executor = executor::Executor::new(config, &metrics);
+        let background = background::Background::start(
+            config.background_queue,
+            executor.clone(),
+            metrics.clone(),
+        );
         Self {
             inner: Arc::new(Inner { backend }),
             limiter: Arc::new(Limiter::new(config, metrics.clone())),
-            executor: executor::Executor::new(config, &metrics),
+            executor,
+            background: Arc::new(background),
             metrics,
             tasks: TaskTracker::new(),
         }
@@ -260,37 +278,57 @@ impl StorageService {
         .await
     }
 
-    /// Starts the background sweep that removes expired objects every `interval`.
+    /// Queues a fire-and-forget chore at background priority (bounded, counted,
+    /// retried); false when it was dropped because the queue is full or closed.
+    pub fn submit_background(&self, job: BackgroundJob, work: background::Work) -> bool {
+        self.background.submit(job, work)
+    }
+
+    /// Starts the ticker that queues an expiry sweep (a background job) every `interval`.
     pub fn start_sweeper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let inner = self.inner.clone();
+        let service = self.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                match inner.backend.sweep_expired(SystemTime::now()).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(removed = n, "expired objects removed"),
-                    Err(err) => tracing::warn!(%err, "expiry sweep failed"),
-                }
+                let inner = service.inner.clone();
+                service.submit_background(
+                    BackgroundJob::ExpirySweep,
+                    background::work(move || {
+                        let inner = inner.clone();
+                        async move {
+                            inner
+                                .backend
+                                .sweep_expired(SystemTime::now())
+                                .await
+                                .map_err(|err| err.to_string())
+                        }
+                    }),
+                );
             }
         })
     }
 
-    /// Waits (at most `timeout`) for every spawned operation to finish, then for the
-    /// backend's background work; for shutdown.
-    pub async fn drain(&self, timeout: Duration) -> bool {
+    /// Waits (at most `timeout` in all) for every spawned operation, then for the queued
+    /// background jobs, then for the backend's own background work; for shutdown. The
+    /// tickers that queue chores should be stopped first.
+    pub async fn drain(&self, timeout: Duration) -> DrainReport {
+        let deadline = Instant::now() + timeout;
+        let remaining = || deadline.saturating_duration_since(Instant::now());
         self.tasks.close();
-        let backend = self.inner.backend.clone();
-        let tasks = self.tasks.clone();
-        let executor = self.executor.clone();
-        tokio::time::timeout(timeout, async move {
-            tasks.wait().await;
-            executor.close();
-            backend.shutdown().await;
-        })
-        .await
-        .is_ok()
+        let tasks_done = tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .is_ok();
+        let leftover = self.background.drain(remaining()).await;
+        self.executor.close();
+        let backend_done = tokio::time::timeout(remaining(), self.inner.backend.shutdown())
+            .await
+            .is_ok();
+        DrainReport {
+            on_time: tasks_done && leftover.left == 0 && backend_done,
+            background_left: leftover.left,
+        }
     }
 
     /// Checks that the backend answers (bounded by [`PROBE_TIMEOUT`]), for `/ready`.
