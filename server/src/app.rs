@@ -123,12 +123,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             }
             () = deadline => tracing::warn!("shutdown timeout reached with requests in flight"),
         }
-        if !drain_service.drain(shutdown_timeout).await {
-            tracing::warn!("shutdown timeout reached with storage tasks running");
-        }
+        // No new chores once draining: stop the tickers first.
         sweeper.abort();
         if let Some(gc) = &upload_gc {
             gc.abort();
+        }
+        let report = drain_service.drain(shutdown_timeout).await;
+        if !report.on_time {
+            tracing::warn!(
+                background_jobs_left = report.background_left,
+                "shutdown timeout reached with storage tasks or background jobs running"
+            );
         }
     });
     Ok(RunningServer {

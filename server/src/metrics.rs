@@ -15,7 +15,7 @@ pub mod access;
 
 pub use access::AccessMetrics;
 
-pub use strata_types::metrics::{names, Operation, Outcome, RejectReason};
+pub use strata_types::metrics::{names, BackgroundJob, Operation, Outcome, RejectReason};
 
 /// The filesystem backend's own metrics (`strata_storage_*`), updated where things
 /// happen: by the log's writer thread, compaction and the index.
@@ -160,6 +160,24 @@ pub struct MetricSet {
     pub service_rejections: IntCounterVec,
     /// `strata_service_panics_total{operation}`.
     pub panics: IntCounterVec,
+    /// `strata_service_cancellations_total{operation}`.
+    pub cancellations: IntCounterVec,
+    /// `strata_service_executor_queue_depth{priority}`.
+    pub executor_queue_depth: IntGaugeVec,
+    /// `strata_service_workers`.
+    pub workers: IntGauge,
+    /// `strata_service_workers_busy`.
+    pub workers_busy: IntGauge,
+    /// `strata_service_background_jobs_queued`.
+    pub background_jobs_queued: IntGauge,
+    /// `strata_service_background_jobs_running`.
+    pub background_jobs_running: IntGauge,
+    /// `strata_service_background_jobs_completed_total{job}`.
+    pub background_jobs_completed: IntCounterVec,
+    /// `strata_service_background_jobs_failed_total{job}`.
+    pub background_jobs_failed: IntCounterVec,
+    /// `strata_service_background_jobs_dropped_total{job}`.
+    pub background_jobs_dropped: IntCounterVec,
     /// `strata_http_requests_in_flight`.
     pub http_in_flight: IntGauge,
     /// `strata_http_requests_limit`.
@@ -240,6 +258,48 @@ impl Metrics {
                 "Panics caught in storage operation tasks.",
                 &["operation"],
             ),
+            cancellations: counter_vec(
+                names::CANCELLATIONS_TOTAL,
+                "Read-only storage operations stopped because their client went away.",
+                &["operation"],
+            ),
+            executor_queue_depth: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        names::EXECUTOR_QUEUE_DEPTH,
+                        "Jobs waiting for a pool worker, by priority.",
+                    ),
+                    &["priority"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique");
+                g
+            },
+            workers: gauge(names::WORKERS, "Workers of the pooled executor."),
+            workers_busy: gauge(names::WORKERS_BUSY, "Pool workers running a job now."),
+            background_jobs_queued: gauge(
+                names::BACKGROUND_JOBS_QUEUED,
+                "Background chores waiting to run.",
+            ),
+            background_jobs_running: gauge(
+                names::BACKGROUND_JOBS_RUNNING,
+                "Background chores running now.",
+            ),
+            background_jobs_completed: counter_vec(
+                names::BACKGROUND_JOBS_COMPLETED_TOTAL,
+                "Background chores that succeeded.",
+                &["job"],
+            ),
+            background_jobs_failed: counter_vec(
+                names::BACKGROUND_JOBS_FAILED_TOTAL,
+                "Background chores that failed every attempt.",
+                &["job"],
+            ),
+            background_jobs_dropped: counter_vec(
+                names::BACKGROUND_JOBS_DROPPED_TOTAL,
+                "Background chores never run (queue full, or left at shutdown).",
+                &["job"],
+            ),
             http_in_flight: gauge(names::HTTP_IN_FLIGHT, "HTTP requests in flight."),
             http_limit: gauge(names::HTTP_LIMIT, "Web-tier in-flight request limit."),
             http_rejections: {
@@ -293,6 +353,9 @@ impl Metrics {
 
         for &op in Operation::ALL {
             metrics.panics.with_label_values(&[op.as_str()]);
+            if crate::service::kind::cancellable(op) {
+                metrics.cancellations.with_label_values(&[op.as_str()]);
+            }
             metrics.operation_duration.with_label_values(&[op.as_str()]);
             for outcome in Outcome::ALL {
                 metrics
@@ -308,6 +371,22 @@ impl Metrics {
         for direction in ["in", "out"] {
             metrics.bytes.with_label_values(&[direction]);
         }
+        for priority in crate::service::kind::Priority::ALL {
+            metrics
+                .executor_queue_depth
+                .with_label_values(&[priority.as_str()]);
+        }
+        for job in BackgroundJob::ALL {
+            metrics
+                .background_jobs_completed
+                .with_label_values(&[job.as_str()]);
+            metrics
+                .background_jobs_failed
+                .with_label_values(&[job.as_str()]);
+            metrics
+                .background_jobs_dropped
+                .with_label_values(&[job.as_str()]);
+        }
         metrics
     }
 
@@ -321,9 +400,32 @@ impl Metrics {
                 .with_label_values(&[op.as_str()])
                 .observe(seconds);
         }
-        if outcome == Outcome::Panic {
-            self.panics.with_label_values(&[op.as_str()]).inc();
+        match outcome {
+            Outcome::Panic => self.panics.with_label_values(&[op.as_str()]).inc(),
+            Outcome::Cancelled => self.cancellations.with_label_values(&[op.as_str()]).inc(),
+            _ => {}
         }
+    }
+
+    /// Counts a background chore that succeeded.
+    pub fn background_completed(&self, job: BackgroundJob) {
+        self.background_jobs_completed
+            .with_label_values(&[job.as_str()])
+            .inc();
+    }
+
+    /// Counts a background chore that failed every attempt.
+    pub fn background_failed(&self, job: BackgroundJob) {
+        self.background_jobs_failed
+            .with_label_values(&[job.as_str()])
+            .inc();
+    }
+
+    /// Counts a background chore that never ran.
+    pub fn background_dropped(&self, job: BackgroundJob) {
+        self.background_jobs_dropped
+            .with_label_values(&[job.as_str()])
+            .inc();
     }
 
     /// Counts payload bytes in one direction.

@@ -83,6 +83,48 @@ pub struct ServiceConfig {
         skip_serializing_if = "is_default_upload_max_age"
     )]
     pub upload_max_age: Duration,
+    /// Where admitted operations run: a task each (`spawn`) or a fixed worker pool fed
+    /// by bounded per-priority queues (`pool`).
+    #[serde(skip_serializing_if = "is_default_executor")]
+    pub executor: ExecutorKind,
+    /// Workers of the `pool` executor (at least 1).
+    #[serde(skip_serializing_if = "is_default_workers")]
+    pub workers: usize,
+    /// Background chores (expiry sweeps, upload cleanup) that may wait at once; more are
+    /// dropped and counted.
+    #[serde(skip_serializing_if = "is_default_background_queue")]
+    pub background_queue: usize,
+}
+
+/// `service.executor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// A fresh task per operation (the default: faster in BENCHMARKS.md).
+    #[default]
+    Spawn,
+    /// A fixed pool of `service.workers` workers; interactive before bulk before
+    /// background work.
+    Pool,
+}
+
+/// Default of `service.workers`.
+pub const DEFAULT_WORKERS: usize = 64;
+/// Default of `service.background_queue`.
+pub const DEFAULT_BACKGROUND_QUEUE: usize = 1024;
+
+// The executor keys are left out of rendered configs while they have their defaults, so
+// configs written before they existed render unchanged.
+fn is_default_executor(kind: &ExecutorKind) -> bool {
+    *kind == ExecutorKind::default()
+}
+
+fn is_default_workers(workers: &usize) -> bool {
+    *workers == DEFAULT_WORKERS
+}
+
+fn is_default_background_queue(n: &usize) -> bool {
+    *n == DEFAULT_BACKGROUND_QUEUE
 }
 
 /// Default of `service.upload_max_age`: one day.
@@ -102,6 +144,9 @@ impl Default for ServiceConfig {
             queue_timeout: Duration::from_secs(1),
             bulk_percent: 60,
             upload_max_age: DEFAULT_UPLOAD_MAX_AGE,
+            executor: ExecutorKind::default(),
+            workers: DEFAULT_WORKERS,
+            background_queue: DEFAULT_BACKGROUND_QUEUE,
         }
     }
 }
@@ -286,6 +331,11 @@ impl Config {
             return Err(ConfigError::Semantic(
                 "service.upload_max_age must be positive: 0 would discard every upload at once"
                     .to_owned(),
+            ));
+        }
+        if s.executor == ExecutorKind::Pool && s.workers == 0 {
+            return Err(ConfigError::Semantic(
+                "service.workers must be at least 1 with service.executor: pool".to_owned(),
             ));
         }
         if self.faults.delay_key_prefix.is_some() && self.faults.delay.is_zero() {

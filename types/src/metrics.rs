@@ -28,6 +28,26 @@ pub mod names {
     pub const SERVICE_REJECTIONS_TOTAL: &str = "strata_service_rejections_total";
     /// Panics caught in operation tasks, by `operation`.
     pub const PANICS_TOTAL: &str = "strata_service_panics_total";
+    /// Read-only operations stopped because their client went away, by `operation`.
+    pub const CANCELLATIONS_TOTAL: &str = "strata_service_cancellations_total";
+    /// Jobs waiting for a worker of the pooled executor, by `priority`
+    /// (`interactive`, `bulk`, `background`); always 0 with `service.executor: spawn`.
+    pub const EXECUTOR_QUEUE_DEPTH: &str = "strata_service_executor_queue_depth";
+    /// Workers of the pooled executor (`service.workers`; 0 with `spawn`).
+    pub const WORKERS: &str = "strata_service_workers";
+    /// Pool workers running a job right now (utilisation = busy / workers).
+    pub const WORKERS_BUSY: &str = "strata_service_workers_busy";
+    /// Background chores waiting in `service.background_queue`.
+    pub const BACKGROUND_JOBS_QUEUED: &str = "strata_service_background_jobs_queued";
+    /// Background chores running now.
+    pub const BACKGROUND_JOBS_RUNNING: &str = "strata_service_background_jobs_running";
+    /// Background chores that succeeded (possibly after retries), by `job`.
+    pub const BACKGROUND_JOBS_COMPLETED_TOTAL: &str =
+        "strata_service_background_jobs_completed_total";
+    /// Background chores that failed every attempt, by `job`.
+    pub const BACKGROUND_JOBS_FAILED_TOTAL: &str = "strata_service_background_jobs_failed_total";
+    /// Background chores never run: the queue was full, or shutdown left them, by `job`.
+    pub const BACKGROUND_JOBS_DROPPED_TOTAL: &str = "strata_service_background_jobs_dropped_total";
     /// HTTP requests in flight (internal routes included).
     pub const HTTP_IN_FLIGHT: &str = "strata_http_requests_in_flight";
     /// The web-tier limit (`http.max_requests`).
@@ -162,16 +182,19 @@ pub enum Outcome {
     Rejected,
     /// The task panicked.
     Panic,
+    /// A read-only operation stopped because its client went away.
+    Cancelled,
 }
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Ok,
         Outcome::NotFound,
         Outcome::Error,
         Outcome::Rejected,
         Outcome::Panic,
+        Outcome::Cancelled,
     ];
 
     /// The label value.
@@ -182,6 +205,7 @@ impl Outcome {
             Outcome::Error => "error",
             Outcome::Rejected => "rejected",
             Outcome::Panic => "panic",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }
@@ -201,6 +225,28 @@ impl RejectReason {
         match self {
             RejectReason::AtCapacity => "at_capacity",
             RejectReason::QueueTimeout => "queue_timeout",
+        }
+    }
+}
+
+/// Background chore label values (`job`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackgroundJob {
+    /// Removing expired objects.
+    ExpirySweep,
+    /// Removing multipart uploads and resumable sessions untouched for `upload_max_age`.
+    UploadCleanup,
+}
+
+impl BackgroundJob {
+    /// Every job kind, for pre-registering label sets.
+    pub const ALL: [BackgroundJob; 2] = [BackgroundJob::ExpirySweep, BackgroundJob::UploadCleanup];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackgroundJob::ExpirySweep => "expiry_sweep",
+            BackgroundJob::UploadCleanup => "upload_cleanup",
         }
     }
 }

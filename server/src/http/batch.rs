@@ -16,6 +16,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt, TryStreamExt};
 use percent_encoding::{AsciiSet, CONTROLS};
+use tokio_util::sync::CancellationToken;
 
 use super::auth::Auth;
 use super::error::ApiError;
@@ -375,11 +376,18 @@ pub async fn post_batch(
     );
     let (tx, rx) = mpsc::channel::<Bytes>(RESULT_BUFFER);
     let closing = closing(&batch.boundary);
-    tokio::spawn(drive(batch, multipart, tx));
+    // The response body owns this guard: when the client hangs up the body is dropped,
+    // the token fires and the batch's pending reads stop (its writes still complete).
+    let gone = CancellationToken::new();
+    let cancel_on_drop = gone.clone().drop_guard();
+    tokio::spawn(drive(batch, multipart, tx, gone));
     let out_metrics = state.metrics.clone();
     let body = rx
         .chain(futures::stream::once(async move { closing }))
-        .inspect(move |chunk| out_metrics.add_bytes(false, chunk.len() as u64))
+        .inspect(move |chunk| {
+            let _held = &cancel_on_drop;
+            out_metrics.add_bytes(false, chunk.len() as u64)
+        })
         .map(Ok::<_, std::convert::Infallible>);
     Ok((
         StatusCode::OK,
@@ -391,10 +399,13 @@ pub async fn post_batch(
 
 /// Reads the parts in order, admitting and spawning each operation; every spawned
 /// operation holds its own sender, so the response ends when the last one reported.
+/// Once `gone` fires (the client hung up) waiting parts are dropped: the service
+/// cancels the reads among them and lets the writes run to completion.
 async fn drive(
     batch: Batch,
     mut multipart: multer::Multipart<'static>,
     mut tx: mpsc::Sender<Bytes>,
+    gone: CancellationToken,
 ) {
     let mut index = 0usize;
     loop {
@@ -439,9 +450,15 @@ async fn drive(
             Ok((op, permit)) => {
                 let batch = batch.clone();
                 let mut tx = tx.clone();
+                let gone = gone.clone();
                 tokio::spawn(async move {
-                    let part = batch.execute(this, op, permit).await;
-                    let _ = tx.send(part).await;
+                    tokio::select! {
+                        biased;
+                        () = gone.cancelled() => {}
+                        part = batch.execute(this, op, permit) => {
+                            let _ = tx.send(part).await;
+                        }
+                    }
                 });
             }
             Err(err) => {

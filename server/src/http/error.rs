@@ -139,9 +139,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// 499 "client closed request": not in the HTTP registry, but what proxies log for it.
+fn client_closed_request() -> StatusCode {
+    StatusCode::from_u16(499).expect("499 is in the valid range")
+}
+
 fn service_error(err: &ServiceError) -> Response {
     let (status, prefix) = match err {
         ServiceError::AtCapacity(_) => (StatusCode::TOO_MANY_REQUESTS, "service error"),
+        // The client is gone, so no one reads this; 499 (as proxies log it) keeps it out
+        // of the 5xx error rate.
+        ServiceError::Cancelled => (client_closed_request(), "client error"),
         ServiceError::Backend(BackendError::Payload(_)) => {
             (StatusCode::BAD_REQUEST, "client error")
         }
@@ -193,4 +201,16 @@ fn service_error(err: &ServiceError) -> Response {
         tracing::error!(error = %err, "request failed");
     }
     json_error(status, format!("{prefix}: {err}"), causes(err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancelled_is_499_and_not_a_server_error() {
+        let response = ApiError::from(ServiceError::Cancelled).into_response();
+        assert_eq!(response.status().as_u16(), 499);
+        assert!(!response.status().is_server_error());
+    }
 }

@@ -13,6 +13,10 @@ pub enum ServiceError {
     /// The operation task panicked; the message is the panic payload.
     #[error("service task failed: {0}")]
     Panic(String),
+    /// A read-only operation stopped because its caller went away (the client hung up);
+    /// nobody is left to see this answer.
+    #[error("operation cancelled: the client went away")]
+    Cancelled,
     /// The operation task vanished without reporting a result.
     #[error("task dropped")]
     TaskDropped,

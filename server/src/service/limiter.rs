@@ -32,6 +32,22 @@ impl Drop for BulkHeld {
     }
 }
 
+/// Counts one waiter in `strata_service_tasks_queued` for as long as it lives.
+struct QueuedGuard(prometheus::IntGauge);
+
+impl QueuedGuard {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for QueuedGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The limiter; cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Limiter {
@@ -94,10 +110,11 @@ impl Limiter {
         let Ok(_ticket) = queue.clone().try_acquire_owned() else {
             return Err(RejectReason::AtCapacity);
         };
-        self.metrics.tasks_queued.inc();
+        // A guard, not inc/dec around the await: a caller dropped while waiting (its
+        // client hung up) must not leave the gauge counting it.
+        let _queued = QueuedGuard::new(&self.metrics.tasks_queued);
         let waited =
             tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await;
-        self.metrics.tasks_queued.dec();
         match waited {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_closed)) => Err(RejectReason::AtCapacity),
@@ -206,6 +223,24 @@ mod tests {
                 .get(),
             1
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiter_dropped_while_queued_leaves_the_gauge_at_zero() {
+        let l = Arc::new(limiter(1, 4, 60_000));
+        let _held = l.acquire().await.unwrap();
+        let waiter = {
+            let l = l.clone();
+            tokio::spawn(async move { l.acquire().await.map(|_| ()) })
+        };
+        while l.metrics.tasks_queued.get() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(l.metrics.tasks_queued.get(), 1);
+        // The caller goes away mid-wait (an HTTP client hung up).
+        waiter.abort();
+        assert!(waiter.await.unwrap_err().is_cancelled());
+        assert_eq!(l.metrics.tasks_queued.get(), 0);
     }
 
     #[tokio::test(start_paused = true)]

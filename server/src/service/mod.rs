@@ -1,5 +1,6 @@
-//! The storage service: every operation acquires a service-tier permit, then runs to
-//! completion in its own spawned task with panics caught.
+//! The storage service: every operation acquires a service-tier permit, then runs in a
+//! task of its own (or on a pool worker, `service.executor`) with panics caught; writes
+//! always run to completion, reads stop when their caller goes away (`kind`).
 //!
 //! [`StorageService`] is the thin, cloneable public API taking owned arguments; the
 //! business logic (expiry, TTI bumps, extensions) lives on the private [`Inner`] type.
@@ -15,17 +16,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::backend::{Backend, PayloadStream, StoredObject};
 use crate::config::ServiceConfig;
-use crate::metrics::{Metrics, Operation, Outcome};
+use crate::metrics::{BackgroundJob, Metrics, Operation, Outcome, RejectReason};
 use crate::object::expiration::{self, ExtendError, ExtendExpiry};
 use crate::object::{Metadata, ObjectId};
 
+pub mod background;
 mod bulk;
 mod error;
+pub mod executor;
+pub mod kind;
 pub mod limiter;
 mod uploads;
 
@@ -50,8 +55,19 @@ pub enum ExtendOutcome {
 pub struct StorageService {
     inner: Arc<Inner>,
     limiter: Arc<Limiter>,
+    executor: executor::Executor,
+    background: Arc<background::Background>,
     metrics: Metrics,
     tasks: TaskTracker,
+}
+
+/// What a shutdown drain managed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Every operation, background job and the backend finished within the wait.
+    pub on_time: bool,
+    /// Background jobs left undone (queued or running) when the wait ran out.
+    pub background_left: usize,
 }
 
 /// Business logic over one backend; runs inside spawned tasks.
@@ -175,11 +191,20 @@ impl Drop for RunningGuard {
 }
 
 impl StorageService {
-    /// Creates the service over `backend` with the `service` section's limits.
+    /// Creates the service over `backend` with the `service` section's limits and
+    /// executor (pool workers start here: call it inside a runtime).
     pub fn new(backend: Arc<dyn Backend>, config: &ServiceConfig, metrics: Metrics) -> Self {
+        let executor = executor::Executor::new(config, &metrics);
+        let background = background::Background::start(
+            config.background_queue,
+            executor.clone(),
+            metrics.clone(),
+        );
         Self {
             inner: Arc::new(Inner { backend }),
             limiter: Arc::new(Limiter::new(config, metrics.clone())),
+            executor,
+            background: Arc::new(background),
             metrics,
             tasks: TaskTracker::new(),
         }
@@ -253,35 +278,57 @@ impl StorageService {
         .await
     }
 
-    /// Starts the background sweep that removes expired objects every `interval`.
+    /// Queues a fire-and-forget chore at background priority (bounded, counted,
+    /// retried); false when it was dropped because the queue is full or closed.
+    pub fn submit_background(&self, job: BackgroundJob, work: background::Work) -> bool {
+        self.background.submit(job, work)
+    }
+
+    /// Starts the ticker that queues an expiry sweep (a background job) every `interval`.
     pub fn start_sweeper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let inner = self.inner.clone();
+        let service = self.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                match inner.backend.sweep_expired(SystemTime::now()).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(removed = n, "expired objects removed"),
-                    Err(err) => tracing::warn!(%err, "expiry sweep failed"),
-                }
+                let inner = service.inner.clone();
+                service.submit_background(
+                    BackgroundJob::ExpirySweep,
+                    background::work(move || {
+                        let inner = inner.clone();
+                        async move {
+                            inner
+                                .backend
+                                .sweep_expired(SystemTime::now())
+                                .await
+                                .map_err(|err| err.to_string())
+                        }
+                    }),
+                );
             }
         })
     }
 
-    /// Waits (at most `timeout`) for every spawned operation to finish, then for the
-    /// backend's background work; for shutdown.
-    pub async fn drain(&self, timeout: Duration) -> bool {
+    /// Waits (at most `timeout` in all) for every spawned operation, then for the queued
+    /// background jobs, then for the backend's own background work; for shutdown. The
+    /// tickers that queue chores should be stopped first.
+    pub async fn drain(&self, timeout: Duration) -> DrainReport {
+        let deadline = Instant::now() + timeout;
+        let remaining = || deadline.saturating_duration_since(Instant::now());
         self.tasks.close();
-        let backend = self.inner.backend.clone();
-        let tasks = self.tasks.clone();
-        tokio::time::timeout(timeout, async move {
-            tasks.wait().await;
-            backend.shutdown().await;
-        })
-        .await
-        .is_ok()
+        let tasks_done = tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .is_ok();
+        let leftover = self.background.drain(remaining()).await;
+        self.executor.close();
+        let backend_done = tokio::time::timeout(remaining(), self.inner.backend.shutdown())
+            .await
+            .is_ok();
+        DrainReport {
+            on_time: tasks_done && leftover.left == 0 && backend_done,
+            background_left: leftover.left,
+        }
     }
 
     /// Checks that the backend answers (bounded by [`PROBE_TIMEOUT`]), for `/ready`.
@@ -341,18 +388,39 @@ impl StorageService {
         let future = operation(self.inner.clone());
         let metrics = self.metrics.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // Cancelled when this caller's future is dropped (its HTTP client hung up); only
+        // read-only operations listen (see `kind`), writes run to completion regardless.
+        let token = CancellationToken::new();
+        let cancel_on_drop = token.clone().drop_guard();
+        let cancellable = kind::cancellable(op);
         self.metrics.tasks_running.inc();
         let running = RunningGuard(self.metrics.tasks_running.clone());
-        self.tasks.spawn(async move {
+        let job = async move {
             let _permit = permit;
             let _running = running;
             let started = Instant::now();
-            let result = match AssertUnwindSafe(future).catch_unwind().await {
-                Ok(result) => result,
-                Err(payload) => {
+            let work = AssertUnwindSafe(future).catch_unwind();
+            let finished = if cancellable {
+                tokio::select! {
+                    biased;
+                    () = token.cancelled() => None,
+                    finished = work => Some(finished),
+                }
+            } else {
+                Some(work.await)
+            };
+            let result = match finished {
+                Some(Ok(result)) => result,
+                Some(Err(payload)) => {
                     let message = panic_message(payload.as_ref());
                     tracing::error!(operation = op.as_str(), %message, "storage operation panicked");
                     Err(ServiceError::Panic(message))
+                }
+                None => {
+                    // The backend work was dropped with the select; the permit goes
+                    // when this task ends, right below.
+                    metrics.record_operation(op, Outcome::Cancelled, None);
+                    return;
                 }
             };
             let outcome = match &result {
@@ -369,8 +437,23 @@ impl StorageService {
             // The caller may be gone; the work is done either way.
             let _ = tx.send(result);
         }
-        .instrument(span));
-        rx.await.unwrap_or(Err(ServiceError::TaskDropped))
+        .instrument(span);
+        if self
+            .executor
+            .execute(&self.tasks, kind::priority(op), job)
+            .is_err()
+        {
+            // The pool's queue is full (the job, its permit and gauges are dropped).
+            self.metrics.record_operation(op, Outcome::Rejected, None);
+            self.metrics
+                .service_rejections
+                .with_label_values(&[RejectReason::AtCapacity.as_str()])
+                .inc();
+            return Err(ServiceError::AtCapacity(RejectReason::AtCapacity));
+        }
+        let result = rx.await.unwrap_or(Err(ServiceError::TaskDropped));
+        cancel_on_drop.disarm();
+        result
     }
 }
 

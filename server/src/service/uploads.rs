@@ -2,12 +2,12 @@
 //! its own spawned, panic-isolated task like any other operation (api §10: "multipart
 //! calls share the same limiter"), against the backend's upload staging.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::background::work;
 use super::{Inner, ServiceError, StorageService};
 use crate::backend::PayloadStream;
-use crate::metrics::{Operation, Outcome};
+use crate::metrics::{BackgroundJob, Operation, Outcome};
 use crate::object::{Metadata, ObjectId};
 use crate::uploads::multipart::{self, PartsPage};
 use crate::uploads::resumable::{self, Created, Progress};
@@ -174,32 +174,37 @@ impl StorageService {
         .await
     }
 
-    /// Starts the background task that removes uploads untouched for `max_age`,
-    /// checking every `interval`.
+    /// Starts the ticker that queues a cleanup of uploads untouched for `max_age` (a
+    /// background job) every `interval`.
     pub fn start_upload_gc(
         &self,
         max_age: Duration,
         interval: Duration,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let staging = self.inner.backend.upload_staging()?;
-        let inner: Arc<Inner> = self.inner.clone();
+        let service = self.clone();
         Some(tokio::spawn(async move {
-            let _keep = inner;
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                let now = SystemTime::now();
-                match multipart::collect_garbage(&staging, max_age, now).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(removed = n, "abandoned multipart uploads removed"),
-                    Err(err) => tracing::warn!(%err, "multipart garbage collection failed"),
-                }
-                match resumable::collect_garbage(&staging, max_age, now).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(removed = n, "abandoned resumable sessions removed"),
-                    Err(err) => tracing::warn!(%err, "resumable garbage collection failed"),
-                }
+                let staging = staging.clone();
+                service.submit_background(
+                    BackgroundJob::UploadCleanup,
+                    work(move || {
+                        let staging = staging.clone();
+                        async move {
+                            let now = SystemTime::now();
+                            let multipart = multipart::collect_garbage(&staging, max_age, now)
+                                .await
+                                .map_err(|err| format!("multipart cleanup: {err}"))?;
+                            let resumable = resumable::collect_garbage(&staging, max_age, now)
+                                .await
+                                .map_err(|err| format!("resumable cleanup: {err}"))?;
+                            Ok(multipart + resumable)
+                        }
+                    }),
+                );
             }
         }))
     }
