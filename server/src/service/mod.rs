@@ -27,11 +27,13 @@ use crate::object::{Metadata, ObjectId};
 mod bulk;
 mod error;
 pub mod limiter;
+mod tti;
 mod uploads;
 
 pub use bulk::BufferedObject;
 pub use error::ServiceError;
 use limiter::Limiter;
+use tti::TtiBumps;
 
 /// How long `/ready` waits for the backend's probe.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -58,6 +60,7 @@ pub struct StorageService {
 #[derive(Debug)]
 struct Inner {
     backend: Arc<dyn Backend>,
+    bumps: Arc<TtiBumps>,
 }
 
 impl Inner {
@@ -70,8 +73,9 @@ impl Inner {
         Ok(self.backend.put(&id, &metadata, payload).await?)
     }
 
-    /// Reads an object, hiding expired ones and moving a TTI deadline when due. The
-    /// returned metadata shows the deadline as it was before this access.
+    /// Reads an object, hiding expired ones and starting a TTI bump when one is due
+    /// (never waiting for it). The returned metadata shows the deadline as it was before
+    /// this access.
     async fn get(
         &self,
         id: ObjectId,
@@ -83,7 +87,8 @@ impl Inner {
         if object.metadata.is_expired(now) {
             return Ok(None);
         }
-        self.touch(&id, &object.metadata, now).await?;
+        self.bumps
+            .schedule(&self.backend, &id, &object.metadata, now);
         Ok(Some(object))
     }
 
@@ -94,27 +99,8 @@ impl Inner {
         if metadata.is_expired(now) {
             return Ok(None);
         }
-        self.touch(&id, &metadata, now).await?;
+        self.bumps.schedule(&self.backend, &id, &metadata, now);
         Ok(Some(metadata))
-    }
-
-    /// Applies a time-to-idle bump for an access at `now`, when one is due.
-    async fn touch(
-        &self,
-        id: &ObjectId,
-        metadata: &Metadata,
-        now: SystemTime,
-    ) -> Result<(), ServiceError> {
-        if let Some(deadline) =
-            expiration::tti_bump(metadata.expiration, metadata.time_expires, now)
-        {
-            let mut updated = metadata.clone();
-            updated.time_expires = Some(deadline);
-            // Losing the race to a concurrent overwrite is fine: the new object has its
-            // own fresh deadline.
-            self.backend.update_metadata(id, metadata, &updated).await?;
-        }
-        Ok(())
     }
 
     async fn delete(&self, id: ObjectId) -> Result<(), ServiceError> {
@@ -178,7 +164,10 @@ impl StorageService {
     /// Creates the service over `backend` with the `service` section's limits.
     pub fn new(backend: Arc<dyn Backend>, config: &ServiceConfig, metrics: Metrics) -> Self {
         Self {
-            inner: Arc::new(Inner { backend }),
+            inner: Arc::new(Inner {
+                backend,
+                bumps: Arc::new(TtiBumps::new(&metrics)),
+            }),
             limiter: Arc::new(Limiter::new(config, metrics.clone())),
             metrics,
             tasks: TaskTracker::new(),

@@ -38,6 +38,7 @@ mod sweep;
 
 use compaction::compact_forever;
 use index::Entry;
+pub use log::decode_segment;
 use recovery::recover;
 use store::{blocking, digest_of, id_json, Shared};
 
@@ -181,7 +182,7 @@ impl Backend for FilesystemBackend {
                     .await?;
                 Ok(true)
             }
-            Some(Entry::File) => {
+            Some(Entry::File { .. }) => {
                 shared
                     .update_file_metadata(digest, id, expected, metadata)
                     .await
@@ -211,7 +212,7 @@ impl Backend for FilesystemBackend {
             Some(Entry::Logged { location, .. }) => {
                 Some(shared.load(&location, &id_json).await?.metadata.clone())
             }
-            Some(Entry::File) => {
+            Some(Entry::File { .. }) => {
                 let path = shared.object_path(&digest);
                 let id = id.clone();
                 blocking(move || Ok(files::open_object(&path, &id)?.map(|(_, meta, _)| meta)))
@@ -234,6 +235,18 @@ impl Backend for FilesystemBackend {
         Ok(true)
     }
 
+    /// Not ready once the log's writer thread died: no write could commit.
+    async fn probe(&self) -> Result<(), BackendError> {
+        if self.shared.log.writer_alive() {
+            Ok(())
+        } else {
+            Err(BackendError::Unavailable {
+                backend: "filesystem",
+                message: "the object log's writer thread died; restart the server".to_owned(),
+            })
+        }
+    }
+
     /// Unfinished uploads live in `<root>/uploads`, beside (never inside) the stores.
     fn upload_staging(&self) -> Option<crate::uploads::Staging> {
         Some(crate::uploads::Staging::Dir(
@@ -245,6 +258,9 @@ impl Backend for FilesystemBackend {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::panic::AssertUnwindSafe;
+
+    use futures::FutureExt as _;
 
     use super::*;
 
@@ -474,6 +490,133 @@ mod tests {
         assert_eq!(read(&backend, "churn").await, Some(small(39)));
     }
 
+    /// Where the log holds records of `kind` for `key`: (segment, offset).
+    fn records_of(backend: &FilesystemBackend, kind: log::Kind, key: &str) -> Vec<(u64, u64)> {
+        let id_json = id_json(&id(key));
+        let mut found = Vec::new();
+        for segment in backend.shared.log.segments() {
+            let bytes = segment.read_all().unwrap();
+            let mut offset = segment.start as usize;
+            while offset < bytes.len() {
+                let (record, len) = log::decode(&bytes.slice(offset..), &segment.nonce).unwrap();
+                if record.kind == kind && record.id_json == id_json {
+                    found.push((segment.id, offset as u64));
+                }
+                offset += len;
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn compaction_drops_tombstones_that_shadow_nothing_and_pins_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = 16 * 1024;
+        let metrics = StorageMetrics::unregistered();
+        let backend = FilesystemBackend::open_with(dir.path().into(), segment, metrics.clone())
+            .await
+            .unwrap();
+        // The first segment stays mostly live: the `Put` of "old" there outlives every
+        // compaction, so its tombstone keeps mattering.
+        put(&backend, "old", small(1)).await;
+        for key in 0..13 {
+            put(&backend, &format!("stable{key}"), small(key)).await;
+        }
+        backend.delete(&id("old")).await.unwrap();
+        for round in 0..20u8 {
+            put(&backend, "churn", small(round)).await;
+        }
+        // "gone" lives and dies among versions that die at once: once compacted, its
+        // tombstone shadows nothing.
+        put(&backend, "gone", small(2)).await;
+        backend.delete(&id("gone")).await.unwrap();
+        for round in 20..60u8 {
+            put(&backend, "churn", small(round)).await;
+        }
+        let first = backend.shared.log.segments()[0].id;
+        while backend.shared.compact_once().await.unwrap() {}
+        assert_eq!(backend.shared.log.segments()[0].id, first);
+        assert!(metrics.compactions.get() > 0);
+        assert_eq!(records_of(&backend, log::Kind::Put, "gone"), []);
+        assert_eq!(
+            records_of(&backend, log::Kind::Delete, "gone"),
+            [],
+            "a tombstone that shadows nothing is dropped"
+        );
+        let pinned = records_of(&backend, log::Kind::Delete, "old");
+        assert_eq!(pinned.len(), 1, "the tombstone of \"old\" still matters");
+
+        // Its copy counts as live, so further passes leave it where it is.
+        let sum = |f: fn(&log::Segment) -> u64| -> u64 {
+            backend.shared.log.segments().iter().map(|s| f(s)).sum()
+        };
+        assert_eq!(
+            metrics.log_live_bytes.get() as u64,
+            sum(|s| s.live.load(std::sync::atomic::Ordering::Relaxed))
+        );
+        for key in 0..30 {
+            put(&backend, &format!("more{key}"), small(key)).await;
+        }
+        while backend.shared.compact_once().await.unwrap() {}
+        assert_eq!(records_of(&backend, log::Kind::Delete, "old"), pinned);
+        assert_eq!(read(&backend, "old").await, None);
+        assert_eq!(read(&backend, "gone").await, None);
+        drop(backend);
+        let backend = open_segmented(dir.path(), segment).await;
+        assert_eq!(read(&backend, "old").await, None);
+        assert_eq!(read(&backend, "gone").await, None);
+        assert_eq!(read(&backend, "churn").await, Some(small(59)));
+        assert_eq!(read(&backend, "stable3").await, Some(small(3)));
+    }
+
+    #[tokio::test]
+    async fn the_sweep_opens_only_files_whose_indexed_deadline_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let expiring = |secs: i64| Metadata {
+            time_expires: Some(if secs < 0 {
+                now - Duration::from_secs(secs.unsigned_abs())
+            } else {
+                now + Duration::from_secs(secs as u64)
+            }),
+            ..Metadata::default()
+        };
+        {
+            let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
+            backend
+                .put(&id("expired"), &expiring(-1), body(large(1)))
+                .await
+                .unwrap();
+            backend
+                .put(&id("later"), &expiring(3600), body(large(2)))
+                .await
+                .unwrap();
+            put(&backend, "forever", large(3)).await;
+        }
+        let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
+        for (key, expected) in [
+            ("expired", Some(now - Duration::from_secs(1))),
+            ("later", Some(now + Duration::from_secs(3600))),
+            ("forever", None),
+        ] {
+            let digest = digest_of(&id_json(&id(key)));
+            let Some(Entry::File { expires }) = backend.shared.index.get(&digest) else {
+                panic!("{key} has a file");
+            };
+            assert_eq!(expires, expected, "{key}: indexed from the log, unread");
+        }
+        // A file the sweep would have to open to learn anything is unreadable: only
+        // the one whose deadline passed is opened.
+        let later = backend
+            .shared
+            .object_path(&digest_of(&id_json(&id("later"))));
+        std::fs::write(&later, b"not a header").unwrap();
+        assert_eq!(backend.sweep_expired(now).await.unwrap(), 1);
+        assert_eq!(read(&backend, "expired").await, None);
+        assert!(later.exists());
+        assert_eq!(object_files(dir.path()), 2);
+    }
+
     #[tokio::test]
     async fn a_copy_committed_after_a_newer_version_does_not_win_on_reopen() {
         // Compaction copies a record while a newer version of its key commits: the copy
@@ -641,6 +784,51 @@ mod tests {
         assert_eq!(reread.origin.as_deref(), Some("changed"));
         assert_eq!(reread.size, Some(1000));
         assert_eq!(read(&backend, "k").await, Some(small(1)));
+    }
+
+    #[tokio::test]
+    async fn a_dead_log_writer_makes_the_backend_not_ready_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = StorageMetrics::unregistered();
+        let backend = FilesystemBackend::open_with_metrics(dir.path().into(), metrics.clone())
+            .await
+            .unwrap();
+        put(&backend, "k", small(1)).await;
+        backend.probe().await.unwrap();
+        assert_eq!(metrics.writer_alive.get(), 1);
+
+        backend.shared.log.panic_writer();
+        for _ in 0..500 {
+            if !backend.shared.log.writer_alive() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(metrics.writer_alive.get(), 0);
+        let err = backend.probe().await.unwrap_err();
+        assert!(matches!(err, BackendError::Unavailable { .. }), "{err}");
+        assert!(err.to_string().contains("writer thread died"), "{err}");
+        // Writes fail at once instead of hanging; reads still work.
+        let err = backend
+            .put(&id("k2"), &Metadata::default(), body(small(2)))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("log writer stopped"), "{err}");
+        assert_eq!(read(&backend, "k").await, Some(small(1)));
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_blocking_work_resumes_as_a_panic_not_an_io_error() {
+        let caught = AssertUnwindSafe(blocking(|| -> Result<(), BackendError> {
+            panic!("injected blocking panic")
+        }))
+        .catch_unwind()
+        .await
+        .unwrap_err();
+        assert_eq!(
+            crate::service::panic_message(caught.as_ref()),
+            "injected blocking panic"
+        );
     }
 
     #[tokio::test]

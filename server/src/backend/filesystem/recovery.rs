@@ -21,7 +21,9 @@ use crate::object::Metadata;
 struct Latest {
     kind: Kind,
     location: Location,
-    expires: Option<SystemTime>,
+    /// The deadline the record states; `None` when it states none (tombstones, and
+    /// `External` markers written before they carried metadata).
+    expires: Option<Option<SystemTime>>,
 }
 
 /// Rebuilds the index: the highest sequence number per key wins; object files are kept
@@ -66,14 +68,17 @@ pub(super) fn recover(
                 return;
             }
             let expires = match record.kind {
-                Kind::Put => match serde_json::from_slice::<Metadata>(&record.metadata_json) {
-                    Ok(metadata) => metadata.time_expires,
-                    Err(err) => {
-                        bad_metadata.get_or_insert(err.to_string());
-                        None
+                Kind::External if record.metadata_json.is_empty() => None,
+                Kind::Put | Kind::External => {
+                    match serde_json::from_slice::<Metadata>(&record.metadata_json) {
+                        Ok(metadata) => Some(metadata.time_expires),
+                        Err(err) => {
+                            bad_metadata.get_or_insert(err.to_string());
+                            None
+                        }
                     }
-                },
-                Kind::Delete | Kind::External => None,
+                }
+                Kind::Delete => None,
             };
             latest.insert(
                 digest,
@@ -92,13 +97,21 @@ pub(super) fn recover(
 
     let index = Index::new(metrics.clone());
     for digest in file_digests {
-        match latest.get(&digest).map(|l| l.kind) {
-            Some(Kind::Put) | Some(Kind::Delete) => {
-                let path = files::object_path(&root, &digest);
+        let path = files::object_path(&root, &digest);
+        match latest.get(&digest).map(|l| (l.kind, l.expires)) {
+            Some((Kind::Put | Kind::Delete, _)) => {
                 files::remove(&path, false).at("remove superseded object file", &path)?;
             }
-            Some(Kind::External) | None => {
-                index.insert(digest, Entry::File);
+            Some((Kind::External, Some(expires))) => {
+                index.insert(digest, Entry::File { expires });
+            }
+            // No deadline logged (a file older than the marker's metadata): read it once.
+            Some((Kind::External, None)) | None => {
+                let expires = File::open(&path)
+                    .ok()
+                    .and_then(|mut file| files::read_header(&mut file).ok())
+                    .and_then(|(header, _)| header.metadata.time_expires);
+                index.insert(digest, Entry::File { expires });
             }
         }
     }
@@ -108,7 +121,7 @@ pub(super) fn recover(
                 digest,
                 Entry::Logged {
                     location: latest.location,
-                    expires: latest.expires,
+                    expires: latest.expires.flatten(),
                 },
             );
         }

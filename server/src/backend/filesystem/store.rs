@@ -72,12 +72,16 @@ pub(super) fn metadata_json(metadata: &Metadata) -> Vec<u8> {
     serde_json::to_vec(&metadata).expect("metadata always serializes")
 }
 
+/// Runs blocking I/O off the async workers. A panic in `f` resumes in the caller, so
+/// the service counts it as a panic (`strata_service_panics_total`), not an I/O error.
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
 ) -> Result<T, BackendError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BackendError::Io(io::Error::other(e.to_string())))?
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(BackendError::Io(io::Error::other(err.to_string()))),
+    }
 }
 
 impl Shared {
@@ -122,7 +126,7 @@ impl Shared {
             let bytes = location
                 .segment
                 .read(location.offset, location.len as usize)?;
-            log::decode(&bytes)
+            log::decode(&bytes, &location.segment.nonce)
                 .map(|(record, _)| record)
                 .map_err(|e| BackendError::Corrupt(format!("log record: {e:?}")))
         })
@@ -159,7 +163,7 @@ impl Shared {
             self.index
                 .insert(digest, Entry::Logged { location, expires }),
         );
-        if let Some(Entry::File) = old {
+        if let Some(Entry::File { .. }) = old {
             // The log now outranks the file; recovery would remove it too.
             let path = self.object_path(&digest);
             blocking(move || files::remove(&path, false).at("remove object file", &path)).await?;
@@ -217,10 +221,21 @@ impl Shared {
             .await?;
         guard.0 = None;
         // Only acknowledged once the log says the file outranks earlier records.
+        // The marker carries the metadata, so a restart indexes the deadline unread.
         self.log
-            .append(log::encode(Kind::External, id_json, b"", b""))
+            .append(log::encode(
+                Kind::External,
+                id_json,
+                &metadata_json(metadata),
+                b"",
+            ))
             .await?;
-        self.evict(self.index.insert(digest, Entry::File));
+        self.evict(self.index.insert(
+            digest,
+            Entry::File {
+                expires: metadata.time_expires,
+            },
+        ));
         Ok(size)
     }
 
@@ -243,7 +258,7 @@ impl Shared {
                         payload: Payload::Bytes(cached.payload.clone()),
                     }));
                 }
-                Some(Entry::File) => {
+                Some(Entry::File { .. }) => {
                     let path = self.object_path(&digest);
                     let id = id.clone();
                     let opened = blocking(move || {
@@ -279,7 +294,7 @@ impl Shared {
                     .await?;
                 self.evict(self.index.remove(&digest));
             }
-            Some(Entry::File) => {
+            Some(Entry::File { .. }) => {
                 // No record needed: the log's last word on this key is `External` (or
                 // nothing), which with no file means absent.
                 let path = self.object_path(&digest);
@@ -304,8 +319,9 @@ impl Shared {
         let temp = files::temp_path(&path);
         let id = id.clone();
         let expected = expected.clone();
+        let expires = metadata.time_expires;
         let metadata = metadata.clone();
-        blocking(move || {
+        let updated = blocking(move || {
             let Some((mut file, current, offset)) = files::open_object(&path, &id)? else {
                 return Ok(false);
             };
@@ -329,6 +345,10 @@ impl Shared {
             std::mem::forget(guard);
             Ok(true)
         })
-        .await
+        .await?;
+        if updated {
+            self.index.insert(digest, Entry::File { expires });
+        }
+        Ok(updated)
     }
 }
