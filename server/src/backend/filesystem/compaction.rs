@@ -51,7 +51,7 @@ impl Shared {
         while offset < bytes.len() {
             let (record, len) = log::decode(&bytes.slice(offset..), &victim.nonce)
                 .map_err(|e| BackendError::Corrupt(format!("log record: {e:?}")))?;
-            let digest = digest_of(&record.id_json);
+            let digest = digest_of(&record.id_bytes);
             let keep = match record.kind {
                 Kind::Put => self.index.points_at(&digest, victim.id, offset as u64),
                 Kind::Delete | Kind::External => {

@@ -11,8 +11,12 @@
 //! ```text
 //! segment: "STRSEG\0\x01" | nonce [u8; 16] | record*
 //! record:  magic u32 | body_len u32 | crc32(nonce | body) u32 | body:
-//!   seq u64 | kind u8 | id_len u32 | meta_len u32 | id json | metadata json | payload
+//!   seq u64 | format version u8 | kind u8 | id_len u32 | meta_len u32 | id | metadata
+//!   | payload
 //! ```
+//!
+//! `id` is the id's canonical bytes and `metadata` its stored form ([`super::codec`],
+//! format v1; `docs/storage-format.md`).
 //!
 //! The top bit of `kind` marks the first record of each commit. After a crash only the
 //! last commit can be torn, so a bad record followed by the start of a later commit is
@@ -20,9 +24,9 @@
 //! with no later commit is a torn tail (cut off). Finding that later commit means
 //! scanning raw bytes, payloads included; the checksum covers the segment's random
 //! nonce, which no client ever sees, so a record forged inside a payload does not pass
-//! for a commit and cannot make the server refuse to start. Segments written before the
-//! nonce existed (no header, plain `crc32(body)`) are still read; new records always go
-//! to a segment with a nonce.
+//! for a commit and cannot make the server refuse to start. A segment without the header
+//! (its creation was torn) decodes with a plain `crc32(body)`; new records always go to
+//! a segment with a nonce.
 //!
 //! Every record carries a sequence number, unique and increasing in commit order; a copy
 //! made by compaction keeps the original's. For each key the record with the highest
@@ -39,6 +43,7 @@ use std::sync::{mpsc, Arc};
 use bytes::Bytes;
 use parking_lot::RwLock;
 
+use super::codec::FORMAT_VERSION;
 use super::store::digest_of;
 use super::Digest;
 use crate::metrics::StorageMetrics;
@@ -47,7 +52,7 @@ const MAGIC: u32 = u32::from_le_bytes(*b"SLG1");
 /// Magic, body length and checksum.
 const PREFIX: usize = 12;
 /// Sequence number, kind, id and metadata lengths.
-const BODY_HEADER: usize = 8 + 1 + 4 + 4;
+const BODY_HEADER: usize = 8 + 1 + 1 + 4 + 4;
 /// No record is larger than this; a longer length is corruption, not a reason to allocate.
 const MAX_BODY: usize = 64 << 20;
 /// Most bytes one commit writes, so one sync never waits behind an unbounded batch.
@@ -56,7 +61,7 @@ const SEGMENT_SUFFIX: &str = ".seg";
 /// Set in the kind byte of the first record of a commit.
 const COMMIT_START: u8 = 0x80;
 /// Offset of the kind byte in an encoded record.
-const KIND_AT: usize = PREFIX + 8;
+const KIND_AT: usize = PREFIX + 9;
 /// The start of every segment written with a nonce.
 const SEGMENT_MAGIC: &[u8; 8] = b"STRSEG\x00\x01";
 /// Bytes of a segment's random nonce, mixed into every record checksum.
@@ -138,10 +143,10 @@ pub(super) struct Record {
     pub(super) kind: Kind,
     /// Whether this record began a commit.
     pub(super) commit_start: bool,
-    /// The object id as JSON, exactly as hashed for its digest.
-    pub(super) id_json: Bytes,
-    /// The metadata as JSON (`Put` only).
-    pub(super) metadata_json: Bytes,
+    /// The object id's canonical bytes, exactly as hashed for its digest.
+    pub(super) id_bytes: Bytes,
+    /// The stored metadata (`Put` and `External`).
+    pub(super) metadata_bytes: Bytes,
     /// The payload (`Put` only).
     pub(super) payload: Bytes,
 }
@@ -156,18 +161,24 @@ pub(super) enum DecodeError {
 }
 
 /// Encodes a record whose sequence number the log assigns when it commits it.
-pub(super) fn encode(kind: Kind, id_json: &[u8], metadata_json: &[u8], payload: &[u8]) -> Vec<u8> {
-    let body_len = BODY_HEADER + id_json.len() + metadata_json.len() + payload.len();
+pub(super) fn encode(
+    kind: Kind,
+    id_bytes: &[u8],
+    metadata_bytes: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let body_len = BODY_HEADER + id_bytes.len() + metadata_bytes.len() + payload.len();
     let mut out = Vec::with_capacity(PREFIX + body_len);
     out.extend_from_slice(&MAGIC.to_le_bytes());
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&0u64.to_le_bytes());
+    out.push(FORMAT_VERSION);
     out.push(kind as u8);
-    out.extend_from_slice(&(id_json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(metadata_json.len() as u32).to_le_bytes());
-    out.extend_from_slice(id_json);
-    out.extend_from_slice(metadata_json);
+    out.extend_from_slice(&(id_bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(metadata_bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(id_bytes);
+    out.extend_from_slice(metadata_bytes);
     out.extend_from_slice(payload);
     out
 }
@@ -213,11 +224,17 @@ pub(super) fn decode(buf: &Bytes, nonce: &Nonce) -> Result<(Record, usize), Deco
         return Err(DecodeError::Corrupt("record checksum mismatch".to_owned()));
     }
     let seq = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
-    let kind = Kind::from_u8(body[8] & !COMMIT_START)
-        .ok_or_else(|| DecodeError::Corrupt(format!("record kind {}", body[8])))?;
-    let commit_start = body[8] & COMMIT_START != 0;
-    let id_len = u32_at(body, 9) as usize;
-    let meta_len = u32_at(body, 13) as usize;
+    if body[8] != FORMAT_VERSION {
+        return Err(DecodeError::Corrupt(format!(
+            "record of format version {}",
+            body[8]
+        )));
+    }
+    let kind = Kind::from_u8(body[9] & !COMMIT_START)
+        .ok_or_else(|| DecodeError::Corrupt(format!("record kind {}", body[9])))?;
+    let commit_start = body[9] & COMMIT_START != 0;
+    let id_len = u32_at(body, 10) as usize;
+    let meta_len = u32_at(body, 14) as usize;
     if BODY_HEADER + id_len + meta_len > body_len {
         return Err(DecodeError::Corrupt(
             "record field lengths overrun".to_owned(),
@@ -231,8 +248,8 @@ pub(super) fn decode(buf: &Bytes, nonce: &Nonce) -> Result<(Record, usize), Deco
             seq,
             kind,
             commit_start,
-            id_json: buf.slice(id_start..meta_start),
-            metadata_json: buf.slice(meta_start..payload_start),
+            id_bytes: buf.slice(id_start..meta_start),
+            metadata_bytes: buf.slice(meta_start..payload_start),
             payload: buf.slice(payload_start..total),
         },
         total,
@@ -392,7 +409,7 @@ fn key_of(digest: &Digest) -> u64 {
 
 /// The key of the record at the start of `record` (already checked to be well formed).
 fn record_key(record: &[u8]) -> u64 {
-    let id_len = u32_at(record, PREFIX + 9) as usize;
+    let id_len = u32_at(record, PREFIX + 10) as usize;
     let id = &record[PREFIX + BODY_HEADER..PREFIX + BODY_HEADER + id_len];
     key_of(&digest_of(id))
 }
@@ -440,7 +457,7 @@ impl Log {
                     Ok((record, len)) => {
                         next_seq = next_seq.max(record.seq + 1);
                         segment.min_seq.fetch_min(record.seq, Ordering::Relaxed);
-                        segment.note([key_of(&digest_of(&record.id_json))]);
+                        segment.note([key_of(&digest_of(&record.id_bytes))]);
                         let location = Location {
                             segment: segment.clone(),
                             offset: offset as u64,
@@ -817,8 +834,8 @@ mod tests {
         assert_eq!(len, bytes.len());
         assert_eq!(record.seq, 7);
         assert_eq!(record.kind, Kind::Put);
-        assert_eq!(&record.id_json[..], br#"{"k":"a"}"#);
-        assert_eq!(&record.metadata_json[..], br#"{"m":1}"#);
+        assert_eq!(&record.id_bytes[..], br#"{"k":"a"}"#);
+        assert_eq!(&record.metadata_bytes[..], br#"{"m":1}"#);
         assert_eq!(&record.payload[..], b"payload");
     }
 
@@ -849,7 +866,7 @@ mod tests {
     #[test]
     fn overrunning_field_lengths_are_corrupt() {
         let mut bytes = sealed(Kind::Put, 3, b"x");
-        bytes[PREFIX + 9..PREFIX + 13].copy_from_slice(&1000u32.to_le_bytes());
+        bytes[PREFIX + 10..PREFIX + 14].copy_from_slice(&1000u32.to_le_bytes());
         let crc = checksum(&None, &bytes[PREFIX..]);
         bytes[8..12].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(

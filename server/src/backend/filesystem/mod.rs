@@ -11,7 +11,8 @@
 //!
 //! Either way an acknowledged write survives `kill -9` and power loss, and a reader sees
 //! the old object or the new one, never a torn one. Keys never become paths: an object
-//! is addressed by the SHA-256 of its full id, so `a`, `a/`, `a/b`, `a//a` and `../x` are
+//! is addressed by the SHA-256 of its full id's canonical bytes (format v1, see
+//! `docs/storage-format.md`), so `a`, `a/`, `a/b`, `a//a` and `../x` are
 //! distinct objects and no key can escape the root. Only one process may open a root
 //! (`<root>/LOCK`), which is what makes the in-memory index and cache coherent.
 
@@ -28,8 +29,10 @@ use crate::metrics::StorageMetrics;
 use crate::object::{Metadata, ObjectId};
 
 mod access;
+mod codec;
 mod compaction;
 mod files;
+mod format;
 mod index;
 mod log;
 mod recovery;
@@ -40,9 +43,9 @@ use compaction::compact_forever;
 use index::Entry;
 pub use log::decode_segment;
 use recovery::recover;
-use store::{blocking, digest_of, id_json, Shared};
+use store::{blocking, digest_of, id_bytes, Shared};
 
-/// SHA-256 of an object id's JSON: the object's name on disk and in the index.
+/// SHA-256 of an object id's canonical bytes: the object's name on disk and in the index.
 type Digest = [u8; 32];
 
 /// Objects up to this size live in the log; larger ones get files of their own.
@@ -120,8 +123,8 @@ impl Backend for FilesystemBackend {
         metadata: &Metadata,
         mut payload: PayloadStream,
     ) -> Result<u64, BackendError> {
-        let id_json = id_json(id);
-        let digest = digest_of(&id_json);
+        let id_bytes = id_bytes(id);
+        let digest = digest_of(&id_bytes);
         // Buffer the start of the body: most objects are small and go to the log whole.
         let mut head = Vec::new();
         while let Some(chunk) = payload.next().await {
@@ -129,14 +132,14 @@ impl Backend for FilesystemBackend {
             if head.len() > SMALL_OBJECT {
                 return self
                     .shared
-                    .put_file(digest, id, &id_json, metadata, head, payload)
+                    .put_file(digest, id, &id_bytes, metadata, head, payload)
                     .await;
             }
         }
         let size = head.len() as u64;
         let _lock = self.shared.stripe(&digest).lock().await;
         self.shared
-            .put_logged(digest, &id_json, metadata, Bytes::from(head))
+            .put_logged(digest, &id_bytes, metadata, Bytes::from(head))
             .await?;
         Ok(size)
     }
@@ -153,10 +156,10 @@ impl Backend for FilesystemBackend {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
-        let id_json = id_json(id);
-        let digest = digest_of(&id_json);
+        let id_bytes = id_bytes(id);
+        let digest = digest_of(&id_bytes);
         let _lock = self.shared.stripe(&digest).lock().await;
-        self.shared.delete_locked(digest, &id_json).await
+        self.shared.delete_locked(digest, &id_bytes).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -166,19 +169,19 @@ impl Backend for FilesystemBackend {
         expected: &Metadata,
         metadata: &Metadata,
     ) -> Result<bool, BackendError> {
-        let id_json = id_json(id);
-        let digest = digest_of(&id_json);
+        let id_bytes = id_bytes(id);
+        let digest = digest_of(&id_bytes);
         let shared = &self.shared;
         let _lock = shared.stripe(&digest).lock().await;
         match shared.index.get(&digest) {
             None => Ok(false),
             Some(Entry::Logged { location, .. }) => {
-                let current = shared.load(&location, &id_json).await?;
+                let current = shared.load(&location, &id_bytes).await?;
                 if !same_version(&current.metadata, expected) {
                     return Ok(false);
                 }
                 shared
-                    .put_logged(digest, &id_json, metadata, current.payload.clone())
+                    .put_logged(digest, &id_bytes, metadata, current.payload.clone())
                     .await?;
                 Ok(true)
             }
@@ -202,15 +205,15 @@ impl Backend for FilesystemBackend {
         expected: Option<&Metadata>,
         new: Option<(&Metadata, Bytes)>,
     ) -> Result<bool, BackendError> {
-        let id_json = id_json(id);
-        let digest = digest_of(&id_json);
+        let id_bytes = id_bytes(id);
+        let digest = digest_of(&id_bytes);
         let shared = &self.shared;
         let _lock = shared.stripe(&digest).lock().await;
         // Under the stripe lock the current version cannot change.
         let current = match shared.index.get(&digest) {
             None => None,
             Some(Entry::Logged { location, .. }) => {
-                Some(shared.load(&location, &id_json).await?.metadata.clone())
+                Some(shared.load(&location, &id_bytes).await?.metadata.clone())
             }
             Some(Entry::File { .. }) => {
                 let path = shared.object_path(&digest);
@@ -227,10 +230,10 @@ impl Backend for FilesystemBackend {
             // tombstones and small objects.
             Some((metadata, payload)) => {
                 shared
-                    .put_logged(digest, &id_json, metadata, payload)
+                    .put_logged(digest, &id_bytes, metadata, payload)
                     .await?
             }
-            None => shared.delete_locked(digest, &id_json).await?,
+            None => shared.delete_locked(digest, &id_bytes).await?,
         }
         Ok(true)
     }
@@ -261,6 +264,7 @@ mod tests {
     use std::panic::AssertUnwindSafe;
 
     use futures::FutureExt as _;
+    use sha2::Digest as _;
 
     use super::*;
 
@@ -353,7 +357,7 @@ mod tests {
         {
             let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
             put(&backend, "k", small(1)).await;
-            let digest = digest_of(&id_json(&id("k")));
+            let digest = digest_of(&id_bytes(&id("k")));
             stray = backend.shared.object_path(&digest);
             let mut file = files::encode_header(&id("k"), &Metadata::default());
             file.extend_from_slice(&large(9));
@@ -374,6 +378,77 @@ mod tests {
         std::fs::remove_dir_all(dir.path().join("log")).unwrap();
         let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
         assert_eq!(read(&backend, "old").await, Some(large(3)));
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    /// `tests/fixtures/pre-v1-datadir` was written by the server as it was before format
+    /// v1 (small, large, TTI, overwritten and deleted objects).
+    #[tokio::test]
+    async fn a_root_from_before_format_v1_is_refused_untouched_with_what_to_do() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-v1-datadir");
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&fixture, dir.path());
+        let segment = dir.path().join("log/0000000000000001.seg");
+        let before = std::fs::read(&segment).unwrap();
+        let err = FilesystemBackend::open(dir.path().into())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BackendError::Config(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("holds data in the layout from before on-disk format versions"),
+            "{text}"
+        );
+        assert!(text.contains("docs/storage-format.md"), "{text}");
+        assert_eq!(std::fs::read(&segment).unwrap(), before);
+        assert!(!dir.path().join(format::FILE).exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("log")).unwrap().count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_root_of_a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(FilesystemBackend::open(dir.path().into()).await.unwrap());
+        std::fs::write(
+            dir.path().join(format::FILE),
+            "strata-filesystem-format 2\n",
+        )
+        .unwrap();
+        let err = FilesystemBackend::open(dir.path().into())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("holds on-disk format v2, newer than v1"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn object_files_are_named_by_the_hash_of_the_canonical_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
+        put(&backend, "big", large(1)).await;
+        let name: Digest = sha2::Sha256::digest(codec::encode_id(&id("big"))).into();
+        let path = files::object_path(dir.path(), &name);
+        let file = std::fs::read(&path).unwrap();
+        assert!(file.starts_with(b"STRATAOB\x01"), "versioned header");
+        assert_eq!(read(&backend, "big").await, Some(large(1)));
     }
 
     #[tokio::test]
@@ -492,14 +567,14 @@ mod tests {
 
     /// Where the log holds records of `kind` for `key`: (segment, offset).
     fn records_of(backend: &FilesystemBackend, kind: log::Kind, key: &str) -> Vec<(u64, u64)> {
-        let id_json = id_json(&id(key));
+        let id_bytes = id_bytes(&id(key));
         let mut found = Vec::new();
         for segment in backend.shared.log.segments() {
             let bytes = segment.read_all().unwrap();
             let mut offset = segment.start as usize;
             while offset < bytes.len() {
                 let (record, len) = log::decode(&bytes.slice(offset..), &segment.nonce).unwrap();
-                if record.kind == kind && record.id_json == id_json {
+                if record.kind == kind && record.id_bytes == id_bytes {
                     found.push((segment.id, offset as u64));
                 }
                 offset += len;
@@ -599,7 +674,7 @@ mod tests {
             ("later", Some(now + Duration::from_secs(3600))),
             ("forever", None),
         ] {
-            let digest = digest_of(&id_json(&id(key)));
+            let digest = digest_of(&id_bytes(&id(key)));
             let Some(Entry::File { expires }) = backend.shared.index.get(&digest) else {
                 panic!("{key} has a file");
             };
@@ -609,7 +684,7 @@ mod tests {
         // the one whose deadline passed is opened.
         let later = backend
             .shared
-            .object_path(&digest_of(&id_json(&id("later"))));
+            .object_path(&digest_of(&id_bytes(&id("later"))));
         std::fs::write(&later, b"not a header").unwrap();
         assert_eq!(backend.sweep_expired(now).await.unwrap(), 1);
         assert_eq!(read(&backend, "expired").await, None);
@@ -625,7 +700,7 @@ mod tests {
         {
             let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
             put(&backend, "k", small(1)).await;
-            let digest = digest_of(&id_json(&id("k")));
+            let digest = digest_of(&id_bytes(&id("k")));
             let Some(Entry::Logged { location, .. }) = backend.shared.index.get(&digest) else {
                 panic!("k is logged");
             };

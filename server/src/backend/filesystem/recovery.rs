@@ -12,10 +12,9 @@ use tokio::sync::Mutex;
 use super::index::{Entry, Index};
 use super::log::{Kind, Location, Log};
 use super::store::{digest_of, CacheWeight, Shared};
-use super::{files, Digest, CACHE_BYTES, LOCK_STRIPES};
+use super::{codec, files, format, Digest, CACHE_BYTES, LOCK_STRIPES};
 use crate::backend::{BackendError, IoContext as _};
 use crate::metrics::StorageMetrics;
-use crate::object::Metadata;
 
 /// What the log says last about a key, while the index is rebuilt.
 struct Latest {
@@ -51,6 +50,7 @@ pub(super) fn recover(
             ),
         ))
     })?;
+    format::check_or_init(&root)?;
     let file_digests = files::init_objects(&root).at("scan object files under", &root)?;
 
     let mut latest: HashMap<Digest, Latest> = HashMap::new();
@@ -60,7 +60,7 @@ pub(super) fn recover(
         segment_bytes,
         metrics.clone(),
         |record, location| {
-            let digest = digest_of(&record.id_json);
+            let digest = digest_of(&record.id_bytes);
             if latest
                 .get(&digest)
                 .is_some_and(|l| l.location.seq > record.seq)
@@ -68,12 +68,12 @@ pub(super) fn recover(
                 return;
             }
             let expires = match record.kind {
-                Kind::External if record.metadata_json.is_empty() => None,
+                Kind::External if record.metadata_bytes.is_empty() => None,
                 Kind::Put | Kind::External => {
-                    match serde_json::from_slice::<Metadata>(&record.metadata_json) {
+                    match codec::decode_metadata(&record.metadata_bytes) {
                         Ok(metadata) => Some(metadata.time_expires),
                         Err(err) => {
-                            bad_metadata.get_or_insert(err.to_string());
+                            bad_metadata.get_or_insert(err);
                             None
                         }
                     }

@@ -26,7 +26,7 @@ impl Shared {
                 continue;
             }
             let record = self.read_record(&location).await?;
-            self.delete_locked(digest, &record.id_json).await?;
+            self.delete_locked(digest, &record.id_bytes).await?;
             removed += 1;
         }
         Ok(removed)
