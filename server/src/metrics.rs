@@ -15,7 +15,9 @@ pub mod access;
 
 pub use access::AccessMetrics;
 
-pub use strata_types::metrics::{names, BackgroundJob, Operation, Outcome, RejectReason};
+pub use strata_types::metrics::{
+    names, BackgroundJob, Operation, Outcome, RejectReason, TtiBumpOutcome,
+};
 
 /// The filesystem backend's own metrics (`strata_storage_*`), updated where things
 /// happen: by the log's writer thread, compaction and the index.
@@ -33,6 +35,8 @@ pub struct StorageMetrics {
     pub log_segments: IntGauge,
     /// `strata_storage_log_read_only`.
     pub log_read_only: IntGauge,
+    /// `strata_storage_writer_alive`.
+    pub writer_alive: IntGauge,
     /// `strata_storage_compactions_total`.
     pub compactions: IntCounter,
     /// `strata_storage_objects{location="log"}`.
@@ -92,6 +96,10 @@ impl StorageMetrics {
             log_read_only: gauge(
                 names::LOG_READ_ONLY,
                 "1 once a failed sync made the object log refuse writes until a restart.",
+            ),
+            writer_alive: gauge(
+                names::WRITER_ALIVE,
+                "1 while the object log's writer thread runs; 0 once it died.",
             ),
             compactions: counter(
                 names::COMPACTIONS_TOTAL,
@@ -178,6 +186,8 @@ pub struct MetricSet {
     pub background_jobs_failed: IntCounterVec,
     /// `strata_service_background_jobs_dropped_total{job}`.
     pub background_jobs_dropped: IntCounterVec,
+    /// `strata_service_tti_bumps_total{outcome}`.
+    pub tti_bumps: IntCounterVec,
     /// `strata_http_requests_in_flight`.
     pub http_in_flight: IntGauge,
     /// `strata_http_requests_limit`.
@@ -300,6 +310,11 @@ impl Metrics {
                 "Background chores never run (queue full, or left at shutdown).",
                 &["job"],
             ),
+            tti_bumps: counter_vec(
+                names::TTI_BUMPS_TOTAL,
+                "Time-to-idle deadline bumps started by reads, by outcome.",
+                &["outcome"],
+            ),
             http_in_flight: gauge(names::HTTP_IN_FLIGHT, "HTTP requests in flight."),
             http_limit: gauge(names::HTTP_LIMIT, "Web-tier in-flight request limit."),
             http_rejections: {
@@ -367,6 +382,9 @@ impl Metrics {
             metrics
                 .service_rejections
                 .with_label_values(&[reason.as_str()]);
+        }
+        for outcome in TtiBumpOutcome::ALL {
+            metrics.tti_bumps.with_label_values(&[outcome.as_str()]);
         }
         for direction in ["in", "out"] {
             metrics.bytes.with_label_values(&[direction]);

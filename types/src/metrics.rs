@@ -48,6 +48,8 @@ pub mod names {
     pub const BACKGROUND_JOBS_FAILED_TOTAL: &str = "strata_service_background_jobs_failed_total";
     /// Background chores never run: the queue was full, or shutdown left them, by `job`.
     pub const BACKGROUND_JOBS_DROPPED_TOTAL: &str = "strata_service_background_jobs_dropped_total";
+    /// Time-to-idle deadline bumps started by reads, by `outcome` ([`super::TtiBumpOutcome`]).
+    pub const TTI_BUMPS_TOTAL: &str = "strata_service_tti_bumps_total";
     /// HTTP requests in flight (internal routes included).
     pub const HTTP_IN_FLIGHT: &str = "strata_http_requests_in_flight";
     /// The web-tier limit (`http.max_requests`).
@@ -74,6 +76,9 @@ pub mod names {
     pub const LOG_SEGMENTS: &str = "strata_storage_log_segments";
     /// 1 once a failed sync made the log refuse writes until a restart.
     pub const LOG_READ_ONLY: &str = "strata_storage_log_read_only";
+    /// 1 while the log's writer thread runs; 0 once it died (the server is then not
+    /// ready and refuses writes until a restart).
+    pub const WRITER_ALIVE: &str = "strata_storage_writer_alive";
     /// Segments rewritten by compaction.
     pub const COMPACTIONS_TOTAL: &str = "strata_storage_compactions_total";
     /// Objects by `location` (`log`, `file`).
@@ -247,6 +252,39 @@ impl BackgroundJob {
         match self {
             BackgroundJob::ExpirySweep => "expiry_sweep",
             BackgroundJob::UploadCleanup => "upload_cleanup",
+        }
+    }
+}
+
+/// `outcome` label values of `strata_service_tti_bumps_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TtiBumpOutcome {
+    /// The new deadline was written.
+    Applied,
+    /// The object changed meanwhile (overwritten, deleted or already bumped).
+    Superseded,
+    /// The write failed (the read was served anyway).
+    Failed,
+    /// Not started: a bump of the same key was already running.
+    Coalesced,
+}
+
+impl TtiBumpOutcome {
+    /// Every value, for pre-registering label sets.
+    pub const ALL: &'static [TtiBumpOutcome] = &[
+        TtiBumpOutcome::Applied,
+        TtiBumpOutcome::Superseded,
+        TtiBumpOutcome::Failed,
+        TtiBumpOutcome::Coalesced,
+    ];
+
+    /// The label value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TtiBumpOutcome::Applied => "applied",
+            TtiBumpOutcome::Superseded => "superseded",
+            TtiBumpOutcome::Failed => "failed",
+            TtiBumpOutcome::Coalesced => "coalesced",
         }
     }
 }

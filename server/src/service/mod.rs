@@ -32,11 +32,13 @@ mod error;
 pub mod executor;
 pub mod kind;
 pub mod limiter;
+mod tti;
 mod uploads;
 
 pub use bulk::BufferedObject;
 pub use error::ServiceError;
 use limiter::Limiter;
+use tti::TtiBumps;
 
 /// How long `/ready` waits for the backend's probe.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -74,6 +76,7 @@ pub struct DrainReport {
 #[derive(Debug)]
 struct Inner {
     backend: Arc<dyn Backend>,
+    bumps: Arc<TtiBumps>,
 }
 
 impl Inner {
@@ -86,8 +89,9 @@ impl Inner {
         Ok(self.backend.put(&id, &metadata, payload).await?)
     }
 
-    /// Reads an object, hiding expired ones and moving a TTI deadline when due. The
-    /// returned metadata shows the deadline as it was before this access.
+    /// Reads an object, hiding expired ones and starting a TTI bump when one is due
+    /// (never waiting for it). The returned metadata shows the deadline as it was before
+    /// this access.
     async fn get(
         &self,
         id: ObjectId,
@@ -99,7 +103,8 @@ impl Inner {
         if object.metadata.is_expired(now) {
             return Ok(None);
         }
-        self.touch(&id, &object.metadata, now).await?;
+        self.bumps
+            .schedule(&self.backend, &id, &object.metadata, now);
         Ok(Some(object))
     }
 
@@ -110,27 +115,8 @@ impl Inner {
         if metadata.is_expired(now) {
             return Ok(None);
         }
-        self.touch(&id, &metadata, now).await?;
+        self.bumps.schedule(&self.backend, &id, &metadata, now);
         Ok(Some(metadata))
-    }
-
-    /// Applies a time-to-idle bump for an access at `now`, when one is due.
-    async fn touch(
-        &self,
-        id: &ObjectId,
-        metadata: &Metadata,
-        now: SystemTime,
-    ) -> Result<(), ServiceError> {
-        if let Some(deadline) =
-            expiration::tti_bump(metadata.expiration, metadata.time_expires, now)
-        {
-            let mut updated = metadata.clone();
-            updated.time_expires = Some(deadline);
-            // Losing the race to a concurrent overwrite is fine: the new object has its
-            // own fresh deadline.
-            self.backend.update_metadata(id, metadata, &updated).await?;
-        }
-        Ok(())
     }
 
     async fn delete(&self, id: ObjectId) -> Result<(), ServiceError> {
@@ -201,7 +187,10 @@ impl StorageService {
             metrics.clone(),
         );
         Self {
-            inner: Arc::new(Inner { backend }),
+            inner: Arc::new(Inner {
+                backend,
+                bumps: Arc::new(TtiBumps::new(&metrics)),
+            }),
             limiter: Arc::new(Limiter::new(config, metrics.clone())),
             executor,
             background: Arc::new(background),

@@ -30,29 +30,33 @@ impl Shared {
         };
         // A tombstone or marker is still needed while another segment may hold an older
         // record for its key; copies keep old sequence numbers, so ask every segment.
-        let others_min = segments
+        let others: Vec<_> = segments
             .iter()
             .chain(std::iter::once(active))
             .filter(|s| s.id != victim.id)
-            .map(|s| s.min_seq.load(std::sync::atomic::Ordering::Relaxed))
-            .min()
-            .unwrap_or(u64::MAX);
+            .cloned()
+            .collect();
+        let shadows_something = |digest: &Digest, seq: u64| {
+            others.iter().any(|s| {
+                s.min_seq.load(std::sync::atomic::Ordering::Relaxed) < seq && s.may_hold(digest)
+            })
+        };
         let segment = victim.clone();
         let bytes = blocking(move || Ok(segment.read_all()?)).await?;
 
-        let mut offset = 0;
+        let mut offset = victim.start as usize;
         let mut copies: Vec<(Option<Digest>, u64, Option<SystemTime>)> = Vec::new();
         let mut batch = Vec::new();
         let mut lengths = Vec::new();
         while offset < bytes.len() {
-            let (record, len) = log::decode(&bytes.slice(offset..))
+            let (record, len) = log::decode(&bytes.slice(offset..), &victim.nonce)
                 .map_err(|e| BackendError::Corrupt(format!("log record: {e:?}")))?;
-            let digest = digest_of(&record.id_json);
+            let digest = digest_of(&record.id_bytes);
             let keep = match record.kind {
                 Kind::Put => self.index.points_at(&digest, victim.id, offset as u64),
                 Kind::Delete | Kind::External => {
                     !matches!(self.index.get(&digest), Some(Entry::Logged { .. }))
-                        && others_min < record.seq
+                        && shadows_something(&digest, record.seq)
                 }
             };
             if keep {
@@ -73,6 +77,9 @@ impl Shared {
         }
         self.commit_copies(victim.id, &mut copies, &mut batch, &mut lengths)
             .await?;
+        // What is still counted live here are tombstones, now copied or dropped.
+        let pinned = victim.live.load(std::sync::atomic::Ordering::Relaxed);
+        self.metrics.log_live_bytes.sub(pinned as i64);
         self.log.remove(victim)?;
         self.metrics.compactions.inc();
         tracing::debug!(segment = victim.id, "compacted log segment");
@@ -92,7 +99,17 @@ impl Shared {
             .append_copies(std::mem::take(batch), std::mem::take(lengths))
             .await?;
         for ((digest, offset, expires), location) in copies.drain(..).zip(locations) {
-            let Some(digest) = digest else { continue };
+            let Some(digest) = digest else {
+                // A tombstone that still matters counts as live where its copy now is,
+                // so a segment of such tombstones is not recopied on every pass.
+                let bytes = u64::from(location.len);
+                location
+                    .segment
+                    .live
+                    .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+                self.metrics.log_live_bytes.add(bytes as i64);
+                continue;
+            };
             let _lock = self.stripe(&digest).lock().await;
             if self.index.points_at(&digest, segment, offset) {
                 self.evict(

@@ -1,6 +1,15 @@
 //! Object files: one file per large object, `<root>/objects/<xx>/<sha256>`, with the
 //! metadata in a header inside the same file so payload and metadata change together.
 //!
+//! Header (format v1, little-endian), then the payload:
+//!
+//! ```text
+//! "STRATAOB" | format version u8 | id_len u32 | meta_len u32 | id | metadata
+//! ```
+//!
+//! `id` is the id's canonical bytes (whose SHA-256 names the file) and `metadata` its
+//! stored form ([`super::codec`]).
+//!
 //! Crash safety: a write goes to a fresh temp file beside the object's file, which is
 //! fsynced, renamed over the object's file and followed by an fsync of the directory.
 
@@ -11,18 +20,22 @@ use std::path::{Path, PathBuf};
 use crate::backend::{BackendError, Payload};
 use crate::object::{Metadata, ObjectId};
 
+use super::codec::{self, FORMAT_VERSION};
 use super::Digest;
 
-const MAGIC: &[u8; 8] = b"STRATA\x00\x01";
+const MAGIC: &[u8; 8] = b"STRATAOB";
+/// Magic, version and the two lengths.
+const HEADER_PREFIX: usize = 8 + 1 + 4 + 4;
 /// Upper bound on a header, so a corrupt length cannot make us allocate gigabytes.
 const MAX_HEADER: u32 = 16 * 1024 * 1024;
 const TEMP_SUFFIX: &str = ".tmp";
 /// Files up to this size are read whole by one blocking call.
 const READ_WHOLE: u64 = 128 * 1024;
 
-#[derive(serde::Serialize, serde::Deserialize)]
+/// A decoded object-file header.
 pub(super) struct Header {
-    pub(super) id: ObjectId,
+    /// The id's canonical bytes.
+    pub(super) id: Vec<u8>,
     pub(super) metadata: Metadata,
 }
 
@@ -95,38 +108,46 @@ pub(super) fn fsync_dir(dir: &Path) -> io::Result<()> {
 
 /// The header bytes that start an object file.
 pub(super) fn encode_header(id: &ObjectId, metadata: &Metadata) -> Vec<u8> {
-    let mut metadata = metadata.clone();
-    metadata.size = None;
-    let json = serde_json::to_vec(&Header {
-        id: id.clone(),
-        metadata,
-    })
-    .expect("metadata always serializes");
-    let mut out = Vec::with_capacity(12 + json.len());
+    let id = codec::encode_id(id);
+    let metadata = codec::encode_metadata(metadata);
+    let mut out = Vec::with_capacity(HEADER_PREFIX + id.len() + metadata.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&json);
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(metadata.len() as u32).to_le_bytes());
+    out.extend_from_slice(&id);
+    out.extend_from_slice(&metadata);
     out
 }
 
 /// Reads the header at the start of an object; returns it and the payload offset.
 pub(super) fn read_header(file: &mut impl Read) -> Result<(Header, u64), BackendError> {
-    let mut prefix = [0u8; 12];
+    let mut prefix = [0u8; HEADER_PREFIX];
     file.read_exact(&mut prefix)
         .map_err(|e| BackendError::Corrupt(format!("short header: {e}")))?;
     if &prefix[..8] != MAGIC {
         return Err(BackendError::Corrupt("bad magic".to_owned()));
     }
-    let len = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes"));
-    if len > MAX_HEADER {
+    if prefix[8] != FORMAT_VERSION {
+        return Err(BackendError::Corrupt(format!(
+            "object file of format version {}",
+            prefix[8]
+        )));
+    }
+    let id_len = u32::from_le_bytes(prefix[9..13].try_into().expect("4 bytes"));
+    let meta_len = u32::from_le_bytes(prefix[13..17].try_into().expect("4 bytes"));
+    let len = u64::from(id_len) + u64::from(meta_len);
+    if len > u64::from(MAX_HEADER) {
         return Err(BackendError::Corrupt(format!("header of {len} bytes")));
     }
-    let mut json = vec![0u8; len as usize];
-    file.read_exact(&mut json)
+    let mut id = vec![0u8; id_len as usize];
+    let mut metadata = vec![0u8; meta_len as usize];
+    file.read_exact(&mut id)
+        .and_then(|()| file.read_exact(&mut metadata))
         .map_err(|e| BackendError::Corrupt(format!("short header: {e}")))?;
-    let header: Header = serde_json::from_slice(&json)
+    let metadata = codec::decode_metadata(&metadata)
         .map_err(|e| BackendError::Corrupt(format!("bad header: {e}")))?;
-    Ok((header, 12 + len as u64))
+    Ok((Header { id, metadata }, HEADER_PREFIX as u64 + len))
 }
 
 /// Opens an object file and reads its header; `None` when the file does not exist.
@@ -185,7 +206,7 @@ pub(super) fn read_object(
 }
 
 fn check_id(header: &Header, id: &ObjectId) -> Result<(), BackendError> {
-    if &header.id != id {
+    if header.id != codec::encode_id(id) {
         return Err(BackendError::Corrupt(
             "digest collision or misplaced file".to_owned(),
         ));

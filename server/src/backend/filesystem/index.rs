@@ -8,8 +8,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::SystemTime;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use super::log::Location;
 use super::Digest;
@@ -27,7 +28,11 @@ pub(super) enum Entry {
         expires: Option<SystemTime>,
     },
     /// A file of its own (a large object).
-    File,
+    File {
+        /// The deadline from its header (or earlier, when a restart found only the one
+        /// its write logged), so the sweep opens only files that may have expired.
+        expires: Option<SystemTime>,
+    },
 }
 
 /// Digest -> entry, sharded so lookups from many tasks rarely contend.
@@ -65,14 +70,13 @@ impl Index {
                 self.metrics.log_live_bytes.add(sign * bytes as i64);
                 self.metrics.objects_in_log.add(sign);
             }
-            Entry::File => self.metrics.objects_in_files.add(sign),
+            Entry::File { .. } => self.metrics.objects_in_files.add(sign),
         }
     }
 
-    fn shard(&self, digest: &Digest) -> std::sync::MutexGuard<'_, HashMap<Digest, Entry>> {
-        self.shards[digest[1] as usize % SHARDS]
-            .lock()
-            .expect("index shard lock")
+    /// A `parking_lot` lock: a panic while it is held cannot poison the shard.
+    fn shard(&self, digest: &Digest) -> MutexGuard<'_, HashMap<Digest, Entry>> {
+        self.shards[digest[1] as usize % SHARDS].lock()
     }
 
     /// The current entry for `digest`.
@@ -102,15 +106,17 @@ impl Index {
         })
     }
 
-    /// Objects that have files of their own.
-    pub(super) fn files(&self) -> Vec<Digest> {
-        self.collect(|entry| matches!(entry, Entry::File))
+    /// Objects with files of their own whose indexed deadline passed before `now`.
+    pub(super) fn expired_files(&self, now: SystemTime) -> Vec<Digest> {
+        self.collect(
+            |entry| matches!(entry, Entry::File { expires: Some(deadline) } if *deadline <= now),
+        )
     }
 
     fn collect(&self, keep: impl Fn(&Entry) -> bool) -> Vec<Digest> {
         let mut out = Vec::new();
         for shard in &self.shards {
-            let shard = shard.lock().expect("index shard lock");
+            let shard = shard.lock();
             out.extend(shard.iter().filter(|(_, e)| keep(e)).map(|(d, _)| *d));
         }
         out
@@ -123,5 +129,28 @@ impl Index {
             Some(Entry::Logged { location, .. })
                 if location.segment.id == segment && location.offset == offset
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_a_shard_is_locked_leaves_it_usable() {
+        let index = Index::new(StorageMetrics::unregistered());
+        let digest = [7; 32];
+        index.insert(digest, Entry::File { expires: None });
+        let panicked = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = index.shard(&digest);
+                panic!("injected panic under an index lock");
+            })
+            .join()
+        });
+        assert!(panicked.is_err());
+        assert!(matches!(index.get(&digest), Some(Entry::File { .. })));
+        assert!(index.remove(&digest).is_some());
+        assert_eq!(index.get(&digest).map(|_| ()), None);
     }
 }

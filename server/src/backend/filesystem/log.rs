@@ -6,39 +6,53 @@
 //! 4 KiB PUT. Appending records to one open file and syncing once for every write that
 //! arrived in the meantime makes a batch of concurrent writes durable at the cost of one.
 //!
-//! Record layout (little-endian), self-checking so a torn tail is detected:
+//! Segment and record layout (little-endian), self-checking so a torn tail is detected:
 //!
 //! ```text
-//! magic u32 | body_len u32 | crc32(body) u32 | body:
-//!   seq u64 | kind u8 | id_len u32 | meta_len u32 | id json | metadata json | payload
+//! segment: "STRSEG\0\x01" | nonce [u8; 16] | record*
+//! record:  magic u32 | body_len u32 | crc32(nonce | body) u32 | body:
+//!   seq u64 | format version u8 | kind u8 | id_len u32 | meta_len u32 | id | metadata
+//!   | payload
 //! ```
+//!
+//! `id` is the id's canonical bytes and `metadata` its stored form ([`super::codec`],
+//! format v1; `docs/storage-format.md`).
 //!
 //! The top bit of `kind` marks the first record of each commit. After a crash only the
 //! last commit can be torn, so a bad record followed by the start of a later commit is
 //! corruption of acknowledged data (the server refuses to start), while a bad record
-//! with no later commit is a torn tail (cut off).
+//! with no later commit is a torn tail (cut off). Finding that later commit means
+//! scanning raw bytes, payloads included; the checksum covers the segment's random
+//! nonce, which no client ever sees, so a record forged inside a payload does not pass
+//! for a commit and cannot make the server refuse to start. A segment without the header
+//! (its creation was torn) decodes with a plain `crc32(body)`; new records always go to
+//! a segment with a nonce.
 //!
 //! Every record carries a sequence number, unique and increasing in commit order; a copy
 //! made by compaction keeps the original's. For each key the record with the highest
 //! sequence number is the truth, wherever it sits in the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 
 use bytes::Bytes;
+use parking_lot::RwLock;
 
+use super::codec::FORMAT_VERSION;
+use super::store::digest_of;
+use super::Digest;
 use crate::metrics::StorageMetrics;
 
 const MAGIC: u32 = u32::from_le_bytes(*b"SLG1");
 /// Magic, body length and checksum.
 const PREFIX: usize = 12;
 /// Sequence number, kind, id and metadata lengths.
-const BODY_HEADER: usize = 8 + 1 + 4 + 4;
+const BODY_HEADER: usize = 8 + 1 + 1 + 4 + 4;
 /// No record is larger than this; a longer length is corruption, not a reason to allocate.
 const MAX_BODY: usize = 64 << 20;
 /// Most bytes one commit writes, so one sync never waits behind an unbounded batch.
@@ -47,7 +61,58 @@ const SEGMENT_SUFFIX: &str = ".seg";
 /// Set in the kind byte of the first record of a commit.
 const COMMIT_START: u8 = 0x80;
 /// Offset of the kind byte in an encoded record.
-const KIND_AT: usize = PREFIX + 8;
+const KIND_AT: usize = PREFIX + 9;
+/// The start of every segment written with a nonce.
+const SEGMENT_MAGIC: &[u8; 8] = b"STRSEG\x00\x01";
+/// Bytes of a segment's random nonce, mixed into every record checksum.
+const NONCE: usize = 16;
+/// Segment magic and nonce.
+const SEGMENT_HEADER: usize = SEGMENT_MAGIC.len() + NONCE;
+
+/// A segment's checksum key: `None` for a segment from before nonces.
+pub(super) type Nonce = Option<[u8; NONCE]>;
+
+/// The checksum of a record body in a segment with `nonce`.
+fn checksum(nonce: &Nonce, body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    if let Some(nonce) = nonce {
+        hasher.update(nonce);
+    }
+    hasher.update(body);
+    hasher.finalize()
+}
+
+/// The nonce in a segment's first bytes and where its records start: a segment from
+/// before nonces (or a header torn while the segment was created) has none.
+fn parse_header(bytes: &[u8]) -> (Nonce, usize) {
+    match bytes.get(..SEGMENT_HEADER) {
+        Some(header) if header.starts_with(SEGMENT_MAGIC) => (
+            Some(
+                header[SEGMENT_MAGIC.len()..]
+                    .try_into()
+                    .expect("nonce bytes"),
+            ),
+            SEGMENT_HEADER,
+        ),
+        _ => (None, 0),
+    }
+}
+
+/// Decodes a whole segment file (header, then records up to the end) and returns how
+/// many records it holds: the entry point of the record-decoder fuzz target. Never
+/// panics, whatever the bytes.
+pub fn decode_segment(bytes: &[u8]) -> Result<usize, String> {
+    let bytes = Bytes::copy_from_slice(bytes);
+    let (nonce, mut offset) = parse_header(&bytes);
+    let mut records = 0;
+    while offset < bytes.len() {
+        let (_, len) = decode(&bytes.slice(offset..), &nonce)
+            .map_err(|e| format!("record at offset {offset}: {e:?}"))?;
+        offset += len;
+        records += 1;
+    }
+    Ok(records)
+}
 
 /// What a record says about its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,10 +143,10 @@ pub(super) struct Record {
     pub(super) kind: Kind,
     /// Whether this record began a commit.
     pub(super) commit_start: bool,
-    /// The object id as JSON, exactly as hashed for its digest.
-    pub(super) id_json: Bytes,
-    /// The metadata as JSON (`Put` only).
-    pub(super) metadata_json: Bytes,
+    /// The object id's canonical bytes, exactly as hashed for its digest.
+    pub(super) id_bytes: Bytes,
+    /// The stored metadata (`Put` and `External`).
+    pub(super) metadata_bytes: Bytes,
     /// The payload (`Put` only).
     pub(super) payload: Bytes,
 }
@@ -96,32 +161,38 @@ pub(super) enum DecodeError {
 }
 
 /// Encodes a record whose sequence number the log assigns when it commits it.
-pub(super) fn encode(kind: Kind, id_json: &[u8], metadata_json: &[u8], payload: &[u8]) -> Vec<u8> {
-    let body_len = BODY_HEADER + id_json.len() + metadata_json.len() + payload.len();
+pub(super) fn encode(
+    kind: Kind,
+    id_bytes: &[u8],
+    metadata_bytes: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let body_len = BODY_HEADER + id_bytes.len() + metadata_bytes.len() + payload.len();
     let mut out = Vec::with_capacity(PREFIX + body_len);
     out.extend_from_slice(&MAGIC.to_le_bytes());
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&0u64.to_le_bytes());
+    out.push(FORMAT_VERSION);
     out.push(kind as u8);
-    out.extend_from_slice(&(id_json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(metadata_json.len() as u32).to_le_bytes());
-    out.extend_from_slice(id_json);
-    out.extend_from_slice(metadata_json);
+    out.extend_from_slice(&(id_bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(metadata_bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(id_bytes);
+    out.extend_from_slice(metadata_bytes);
     out.extend_from_slice(payload);
     out
 }
 
 /// Sets the sequence number and commit-start mark of an encoded record and seals it with
-/// its checksum.
-fn seal(record: &mut [u8], seq: u64, commit_start: bool) {
+/// its checksum for a segment with `nonce`.
+fn seal(record: &mut [u8], seq: u64, commit_start: bool, nonce: &Nonce) {
     record[PREFIX..PREFIX + 8].copy_from_slice(&seq.to_le_bytes());
     if commit_start {
         record[KIND_AT] |= COMMIT_START;
     } else {
         record[KIND_AT] &= !COMMIT_START;
     }
-    let crc = crc32fast::hash(&record[PREFIX..]);
+    let crc = checksum(nonce, &record[PREFIX..]);
     record[8..12].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -129,8 +200,9 @@ fn u32_at(buf: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes"))
 }
 
-/// Decodes the record at the start of `buf`; returns it and its encoded length.
-pub(super) fn decode(buf: &Bytes) -> Result<(Record, usize), DecodeError> {
+/// Decodes the record at the start of `buf`, from a segment with `nonce`; returns it and
+/// its encoded length.
+pub(super) fn decode(buf: &Bytes, nonce: &Nonce) -> Result<(Record, usize), DecodeError> {
     if buf.len() < PREFIX {
         return Err(DecodeError::Incomplete);
     }
@@ -148,15 +220,21 @@ pub(super) fn decode(buf: &Bytes) -> Result<(Record, usize), DecodeError> {
         return Err(DecodeError::Incomplete);
     }
     let body = &buf[PREFIX..total];
-    if crc32fast::hash(body) != u32_at(buf, 8) {
+    if checksum(nonce, body) != u32_at(buf, 8) {
         return Err(DecodeError::Corrupt("record checksum mismatch".to_owned()));
     }
     let seq = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
-    let kind = Kind::from_u8(body[8] & !COMMIT_START)
-        .ok_or_else(|| DecodeError::Corrupt(format!("record kind {}", body[8])))?;
-    let commit_start = body[8] & COMMIT_START != 0;
-    let id_len = u32_at(body, 9) as usize;
-    let meta_len = u32_at(body, 13) as usize;
+    if body[8] != FORMAT_VERSION {
+        return Err(DecodeError::Corrupt(format!(
+            "record of format version {}",
+            body[8]
+        )));
+    }
+    let kind = Kind::from_u8(body[9] & !COMMIT_START)
+        .ok_or_else(|| DecodeError::Corrupt(format!("record kind {}", body[9])))?;
+    let commit_start = body[9] & COMMIT_START != 0;
+    let id_len = u32_at(body, 10) as usize;
+    let meta_len = u32_at(body, 14) as usize;
     if BODY_HEADER + id_len + meta_len > body_len {
         return Err(DecodeError::Corrupt(
             "record field lengths overrun".to_owned(),
@@ -170,8 +248,8 @@ pub(super) fn decode(buf: &Bytes) -> Result<(Record, usize), DecodeError> {
             seq,
             kind,
             commit_start,
-            id_json: buf.slice(id_start..meta_start),
-            metadata_json: buf.slice(meta_start..payload_start),
+            id_bytes: buf.slice(id_start..meta_start),
+            metadata_bytes: buf.slice(meta_start..payload_start),
             payload: buf.slice(payload_start..total),
         },
         total,
@@ -185,30 +263,66 @@ pub(super) struct Segment {
     pub(super) id: u64,
     path: PathBuf,
     file: File,
+    /// Mixed into every record checksum of this segment.
+    pub(super) nonce: Nonce,
+    /// Where the first record starts (after the header).
+    pub(super) start: u64,
     /// Bytes of records that are the current version of their object.
     pub(super) live: AtomicU64,
     /// Bytes committed so far (final once the segment is sealed).
     pub(super) size: AtomicU64,
     /// The lowest sequence number of any record in the segment.
     pub(super) min_seq: AtomicU64,
+    /// The first 8 bytes of the digest of every key with a record here, so compaction
+    /// can tell whether a tombstone still shadows an older record (a false positive only
+    /// keeps a tombstone longer).
+    keys: parking_lot::Mutex<HashSet<u64>>,
 }
 
 impl Segment {
+    /// Opens a segment; a created one gets a fresh random nonce in its header (the
+    /// caller syncs it).
     fn open(path: PathBuf, id: u64, create: bool) -> io::Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(create)
             .open(&path)?;
+        let (nonce, start) = if create {
+            let nonce = *uuid::Uuid::new_v4().as_bytes();
+            let mut header = SEGMENT_MAGIC.to_vec();
+            header.extend_from_slice(&nonce);
+            file.write_all_at(&header, 0)?;
+            (Some(nonce), SEGMENT_HEADER)
+        } else {
+            let mut header = [0; SEGMENT_HEADER];
+            let len = file.metadata()?.len();
+            if len >= SEGMENT_HEADER as u64 {
+                file.read_exact_at(&mut header, 0)?;
+            }
+            parse_header(&header)
+        };
         let size = file.metadata()?.len();
         Ok(Self {
             id,
             path,
             file,
+            nonce,
+            start: start as u64,
             live: AtomicU64::new(0),
             size: AtomicU64::new(size),
             min_seq: AtomicU64::new(u64::MAX),
+            keys: parking_lot::Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Whether this segment may hold a record for `digest`.
+    pub(super) fn may_hold(&self, digest: &Digest) -> bool {
+        self.keys.lock().contains(&key_of(digest))
+    }
+
+    fn note(&self, digests: impl IntoIterator<Item = u64>) {
+        self.keys.lock().extend(digests);
     }
 
     /// Reads `len` committed bytes at `offset`.
@@ -249,6 +363,14 @@ pub(super) struct Location {
 /// The segments of a log, oldest first.
 pub(super) type Segments = Arc<RwLock<BTreeMap<u64, Arc<Segment>>>>;
 
+/// What the writer thread is asked to do.
+enum Message {
+    Append(Append),
+    /// Makes the writer thread panic (tests of a dead writer).
+    #[cfg(test)]
+    Panic,
+}
+
 struct Append {
     record: Vec<u8>,
     /// A copy keeps its sequence number and checksum; a fresh record gets both.
@@ -261,20 +383,35 @@ struct Append {
 /// The append side of the log: a thread that commits batches of records.
 #[derive(Debug)]
 pub(super) struct Log {
-    tx: mpsc::Sender<Append>,
+    tx: mpsc::Sender<Message>,
     segments: Segments,
+    /// False once the writer thread has exited (a panic): no write can commit any more.
+    alive: Arc<AtomicBool>,
     dir: PathBuf,
     metrics: StorageMetrics,
 }
 
 /// Whether a valid record that began a commit starts at or after `from`: proof that
 /// whatever is damaged before it had already been acknowledged.
-fn later_commit(bytes: &Bytes, from: usize) -> bool {
+/// Candidates are checked with the segment's nonce, so bytes a client wrote (payloads)
+/// cannot pose as one.
+fn later_commit(bytes: &Bytes, from: usize, nonce: &Nonce) -> bool {
     let magic = MAGIC.to_le_bytes();
     (from..bytes.len().saturating_sub(PREFIX)).any(|at| {
         bytes[at..at + 4] == magic
-            && matches!(decode(&bytes.slice(at..)), Ok((record, _)) if record.commit_start)
+            && matches!(decode(&bytes.slice(at..), nonce), Ok((record, _)) if record.commit_start)
     })
+}
+
+fn key_of(digest: &Digest) -> u64 {
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// The key of the record at the start of `record` (already checked to be well formed).
+fn record_key(record: &[u8]) -> u64 {
+    let id_len = u32_at(record, PREFIX + 10) as usize;
+    let id = &record[PREFIX + BODY_HEADER..PREFIX + BODY_HEADER + id_len];
+    key_of(&digest_of(id))
 }
 
 /// Segment file name for `id`.
@@ -314,12 +451,13 @@ impl Log {
         for (n, &id) in ids.iter().enumerate() {
             let segment = Arc::new(Segment::open(segment_path(&dir, id), id, false)?);
             let bytes = segment.read_all()?;
-            let mut offset = 0;
+            let mut offset = segment.start as usize;
             while offset < bytes.len() {
-                match decode(&bytes.slice(offset..)) {
+                match decode(&bytes.slice(offset..), &segment.nonce) {
                     Ok((record, len)) => {
                         next_seq = next_seq.max(record.seq + 1);
                         segment.min_seq.fetch_min(record.seq, Ordering::Relaxed);
+                        segment.note([key_of(&digest_of(&record.id_bytes))]);
                         let location = Location {
                             segment: segment.clone(),
                             offset: offset as u64,
@@ -329,7 +467,10 @@ impl Log {
                         visit(record, location);
                         offset += len;
                     }
-                    Err(err) if n + 1 == ids.len() && !later_commit(&bytes, offset + 1) => {
+                    Err(err)
+                        if n + 1 == ids.len()
+                            && !later_commit(&bytes, offset + 1, &segment.nonce) =>
+                    {
                         // A crash mid-commit leaves a torn tail; it was never acknowledged.
                         tracing::warn!(
                             segment = %segment.path.display(),
@@ -357,12 +498,14 @@ impl Log {
         }
 
         let active = match segments.last_key_value() {
-            Some((_, segment)) => segment.clone(),
-            None => {
-                let segment = Arc::new(Segment::open(segment_path(&dir, 1), 1, true)?);
+            Some((_, segment)) if segment.nonce.is_some() => segment.clone(),
+            // New records only go to a segment with a nonce: start one after the last.
+            last => {
+                let id = last.map_or(1, |(id, _)| id + 1);
+                let segment = Arc::new(Segment::open(segment_path(&dir, id), id, true)?);
                 segment.file.sync_all()?;
                 fsync_dir(&dir)?;
-                segments.insert(1, segment.clone());
+                segments.insert(id, segment.clone());
                 segment
             }
         };
@@ -375,6 +518,7 @@ impl Log {
         );
         let segments: Segments = Arc::new(RwLock::new(segments));
         let (tx, rx) = mpsc::channel();
+        let alive = Arc::new(AtomicBool::new(true));
         let writer = Writer {
             dir: dir.clone(),
             segments: segments.clone(),
@@ -385,12 +529,21 @@ impl Log {
             failed: None,
             metrics: metrics.clone(),
         };
+        let guard = AliveGuard {
+            alive: alive.clone(),
+            gauge: metrics.writer_alive.clone(),
+        };
+        metrics.writer_alive.set(1);
         std::thread::Builder::new()
             .name("strata-log".to_owned())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || {
+                let _guard = guard;
+                writer.run(rx)
+            })?;
         Ok(Self {
             tx,
             segments,
+            alive,
             dir,
             metrics,
         })
@@ -424,39 +577,62 @@ impl Log {
     ) -> io::Result<Vec<Location>> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.tx
-            .send(Append {
+            .send(Message::Append(Append {
                 record,
                 fresh,
                 reply,
                 lengths,
-            })
+            }))
             .map_err(|_| io::Error::other("log writer stopped"))?;
         rx.await
             .unwrap_or_else(|_| Err(io::Error::other("log writer stopped")))
     }
 
+    /// Whether the writer thread still runs; when it does not, nothing can be written
+    /// and the server must not count as ready.
+    pub(super) fn writer_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Makes the writer thread panic, as a bug in it would.
+    #[cfg(test)]
+    pub(super) fn panic_writer(&self) {
+        let _ = self.tx.send(Message::Panic);
+    }
+
     /// The current segments, oldest first.
     pub(super) fn segments(&self) -> Vec<Arc<Segment>> {
-        self.segments
-            .read()
-            .expect("segment map lock")
-            .values()
-            .cloned()
-            .collect()
+        self.segments.read().values().cloned().collect()
     }
 
     /// Removes a segment whose records are all copied or dead.
     pub(super) fn remove(&self, segment: &Segment) -> io::Result<()> {
-        self.segments
-            .write()
-            .expect("segment map lock")
-            .remove(&segment.id);
+        self.segments.write().remove(&segment.id);
         self.metrics.log_segments.dec();
         self.metrics
             .log_bytes
             .sub(segment.size.load(Ordering::Relaxed) as i64);
         std::fs::remove_file(&segment.path)?;
         fsync_dir(&self.dir)
+    }
+}
+
+/// Reports the writer thread's end, however it ends (a panic included): the flag that
+/// readiness checks and `strata_storage_writer_alive`.
+struct AliveGuard {
+    alive: Arc<AtomicBool>,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Release);
+        self.gauge.set(0);
+        if std::thread::panicking() {
+            tracing::error!(
+                "object log writer thread panicked; no write can commit until a restart"
+            );
+        }
     }
 }
 
@@ -490,15 +666,35 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Append>) {
-        while let Ok(first) = rx.recv() {
+    fn run(mut self, rx: mpsc::Receiver<Message>) {
+        let mut pending = None;
+        loop {
+            let first = match pending.take() {
+                Some(first) => first,
+                None => match rx.recv() {
+                    Ok(message) => message,
+                    Err(_) => return,
+                },
+            };
+            // Infallible outside tests, where `Panic` does not exist.
+            #[allow(clippy::infallible_destructuring_match)]
+            let first = match first {
+                Message::Append(append) => append,
+                #[cfg(test)]
+                Message::Panic => panic!("injected log writer panic"),
+            };
             let mut bytes = first.record.len();
             let mut batch = vec![first];
             while bytes < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(next) => {
+                    Ok(Message::Append(next)) => {
                         bytes += next.record.len();
                         batch.push(next);
+                    }
+                    #[cfg(test)]
+                    Ok(message @ Message::Panic) => {
+                        pending = Some(message);
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -537,10 +733,11 @@ impl Writer {
                 "object log failed earlier: {failed}"
             ))));
         }
-        if self.offset > 0 && self.offset + bytes as u64 > self.segment_bytes {
+        if self.offset > self.active.start && self.offset + bytes as u64 > self.segment_bytes {
             self.roll().map_err(Failure::retryable)?;
         }
         let mut buf = Vec::with_capacity(bytes);
+        let mut keys = Vec::with_capacity(batch.len());
         let mut locations = Vec::with_capacity(batch.len());
         for append in batch.iter_mut() {
             let mut placed = Vec::with_capacity(append.lengths.len());
@@ -554,8 +751,9 @@ impl Writer {
                     u64::from_le_bytes(record[PREFIX..PREFIX + 8].try_into().expect("8 bytes"))
                 };
                 // Copies are resealed too: only this commit's first record may carry the mark.
-                seal(record, seq, buf.is_empty());
+                seal(record, seq, buf.is_empty(), &self.active.nonce);
                 self.active.min_seq.fetch_min(seq, Ordering::Relaxed);
+                keys.push(record_key(record));
                 placed.push(Location {
                     segment: self.active.clone(),
                     offset: self.offset + buf.len() as u64,
@@ -579,6 +777,7 @@ impl Writer {
         // is unknown, so nothing more may be acknowledged from this log.
         self.active.file.sync_data().map_err(Failure::fatal)?;
         self.offset += buf.len() as u64;
+        self.active.note(keys);
         self.metrics.log_commits.inc();
         self.metrics
             .log_records
@@ -598,13 +797,11 @@ impl Writer {
             let _ = std::fs::remove_file(&path);
             return Err(err);
         }
-        self.segments
-            .write()
-            .expect("segment map lock")
-            .insert(id, segment.clone());
+        self.segments.write().insert(id, segment.clone());
         self.metrics.log_segments.inc();
+        self.metrics.log_bytes.add(SEGMENT_HEADER as i64);
+        self.offset = segment.start;
         self.active = segment;
-        self.offset = 0;
         Ok(())
     }
 }
@@ -626,19 +823,19 @@ mod tests {
 
     fn sealed(kind: Kind, seq: u64, payload: &[u8]) -> Vec<u8> {
         let mut record = encode(kind, br#"{"k":"a"}"#, br#"{"m":1}"#, payload);
-        seal(&mut record, seq, true);
+        seal(&mut record, seq, true, &None);
         record
     }
 
     #[test]
     fn a_record_round_trips() {
         let bytes = Bytes::from(sealed(Kind::Put, 7, b"payload"));
-        let (record, len) = decode(&bytes).unwrap();
+        let (record, len) = decode(&bytes, &None).unwrap();
         assert_eq!(len, bytes.len());
         assert_eq!(record.seq, 7);
         assert_eq!(record.kind, Kind::Put);
-        assert_eq!(&record.id_json[..], br#"{"k":"a"}"#);
-        assert_eq!(&record.metadata_json[..], br#"{"m":1}"#);
+        assert_eq!(&record.id_bytes[..], br#"{"k":"a"}"#);
+        assert_eq!(&record.metadata_bytes[..], br#"{"m":1}"#);
         assert_eq!(&record.payload[..], b"payload");
     }
 
@@ -648,7 +845,7 @@ mod tests {
         for cut in 0..bytes.len() {
             let torn = Bytes::copy_from_slice(&bytes[..cut]);
             assert_eq!(
-                decode(&torn).unwrap_err(),
+                decode(&torn, &None).unwrap_err(),
                 DecodeError::Incomplete,
                 "cut at {cut}"
             );
@@ -661,7 +858,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         assert!(matches!(
-            decode(&Bytes::from(bytes)),
+            decode(&Bytes::from(bytes), &None),
             Err(DecodeError::Corrupt(_))
         ));
     }
@@ -669,11 +866,11 @@ mod tests {
     #[test]
     fn overrunning_field_lengths_are_corrupt() {
         let mut bytes = sealed(Kind::Put, 3, b"x");
-        bytes[PREFIX + 9..PREFIX + 13].copy_from_slice(&1000u32.to_le_bytes());
-        let crc = crc32fast::hash(&bytes[PREFIX..]);
+        bytes[PREFIX + 10..PREFIX + 14].copy_from_slice(&1000u32.to_le_bytes());
+        let crc = checksum(&None, &bytes[PREFIX..]);
         bytes[8..12].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(
-            decode(&Bytes::from(bytes)),
+            decode(&Bytes::from(bytes), &None),
             Err(DecodeError::Corrupt(_))
         ));
     }
@@ -727,7 +924,10 @@ mod tests {
             .unwrap();
         assert_eq!(c.seq, seen[1].1 + 1);
         let record = c.segment.read(c.offset, c.len as usize).unwrap();
-        assert_eq!(&decode(&record).unwrap().0.payload[..], b"three");
+        assert_eq!(
+            &decode(&record, &c.segment.nonce).unwrap().0.payload[..],
+            b"three"
+        );
     }
 
     /// Damages the first byte of the payload `b"MARK"` in segment 1.
@@ -772,7 +972,7 @@ mod tests {
             both.extend(encode(Kind::Put, b"\"c\"", b"{}", b"later"));
             let second = both.len() - first;
             for (range, seq) in [(0..first, 90), (first..first + second, 91)] {
-                seal(&mut both[range], seq, false);
+                seal(&mut both[range], seq, false, &None);
             }
             log.append_copies(both, vec![first, second]).await.unwrap();
         }
@@ -830,5 +1030,115 @@ mod tests {
         assert_eq!(copies[0].seq, original.seq);
         let reread = copies[0].segment.read(copies[0].offset, raw.len()).unwrap();
         assert_eq!(reread, raw);
+    }
+
+    #[tokio::test]
+    async fn a_record_forged_inside_a_payload_does_not_block_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        // A client stores bytes that look like the start of a later commit: valid under
+        // the old plain checksum, and under a nonce of its own guessing.
+        let mut forged = sealed(Kind::Put, 1 << 40, b"forged");
+        let mut guessed = encode(Kind::Delete, b"\"x\"", b"", b"");
+        seal(&mut guessed, 1 << 41, true, &Some([0x5a; NONCE]));
+        forged.extend_from_slice(&guessed);
+        let mut payload = vec![b'.'; 100];
+        payload.extend_from_slice(&forged);
+        payload.extend_from_slice(&[b'.'; 100]);
+        let tail_start;
+        {
+            let log = open_quietly(path.clone(), 1 << 20);
+            log.append(encode(Kind::Put, b"\"a\"", b"{}", b"acknowledged"))
+                .await
+                .unwrap();
+            let last = log
+                .append(encode(Kind::Put, b"\"b\"", b"{}", &payload))
+                .await
+                .unwrap();
+            tail_start = last.offset;
+            assert_eq!(
+                decode_segment(&std::fs::read(segment_path(&path, 1)).unwrap()),
+                Ok(2)
+            );
+        }
+        // The crash tore the last commit after the forged bytes reached the disk.
+        let segment = segment_path(&path, 1);
+        let bytes = std::fs::read(&segment).unwrap();
+        std::fs::write(&segment, &bytes[..bytes.len() - 50]).unwrap();
+
+        let mut seen = Vec::new();
+        let log = Log::open(
+            path.clone(),
+            1 << 20,
+            StorageMetrics::unregistered(),
+            |r, _| seen.push(r.payload.to_vec()),
+        )
+        .unwrap();
+        assert_eq!(seen, [b"acknowledged".to_vec()]);
+        assert_eq!(
+            std::fs::metadata(&segment).unwrap().len(),
+            tail_start,
+            "the torn commit is cut"
+        );
+        log.append(encode(Kind::Put, b"\"c\"", b"{}", b"after"))
+            .await
+            .unwrap();
+        drop(log);
+        let mut seen = Vec::new();
+        Log::open(path, 1 << 20, StorageMetrics::unregistered(), |r, _| {
+            seen.push(r.payload.to_vec())
+        })
+        .unwrap();
+        assert_eq!(seen, [b"acknowledged".to_vec(), b"after".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn segments_from_before_nonces_are_read_and_new_records_go_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::create_dir_all(&path).unwrap();
+        let mut legacy = sealed(Kind::Put, 1, b"old one");
+        legacy.extend(sealed(Kind::Put, 2, b"old two"));
+        std::fs::write(segment_path(&path, 1), &legacy).unwrap();
+        assert_eq!(decode_segment(&legacy), Ok(2));
+
+        let mut seen = Vec::new();
+        let log = Log::open(
+            path.clone(),
+            1 << 20,
+            StorageMetrics::unregistered(),
+            |r, _| seen.push(r.payload.to_vec()),
+        )
+        .unwrap();
+        assert_eq!(seen, [b"old one".to_vec(), b"old two".to_vec()]);
+        let new = log
+            .append(encode(Kind::Put, b"\"a\"", b"{}", b"new"))
+            .await
+            .unwrap();
+        assert_eq!(new.segment.id, 2);
+        assert_eq!(new.seq, 3);
+        assert!(new.segment.nonce.is_some());
+        assert_eq!(std::fs::read(segment_path(&path, 1)).unwrap(), legacy);
+        drop(log);
+        let mut seen = Vec::new();
+        Log::open(path, 1 << 20, StorageMetrics::unregistered(), |r, _| {
+            seen.push(r.payload.to_vec())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 3);
+    }
+
+    #[test]
+    fn the_segment_decoder_rejects_garbage_without_panicking() {
+        assert_eq!(decode_segment(b""), Ok(0));
+        assert_eq!(
+            decode_segment(SEGMENT_MAGIC),
+            Err("record at offset 0: Incomplete".to_owned())
+        );
+        let mut header = SEGMENT_MAGIC.to_vec();
+        header.extend_from_slice(&[1; NONCE]);
+        assert_eq!(decode_segment(&header), Ok(0));
+        header.extend_from_slice(&[0xff; 40]);
+        assert!(decode_segment(&header).is_err());
     }
 }

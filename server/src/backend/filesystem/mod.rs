@@ -11,7 +11,8 @@
 //!
 //! Either way an acknowledged write survives `kill -9` and power loss, and a reader sees
 //! the old object or the new one, never a torn one. Keys never become paths: an object
-//! is addressed by the SHA-256 of its full id, so `a`, `a/`, `a/b`, `a//a` and `../x` are
+//! is addressed by the SHA-256 of its full id's canonical bytes (format v1, see
+//! `docs/storage-format.md`), so `a`, `a/`, `a/b`, `a//a` and `../x` are
 //! distinct objects and no key can escape the root. Only one process may open a root
 //! (`<root>/LOCK`), which is what makes the in-memory index and cache coherent.
 
@@ -28,8 +29,10 @@ use crate::metrics::StorageMetrics;
 use crate::object::{Metadata, ObjectId};
 
 mod access;
+mod codec;
 mod compaction;
 mod files;
+mod format;
 mod index;
 mod log;
 mod recovery;
@@ -38,10 +41,11 @@ mod sweep;
 
 use compaction::compact_forever;
 use index::Entry;
+pub use log::decode_segment;
 use recovery::recover;
-use store::{blocking, digest_of, id_json, Shared};
+use store::{blocking, digest_of, id_bytes, Shared};
 
-/// SHA-256 of an object id's JSON: the object's name on disk and in the index.
+/// SHA-256 of an object id's canonical bytes: the object's name on disk and in the index.
 type Digest = [u8; 32];
 
 /// Objects up to this size live in the log; larger ones get files of their own.
@@ -119,8 +123,8 @@ impl Backend for FilesystemBackend {
         metadata: &Metadata,
         mut payload: PayloadStream,
     ) -> Result<u64, BackendError> {
-        let id_json = id_json(id);
-        let digest = digest_of(&id_json);
+        let id_bytes = id_bytes(id);
+        let digest = digest_of(&id_bytes);
         // Buffer the start of the body: most objects are small and go to the log whole.
         let mut head = Vec::new();
         while let Some(chunk) = payload.next().await {
@@ -128,14 +132,14 @@ impl Backend for FilesystemBackend {
             if head.len() > SMALL_OBJECT {
                 return self
                     .shared
-                    .put_file(digest, id, &id_json, metadata, head, payload)
+                    .put_file(digest, id, &id_bytes, metadata, head, payload)
                     .await;
             }
         }
         let size = head.len() as u64;
         let _lock = self.shared.stripe(&digest).lock().await;
         self.shared
-            .put_logged(digest, &id_json, metadata, Bytes::from(head))
+            .put_logged(digest, &id_bytes, metadata, Bytes::from(head))
             .await?;
         Ok(size)
     }
@@ -152,10 +156,10 @@ impl Backend for FilesystemBackend {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn delete(&self, id: &ObjectId) -> Result<(), BackendError> {
-        let id_json = id_json(id);
-        let digest = digest_of(&id_json);
+        let id_bytes = id_bytes(id);
+        let digest = digest_of(&id_bytes);
         let _lock = self.shared.stripe(&digest).lock().await;
-        self.shared.delete_locked(digest, &id_json).await
+        self.shared.delete_locked(digest, &id_bytes).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -165,23 +169,23 @@ impl Backend for FilesystemBackend {
         expected: &Metadata,
         metadata: &Metadata,
     ) -> Result<bool, BackendError> {
-        let id_json = id_json(id);
-        let digest = digest_of(&id_json);
+        let id_bytes = id_bytes(id);
+        let digest = digest_of(&id_bytes);
         let shared = &self.shared;
         let _lock = shared.stripe(&digest).lock().await;
         match shared.index.get(&digest) {
             None => Ok(false),
             Some(Entry::Logged { location, .. }) => {
-                let current = shared.load(&location, &id_json).await?;
+                let current = shared.load(&location, &id_bytes).await?;
                 if !same_version(&current.metadata, expected) {
                     return Ok(false);
                 }
                 shared
-                    .put_logged(digest, &id_json, metadata, current.payload.clone())
+                    .put_logged(digest, &id_bytes, metadata, current.payload.clone())
                     .await?;
                 Ok(true)
             }
-            Some(Entry::File) => {
+            Some(Entry::File { .. }) => {
                 shared
                     .update_file_metadata(digest, id, expected, metadata)
                     .await
@@ -201,17 +205,17 @@ impl Backend for FilesystemBackend {
         expected: Option<&Metadata>,
         new: Option<(&Metadata, Bytes)>,
     ) -> Result<bool, BackendError> {
-        let id_json = id_json(id);
-        let digest = digest_of(&id_json);
+        let id_bytes = id_bytes(id);
+        let digest = digest_of(&id_bytes);
         let shared = &self.shared;
         let _lock = shared.stripe(&digest).lock().await;
         // Under the stripe lock the current version cannot change.
         let current = match shared.index.get(&digest) {
             None => None,
             Some(Entry::Logged { location, .. }) => {
-                Some(shared.load(&location, &id_json).await?.metadata.clone())
+                Some(shared.load(&location, &id_bytes).await?.metadata.clone())
             }
-            Some(Entry::File) => {
+            Some(Entry::File { .. }) => {
                 let path = shared.object_path(&digest);
                 let id = id.clone();
                 blocking(move || Ok(files::open_object(&path, &id)?.map(|(_, meta, _)| meta)))
@@ -226,12 +230,24 @@ impl Backend for FilesystemBackend {
             // tombstones and small objects.
             Some((metadata, payload)) => {
                 shared
-                    .put_logged(digest, &id_json, metadata, payload)
+                    .put_logged(digest, &id_bytes, metadata, payload)
                     .await?
             }
-            None => shared.delete_locked(digest, &id_json).await?,
+            None => shared.delete_locked(digest, &id_bytes).await?,
         }
         Ok(true)
+    }
+
+    /// Not ready once the log's writer thread died: no write could commit.
+    async fn probe(&self) -> Result<(), BackendError> {
+        if self.shared.log.writer_alive() {
+            Ok(())
+        } else {
+            Err(BackendError::Unavailable {
+                backend: "filesystem",
+                message: "the object log's writer thread died; restart the server".to_owned(),
+            })
+        }
     }
 
     /// Unfinished uploads live in `<root>/uploads`, beside (never inside) the stores.
@@ -245,6 +261,10 @@ impl Backend for FilesystemBackend {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::panic::AssertUnwindSafe;
+
+    use futures::FutureExt as _;
+    use sha2::Digest as _;
 
     use super::*;
 
@@ -337,7 +357,7 @@ mod tests {
         {
             let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
             put(&backend, "k", small(1)).await;
-            let digest = digest_of(&id_json(&id("k")));
+            let digest = digest_of(&id_bytes(&id("k")));
             stray = backend.shared.object_path(&digest);
             let mut file = files::encode_header(&id("k"), &Metadata::default());
             file.extend_from_slice(&large(9));
@@ -358,6 +378,77 @@ mod tests {
         std::fs::remove_dir_all(dir.path().join("log")).unwrap();
         let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
         assert_eq!(read(&backend, "old").await, Some(large(3)));
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    /// `tests/fixtures/pre-v1-datadir` was written by the server as it was before format
+    /// v1 (small, large, TTI, overwritten and deleted objects).
+    #[tokio::test]
+    async fn a_root_from_before_format_v1_is_refused_untouched_with_what_to_do() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-v1-datadir");
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&fixture, dir.path());
+        let segment = dir.path().join("log/0000000000000001.seg");
+        let before = std::fs::read(&segment).unwrap();
+        let err = FilesystemBackend::open(dir.path().into())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BackendError::Config(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("holds data in the layout from before on-disk format versions"),
+            "{text}"
+        );
+        assert!(text.contains("docs/storage-format.md"), "{text}");
+        assert_eq!(std::fs::read(&segment).unwrap(), before);
+        assert!(!dir.path().join(format::FILE).exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("log")).unwrap().count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_root_of_a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(FilesystemBackend::open(dir.path().into()).await.unwrap());
+        std::fs::write(
+            dir.path().join(format::FILE),
+            "strata-filesystem-format 2\n",
+        )
+        .unwrap();
+        let err = FilesystemBackend::open(dir.path().into())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("holds on-disk format v2, newer than v1"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn object_files_are_named_by_the_hash_of_the_canonical_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
+        put(&backend, "big", large(1)).await;
+        let name: Digest = sha2::Sha256::digest(codec::encode_id(&id("big"))).into();
+        let path = files::object_path(dir.path(), &name);
+        let file = std::fs::read(&path).unwrap();
+        assert!(file.starts_with(b"STRATAOB\x01"), "versioned header");
+        assert_eq!(read(&backend, "big").await, Some(large(1)));
     }
 
     #[tokio::test]
@@ -474,6 +565,133 @@ mod tests {
         assert_eq!(read(&backend, "churn").await, Some(small(39)));
     }
 
+    /// Where the log holds records of `kind` for `key`: (segment, offset).
+    fn records_of(backend: &FilesystemBackend, kind: log::Kind, key: &str) -> Vec<(u64, u64)> {
+        let id_bytes = id_bytes(&id(key));
+        let mut found = Vec::new();
+        for segment in backend.shared.log.segments() {
+            let bytes = segment.read_all().unwrap();
+            let mut offset = segment.start as usize;
+            while offset < bytes.len() {
+                let (record, len) = log::decode(&bytes.slice(offset..), &segment.nonce).unwrap();
+                if record.kind == kind && record.id_bytes == id_bytes {
+                    found.push((segment.id, offset as u64));
+                }
+                offset += len;
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn compaction_drops_tombstones_that_shadow_nothing_and_pins_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = 16 * 1024;
+        let metrics = StorageMetrics::unregistered();
+        let backend = FilesystemBackend::open_with(dir.path().into(), segment, metrics.clone())
+            .await
+            .unwrap();
+        // The first segment stays mostly live: the `Put` of "old" there outlives every
+        // compaction, so its tombstone keeps mattering.
+        put(&backend, "old", small(1)).await;
+        for key in 0..13 {
+            put(&backend, &format!("stable{key}"), small(key)).await;
+        }
+        backend.delete(&id("old")).await.unwrap();
+        for round in 0..20u8 {
+            put(&backend, "churn", small(round)).await;
+        }
+        // "gone" lives and dies among versions that die at once: once compacted, its
+        // tombstone shadows nothing.
+        put(&backend, "gone", small(2)).await;
+        backend.delete(&id("gone")).await.unwrap();
+        for round in 20..60u8 {
+            put(&backend, "churn", small(round)).await;
+        }
+        let first = backend.shared.log.segments()[0].id;
+        while backend.shared.compact_once().await.unwrap() {}
+        assert_eq!(backend.shared.log.segments()[0].id, first);
+        assert!(metrics.compactions.get() > 0);
+        assert_eq!(records_of(&backend, log::Kind::Put, "gone"), []);
+        assert_eq!(
+            records_of(&backend, log::Kind::Delete, "gone"),
+            [],
+            "a tombstone that shadows nothing is dropped"
+        );
+        let pinned = records_of(&backend, log::Kind::Delete, "old");
+        assert_eq!(pinned.len(), 1, "the tombstone of \"old\" still matters");
+
+        // Its copy counts as live, so further passes leave it where it is.
+        let sum = |f: fn(&log::Segment) -> u64| -> u64 {
+            backend.shared.log.segments().iter().map(|s| f(s)).sum()
+        };
+        assert_eq!(
+            metrics.log_live_bytes.get() as u64,
+            sum(|s| s.live.load(std::sync::atomic::Ordering::Relaxed))
+        );
+        for key in 0..30 {
+            put(&backend, &format!("more{key}"), small(key)).await;
+        }
+        while backend.shared.compact_once().await.unwrap() {}
+        assert_eq!(records_of(&backend, log::Kind::Delete, "old"), pinned);
+        assert_eq!(read(&backend, "old").await, None);
+        assert_eq!(read(&backend, "gone").await, None);
+        drop(backend);
+        let backend = open_segmented(dir.path(), segment).await;
+        assert_eq!(read(&backend, "old").await, None);
+        assert_eq!(read(&backend, "gone").await, None);
+        assert_eq!(read(&backend, "churn").await, Some(small(59)));
+        assert_eq!(read(&backend, "stable3").await, Some(small(3)));
+    }
+
+    #[tokio::test]
+    async fn the_sweep_opens_only_files_whose_indexed_deadline_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let expiring = |secs: i64| Metadata {
+            time_expires: Some(if secs < 0 {
+                now - Duration::from_secs(secs.unsigned_abs())
+            } else {
+                now + Duration::from_secs(secs as u64)
+            }),
+            ..Metadata::default()
+        };
+        {
+            let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
+            backend
+                .put(&id("expired"), &expiring(-1), body(large(1)))
+                .await
+                .unwrap();
+            backend
+                .put(&id("later"), &expiring(3600), body(large(2)))
+                .await
+                .unwrap();
+            put(&backend, "forever", large(3)).await;
+        }
+        let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
+        for (key, expected) in [
+            ("expired", Some(now - Duration::from_secs(1))),
+            ("later", Some(now + Duration::from_secs(3600))),
+            ("forever", None),
+        ] {
+            let digest = digest_of(&id_bytes(&id(key)));
+            let Some(Entry::File { expires }) = backend.shared.index.get(&digest) else {
+                panic!("{key} has a file");
+            };
+            assert_eq!(expires, expected, "{key}: indexed from the log, unread");
+        }
+        // A file the sweep would have to open to learn anything is unreadable: only
+        // the one whose deadline passed is opened.
+        let later = backend
+            .shared
+            .object_path(&digest_of(&id_bytes(&id("later"))));
+        std::fs::write(&later, b"not a header").unwrap();
+        assert_eq!(backend.sweep_expired(now).await.unwrap(), 1);
+        assert_eq!(read(&backend, "expired").await, None);
+        assert!(later.exists());
+        assert_eq!(object_files(dir.path()), 2);
+    }
+
     #[tokio::test]
     async fn a_copy_committed_after_a_newer_version_does_not_win_on_reopen() {
         // Compaction copies a record while a newer version of its key commits: the copy
@@ -482,7 +700,7 @@ mod tests {
         {
             let backend = FilesystemBackend::open(dir.path().into()).await.unwrap();
             put(&backend, "k", small(1)).await;
-            let digest = digest_of(&id_json(&id("k")));
+            let digest = digest_of(&id_bytes(&id("k")));
             let Some(Entry::Logged { location, .. }) = backend.shared.index.get(&digest) else {
                 panic!("k is logged");
             };
@@ -641,6 +859,51 @@ mod tests {
         assert_eq!(reread.origin.as_deref(), Some("changed"));
         assert_eq!(reread.size, Some(1000));
         assert_eq!(read(&backend, "k").await, Some(small(1)));
+    }
+
+    #[tokio::test]
+    async fn a_dead_log_writer_makes_the_backend_not_ready_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = StorageMetrics::unregistered();
+        let backend = FilesystemBackend::open_with_metrics(dir.path().into(), metrics.clone())
+            .await
+            .unwrap();
+        put(&backend, "k", small(1)).await;
+        backend.probe().await.unwrap();
+        assert_eq!(metrics.writer_alive.get(), 1);
+
+        backend.shared.log.panic_writer();
+        for _ in 0..500 {
+            if !backend.shared.log.writer_alive() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(metrics.writer_alive.get(), 0);
+        let err = backend.probe().await.unwrap_err();
+        assert!(matches!(err, BackendError::Unavailable { .. }), "{err}");
+        assert!(err.to_string().contains("writer thread died"), "{err}");
+        // Writes fail at once instead of hanging; reads still work.
+        let err = backend
+            .put(&id("k2"), &Metadata::default(), body(small(2)))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("log writer stopped"), "{err}");
+        assert_eq!(read(&backend, "k").await, Some(small(1)));
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_blocking_work_resumes_as_a_panic_not_an_io_error() {
+        let caught = AssertUnwindSafe(blocking(|| -> Result<(), BackendError> {
+            panic!("injected blocking panic")
+        }))
+        .catch_unwind()
+        .await
+        .unwrap_err();
+        assert_eq!(
+            crate::service::panic_message(caught.as_ref()),
+            "injected blocking panic"
+        );
     }
 
     #[tokio::test]

@@ -12,16 +12,17 @@ use tokio::sync::Mutex;
 use super::index::{Entry, Index};
 use super::log::{Kind, Location, Log};
 use super::store::{digest_of, CacheWeight, Shared};
-use super::{files, Digest, CACHE_BYTES, LOCK_STRIPES};
+use super::{codec, files, format, Digest, CACHE_BYTES, LOCK_STRIPES};
 use crate::backend::{BackendError, IoContext as _};
 use crate::metrics::StorageMetrics;
-use crate::object::Metadata;
 
 /// What the log says last about a key, while the index is rebuilt.
 struct Latest {
     kind: Kind,
     location: Location,
-    expires: Option<SystemTime>,
+    /// The deadline the record states; `None` when it states none (tombstones, and
+    /// `External` markers written before they carried metadata).
+    expires: Option<Option<SystemTime>>,
 }
 
 /// Rebuilds the index: the highest sequence number per key wins; object files are kept
@@ -49,6 +50,7 @@ pub(super) fn recover(
             ),
         ))
     })?;
+    format::check_or_init(&root)?;
     let file_digests = files::init_objects(&root).at("scan object files under", &root)?;
 
     let mut latest: HashMap<Digest, Latest> = HashMap::new();
@@ -58,7 +60,7 @@ pub(super) fn recover(
         segment_bytes,
         metrics.clone(),
         |record, location| {
-            let digest = digest_of(&record.id_json);
+            let digest = digest_of(&record.id_bytes);
             if latest
                 .get(&digest)
                 .is_some_and(|l| l.location.seq > record.seq)
@@ -66,14 +68,17 @@ pub(super) fn recover(
                 return;
             }
             let expires = match record.kind {
-                Kind::Put => match serde_json::from_slice::<Metadata>(&record.metadata_json) {
-                    Ok(metadata) => metadata.time_expires,
-                    Err(err) => {
-                        bad_metadata.get_or_insert(err.to_string());
-                        None
+                Kind::External if record.metadata_bytes.is_empty() => None,
+                Kind::Put | Kind::External => {
+                    match codec::decode_metadata(&record.metadata_bytes) {
+                        Ok(metadata) => Some(metadata.time_expires),
+                        Err(err) => {
+                            bad_metadata.get_or_insert(err);
+                            None
+                        }
                     }
-                },
-                Kind::Delete | Kind::External => None,
+                }
+                Kind::Delete => None,
             };
             latest.insert(
                 digest,
@@ -92,13 +97,21 @@ pub(super) fn recover(
 
     let index = Index::new(metrics.clone());
     for digest in file_digests {
-        match latest.get(&digest).map(|l| l.kind) {
-            Some(Kind::Put) | Some(Kind::Delete) => {
-                let path = files::object_path(&root, &digest);
+        let path = files::object_path(&root, &digest);
+        match latest.get(&digest).map(|l| (l.kind, l.expires)) {
+            Some((Kind::Put | Kind::Delete, _)) => {
                 files::remove(&path, false).at("remove superseded object file", &path)?;
             }
-            Some(Kind::External) | None => {
-                index.insert(digest, Entry::File);
+            Some((Kind::External, Some(expires))) => {
+                index.insert(digest, Entry::File { expires });
+            }
+            // No deadline logged (a file older than the marker's metadata): read it once.
+            Some((Kind::External, None)) | None => {
+                let expires = File::open(&path)
+                    .ok()
+                    .and_then(|mut file| files::read_header(&mut file).ok())
+                    .and_then(|(header, _)| header.metadata.time_expires);
+                index.insert(digest, Entry::File { expires });
             }
         }
     }
@@ -108,7 +121,7 @@ pub(super) fn recover(
                 digest,
                 Entry::Logged {
                     location: latest.location,
-                    expires: latest.expires,
+                    expires: latest.expires.flatten(),
                 },
             );
         }

@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 
 use super::index::{Entry, Index};
 use super::log::{self, Kind, Location, Log, Record};
-use super::{files, Digest, LOCK_STRIPES, WRITE_CHUNK};
+use super::{codec, files, Digest, LOCK_STRIPES, WRITE_CHUNK};
 use crate::backend::{
     same_version, BackendError, IoContext as _, Payload, PayloadStream, StoredObject,
 };
@@ -58,26 +58,29 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-pub(super) fn id_json(id: &ObjectId) -> Vec<u8> {
-    serde_json::to_vec(id).expect("object ids always serialize")
+/// The canonical bytes of an id (format v1), hashed for its digest.
+pub(super) fn id_bytes(id: &ObjectId) -> Vec<u8> {
+    codec::encode_id(id)
 }
 
-pub(super) fn digest_of(id_json: &[u8]) -> Digest {
-    Sha256::digest(id_json).into()
+pub(super) fn digest_of(id_bytes: &[u8]) -> Digest {
+    Sha256::digest(id_bytes).into()
 }
 
-pub(super) fn metadata_json(metadata: &Metadata) -> Vec<u8> {
-    let mut metadata = metadata.clone();
-    metadata.size = None;
-    serde_json::to_vec(&metadata).expect("metadata always serializes")
+pub(super) fn metadata_bytes(metadata: &Metadata) -> Vec<u8> {
+    codec::encode_metadata(metadata)
 }
 
+/// Runs blocking I/O off the async workers. A panic in `f` resumes in the caller, so
+/// the service counts it as a panic (`strata_service_panics_total`), not an I/O error.
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
 ) -> Result<T, BackendError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BackendError::Io(io::Error::other(e.to_string())))?
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(BackendError::Io(io::Error::other(err.to_string()))),
+    }
 }
 
 impl Shared {
@@ -93,19 +96,19 @@ impl Shared {
     pub(super) async fn load(
         &self,
         location: &Location,
-        id_json: &[u8],
+        id_bytes: &[u8],
     ) -> Result<Arc<Cached>, BackendError> {
         let key = (location.segment.id, location.offset);
         if let Some(cached) = self.cache.get(&key) {
             return Ok(cached);
         }
         let record = self.read_record(location).await?;
-        if record.id_json != id_json {
+        if record.id_bytes != id_bytes {
             return Err(BackendError::Corrupt(
                 "digest collision or misplaced record".to_owned(),
             ));
         }
-        let mut metadata: Metadata = serde_json::from_slice(&record.metadata_json)
+        let mut metadata = codec::decode_metadata(&record.metadata_bytes)
             .map_err(|e| BackendError::Corrupt(format!("bad logged metadata: {e}")))?;
         metadata.size = Some(record.payload.len() as u64);
         let cached = Arc::new(Cached {
@@ -122,7 +125,7 @@ impl Shared {
             let bytes = location
                 .segment
                 .read(location.offset, location.len as usize)?;
-            log::decode(&bytes)
+            log::decode(&bytes, &location.segment.nonce)
                 .map(|(record, _)| record)
                 .map_err(|e| BackendError::Corrupt(format!("log record: {e:?}")))
         })
@@ -142,11 +145,11 @@ impl Shared {
     pub(super) async fn put_logged(
         &self,
         digest: Digest,
-        id_json: &[u8],
+        id_bytes: &[u8],
         metadata: &Metadata,
         payload: Bytes,
     ) -> Result<(), BackendError> {
-        let record = log::encode(Kind::Put, id_json, &metadata_json(metadata), &payload);
+        let record = log::encode(Kind::Put, id_bytes, &metadata_bytes(metadata), &payload);
         let location = self.log.append(record).await?;
         let mut metadata = metadata.clone();
         metadata.size = Some(payload.len() as u64);
@@ -159,7 +162,7 @@ impl Shared {
             self.index
                 .insert(digest, Entry::Logged { location, expires }),
         );
-        if let Some(Entry::File) = old {
+        if let Some(Entry::File { .. }) = old {
             // The log now outranks the file; recovery would remove it too.
             let path = self.object_path(&digest);
             blocking(move || files::remove(&path, false).at("remove object file", &path)).await?;
@@ -172,7 +175,7 @@ impl Shared {
         &self,
         digest: Digest,
         id: &ObjectId,
-        id_json: &[u8],
+        id_bytes: &[u8],
         metadata: &Metadata,
         head: Vec<u8>,
         mut rest: PayloadStream,
@@ -217,10 +220,21 @@ impl Shared {
             .await?;
         guard.0 = None;
         // Only acknowledged once the log says the file outranks earlier records.
+        // The marker carries the metadata, so a restart indexes the deadline unread.
         self.log
-            .append(log::encode(Kind::External, id_json, b"", b""))
+            .append(log::encode(
+                Kind::External,
+                id_bytes,
+                &metadata_bytes(metadata),
+                b"",
+            ))
             .await?;
-        self.evict(self.index.insert(digest, Entry::File));
+        self.evict(self.index.insert(
+            digest,
+            Entry::File {
+                expires: metadata.time_expires,
+            },
+        ));
         Ok(size)
     }
 
@@ -231,19 +245,19 @@ impl Shared {
         id: &ObjectId,
         with_payload: bool,
     ) -> Result<Option<StoredObject>, BackendError> {
-        let id_json = id_json(id);
-        let digest = digest_of(&id_json);
+        let id_bytes = id_bytes(id);
+        let digest = digest_of(&id_bytes);
         for _ in 0..3 {
             match self.index.get(&digest) {
                 None => return Ok(None),
                 Some(Entry::Logged { location, .. }) => {
-                    let cached = self.load(&location, &id_json).await?;
+                    let cached = self.load(&location, &id_bytes).await?;
                     return Ok(Some(StoredObject {
                         metadata: cached.metadata.clone(),
                         payload: Payload::Bytes(cached.payload.clone()),
                     }));
                 }
-                Some(Entry::File) => {
+                Some(Entry::File { .. }) => {
                     let path = self.object_path(&digest);
                     let id = id.clone();
                     let opened = blocking(move || {
@@ -269,17 +283,17 @@ impl Shared {
     pub(super) async fn delete_locked(
         &self,
         digest: Digest,
-        id_json: &[u8],
+        id_bytes: &[u8],
     ) -> Result<(), BackendError> {
         match self.index.get(&digest) {
             None => {}
             Some(Entry::Logged { .. }) => {
                 self.log
-                    .append(log::encode(Kind::Delete, id_json, b"", b""))
+                    .append(log::encode(Kind::Delete, id_bytes, b"", b""))
                     .await?;
                 self.evict(self.index.remove(&digest));
             }
-            Some(Entry::File) => {
+            Some(Entry::File { .. }) => {
                 // No record needed: the log's last word on this key is `External` (or
                 // nothing), which with no file means absent.
                 let path = self.object_path(&digest);
@@ -304,8 +318,9 @@ impl Shared {
         let temp = files::temp_path(&path);
         let id = id.clone();
         let expected = expected.clone();
+        let expires = metadata.time_expires;
         let metadata = metadata.clone();
-        blocking(move || {
+        let updated = blocking(move || {
             let Some((mut file, current, offset)) = files::open_object(&path, &id)? else {
                 return Ok(false);
             };
@@ -329,6 +344,10 @@ impl Shared {
             std::mem::forget(guard);
             Ok(true)
         })
-        .await
+        .await?;
+        if updated {
+            self.index.insert(digest, Entry::File { expires });
+        }
+        Ok(updated)
     }
 }

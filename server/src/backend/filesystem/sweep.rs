@@ -26,39 +26,56 @@ impl Shared {
                 continue;
             }
             let record = self.read_record(&location).await?;
-            self.delete_locked(digest, &record.id_json).await?;
+            self.delete_locked(digest, &record.id_bytes).await?;
             removed += 1;
         }
         Ok(removed)
     }
 
-    /// Removes object files whose deadline passed before `now`.
+    /// Removes object files whose deadline passed before `now`. Only files whose
+    /// indexed deadline passed are opened; the header has the final word, and a later
+    /// deadline found there goes back into the index.
     pub(super) async fn sweep_files(&self, now: SystemTime) -> Result<u64, BackendError> {
         let mut removed = 0;
-        for digest in self.index.files() {
+        for digest in self.index.expired_files(now) {
             let _lock = self.stripe(&digest).lock().await;
-            if !matches!(self.index.get(&digest), Some(Entry::File)) {
+            if !matches!(self.index.get(&digest), Some(Entry::File { expires: Some(deadline) }) if deadline <= now)
+            {
                 continue;
             }
             let path = self.object_path(&digest);
-            let gone = blocking(move || {
+            let outcome = blocking(move || {
                 let Ok(mut file) = File::open(&path) else {
-                    return Ok(false);
+                    return Ok(Swept::Gone);
                 };
                 match files::read_header(&mut file) {
                     Ok((header, _)) if header.metadata.is_expired(now) => {
                         files::remove(&path, true).at("remove expired object file", &path)?;
-                        Ok(true)
+                        Ok(Swept::Gone)
                     }
-                    _ => Ok(false),
+                    Ok((header, _)) => Ok(Swept::Later(header.metadata.time_expires)),
+                    Err(_) => Ok(Swept::Later(None)),
                 }
             })
             .await?;
-            if gone {
-                self.index.remove(&digest);
-                removed += 1;
+            match outcome {
+                Swept::Gone => {
+                    self.index.remove(&digest);
+                    removed += 1;
+                }
+                Swept::Later(expires) => {
+                    self.index.insert(digest, Entry::File { expires });
+                }
             }
         }
         Ok(removed)
     }
+}
+
+/// What the sweep found in an object file.
+enum Swept {
+    /// Expired and removed (or already missing).
+    Gone,
+    /// Not expired: its actual deadline.
+    Later(Option<SystemTime>),
 }
