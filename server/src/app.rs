@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -94,12 +93,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         addr: config.http.addr,
         source,
     })?;
-    // Without TCP_NODELAY small keep-alive responses stall on Nagle + delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(%err, "cannot set TCP_NODELAY");
-        }
-    });
+    let limits = http::serve::ConnectionLimits::new(&config.http, metrics.clone());
 
     let (stop, stopped) = watch::channel(false);
     let shutdown_timeout = config.http.shutdown_timeout;
@@ -107,7 +101,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let task = tokio::spawn(async move {
         let mut on_stop = stopped.clone();
         let mut on_stop_deadline = stopped;
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let serve = http::serve::serve(listener, app, limits, async move {
             let _ = on_stop.wait_for(|s| *s).await;
         });
         // In-flight requests get `shutdown_timeout` after the stop signal, then we go.
@@ -116,11 +110,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tokio::time::sleep(shutdown_timeout).await;
         };
         tokio::select! {
-            result = serve => {
-                if let Err(err) = result {
-                    tracing::error!(%err, "server error");
-                }
-            }
+            () = serve => {}
             () = deadline => tracing::warn!("shutdown timeout reached with requests in flight"),
         }
         // No new chores once draining: stop the tickers first.

@@ -16,7 +16,7 @@ pub mod access;
 pub use access::AccessMetrics;
 
 pub use strata_types::metrics::{
-    names, BackgroundJob, Operation, Outcome, RejectReason, TtiBumpOutcome,
+    names, BackgroundJob, Operation, Outcome, RejectReason, TimeoutPhase, TtiBumpOutcome,
 };
 
 /// The filesystem backend's own metrics (`strata_storage_*`), updated where things
@@ -196,6 +196,8 @@ pub struct MetricSet {
     pub http_rejections: IntCounter,
     /// `strata_http_requests_total{method,status}`.
     pub http_requests: IntCounterVec,
+    /// `strata_http_request_timeouts_total{phase}`.
+    pub http_timeouts: IntCounterVec,
     /// `strata_http_request_duration_seconds{method}`.
     pub http_duration: HistogramVec,
     /// `strata_bytes_total{direction}`.
@@ -331,6 +333,11 @@ impl Metrics {
                 "HTTP requests by method and status class.",
                 &["method", "status"],
             ),
+            http_timeouts: counter_vec(
+                names::HTTP_REQUEST_TIMEOUTS_TOTAL,
+                "Clients cut off by an HTTP deadline (header: connection closed; body_idle, request: 408).",
+                &["phase"],
+            ),
             http_duration: histogram_vec(
                 names::HTTP_DURATION,
                 "HTTP request latency until the response head.",
@@ -405,7 +412,17 @@ impl Metrics {
                 .background_jobs_dropped
                 .with_label_values(&[job.as_str()]);
         }
+        for phase in TimeoutPhase::ALL {
+            metrics.http_timeouts.with_label_values(&[phase.as_str()]);
+        }
         metrics
+    }
+
+    /// Counts one client cut off by an HTTP deadline.
+    pub fn record_timeout(&self, phase: TimeoutPhase) {
+        self.http_timeouts
+            .with_label_values(&[phase.as_str()])
+            .inc();
     }
 
     /// Records one finished (or refused) operation.
@@ -550,12 +567,14 @@ mod tests {
             names::HTTP_IN_FLIGHT,
             names::HTTP_LIMIT,
             names::HTTP_REJECTIONS_TOTAL,
+            names::HTTP_REQUEST_TIMEOUTS_TOTAL,
             names::BYTES_TOTAL,
             names::BUILD_INFO,
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }
         assert!(text.contains("strata_service_panics_total{operation=\"get\"} 0"));
+        assert!(text.contains("strata_http_request_timeouts_total{phase=\"body_idle\"} 0"));
     }
 
     #[test]

@@ -51,7 +51,25 @@ pub struct HttpConfig {
     /// How long shutdown waits for in-flight requests and spawned tasks.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// A connection whose request head (line and headers) is not complete this long after
+    /// it started is closed; idle keep-alive connections close after it too.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request body that delivers no bytes for this long fails with 408, releasing
+    /// whatever the request holds (a service permit, an upload).
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    /// Overall deadline for reading a request body, counted from its head: past it the
+    /// request fails with 408 even while bytes still trickle in.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Largest request head (request line plus headers) in bytes; larger ones get 431.
+    /// At least [`MIN_MAX_HEADER_BYTES`].
+    pub max_header_bytes: usize,
 }
+
+/// Smallest allowed `http.max_header_bytes` (HTTP/1 parsers need this much buffer).
+pub const MIN_MAX_HEADER_BYTES: usize = 8192;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -60,6 +78,10 @@ impl Default for HttpConfig {
             max_requests: 10_000,
             drain_file: PathBuf::from("/tmp/strata.down"),
             shutdown_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(600),
+            max_header_bytes: 65_536,
         }
     }
 }
@@ -315,6 +337,7 @@ impl Config {
 
     /// Checks cross-field rules that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.http.validate()?;
         let s = &self.service;
         if !(1..=100).contains(&s.bulk_percent) {
             return Err(ConfigError::Semantic(format!(
@@ -375,6 +398,31 @@ impl Config {
     }
 }
 
+impl HttpConfig {
+    /// Timeouts must be positive (0 would fail every request) and the header limit at
+    /// least [`MIN_MAX_HEADER_BYTES`]; messages name the key.
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_idle_timeout", self.body_idle_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Semantic(format!(
+                    "http.{key} must be positive: 0 would time out every request"
+                )));
+            }
+        }
+        if self.max_header_bytes < MIN_MAX_HEADER_BYTES {
+            return Err(ConfigError::Semantic(format!(
+                "http.max_header_bytes must be at least {MIN_MAX_HEADER_BYTES}, got {}",
+                self.max_header_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Deserializes strictly (naming the offending key, with `origin` as the file name in
 /// messages) and checks cross-field rules.
 pub fn from_value(value: serde_yaml::Value, origin: &str) -> Result<Config, ConfigError> {
@@ -394,4 +442,73 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<serde_yaml::Value, ConfigE
         origin: origin.to_owned(),
         message: err.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `yaml` (a mapping, possibly empty) with access control off.
+    fn parse(yaml: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml_str(&format!("auth: {{enforce: false}}\n{yaml}"))
+    }
+
+    #[test]
+    fn http_bounds_have_documented_defaults_and_always_render() {
+        let http = parse("").unwrap().http;
+        assert_eq!(http.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(http.body_idle_timeout, Duration::from_secs(30));
+        assert_eq!(http.request_timeout, Duration::from_secs(600));
+        assert_eq!(http.max_header_bytes, 65_536);
+        let yaml = Config::default().to_yaml();
+        for line in [
+            "header_read_timeout: 10s",
+            "body_idle_timeout: 30s",
+            "request_timeout: 10m",
+            "max_header_bytes: 65536",
+        ] {
+            assert!(yaml.contains(line), "{line} missing in\n{yaml}");
+        }
+    }
+
+    #[test]
+    fn http_bounds_parse_humantime_and_round_trip() {
+        let config = parse(
+            "http:\n  header_read_timeout: 1s\n  body_idle_timeout: 1500ms\n  request_timeout: 2m\n  max_header_bytes: 8192\n",
+        )
+        .unwrap();
+        assert_eq!(config.http.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(config.http.body_idle_timeout, Duration::from_millis(1500));
+        assert_eq!(config.http.request_timeout, Duration::from_secs(120));
+        assert_eq!(config.http.max_header_bytes, 8192);
+        assert_eq!(Config::from_yaml_str(&config.to_yaml()).unwrap(), config);
+    }
+
+    #[test]
+    fn small_or_zero_header_limit_is_refused_naming_the_key() {
+        for value in ["0", "8191"] {
+            let err = parse(&format!("http:\n  max_header_bytes: {value}\n")).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains("http.max_header_bytes"), "{message}");
+            assert!(message.contains("8192"), "{message}");
+        }
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused_naming_the_key() {
+        for key in [
+            "header_read_timeout",
+            "body_idle_timeout",
+            "request_timeout",
+        ] {
+            let err = parse(&format!("http:\n  {key}: 0s\n")).unwrap_err();
+            assert!(err.to_string().contains(&format!("http.{key}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_http_key_is_an_error() {
+        let err = parse("http:\n  header_timeout: 1s\n").unwrap_err();
+        assert!(err.to_string().contains("header_timeout"), "{err}");
+    }
 }

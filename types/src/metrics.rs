@@ -56,6 +56,9 @@ pub mod names {
     pub const HTTP_LIMIT: &str = "strata_http_requests_limit";
     /// Requests rejected by the web tier with 503.
     pub const HTTP_REJECTIONS_TOTAL: &str = "strata_http_rejections_total";
+    /// Clients cut off by an HTTP deadline, by `phase` ([`TimeoutPhase`]): their
+    /// connection was closed (`header`) or their request got 408 (`body_idle`, `request`).
+    pub const HTTP_REQUEST_TIMEOUTS_TOTAL: &str = "strata_http_request_timeouts_total";
     /// Requests by `method` and `status` class.
     pub const HTTP_REQUESTS_TOTAL: &str = "strata_http_requests_total";
     /// Request latency by `method`.
@@ -285,6 +288,35 @@ impl TtiBumpOutcome {
             TtiBumpOutcome::Superseded => "superseded",
             TtiBumpOutcome::Failed => "failed",
             TtiBumpOutcome::Coalesced => "coalesced",
+        }
+    }
+}
+
+/// Which HTTP deadline cut a client off (`phase` of `strata_http_request_timeouts_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimeoutPhase {
+    /// The request head was not complete within `http.header_read_timeout`.
+    Header,
+    /// The body delivered nothing for `http.body_idle_timeout`.
+    BodyIdle,
+    /// The body was not complete within `http.request_timeout`.
+    Request,
+}
+
+impl TimeoutPhase {
+    /// Every phase, for pre-registering label sets so series exist at zero.
+    pub const ALL: [TimeoutPhase; 3] = [
+        TimeoutPhase::Header,
+        TimeoutPhase::BodyIdle,
+        TimeoutPhase::Request,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutPhase::Header => "header",
+            TimeoutPhase::BodyIdle => "body_idle",
+            TimeoutPhase::Request => "request",
         }
     }
 }

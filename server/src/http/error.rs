@@ -1,8 +1,9 @@
 //! The one place where errors become HTTP responses (api §5).
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::bounds::{find_timeout, BodyTimeout};
 use super::range::RangeError;
 use crate::auth::AuthError;
 use crate::backend::BackendError;
@@ -85,8 +86,26 @@ fn plain(status: StatusCode, text: String) -> Response {
         .into_response()
 }
 
+/// 408 for a request body cut off by `http.body_idle_timeout` or `http.request_timeout`
+/// (however deep in the error chain the timeout sits). The connection closes: the rest
+/// of the body will not be read.
+fn body_timeout(timeout: BodyTimeout) -> Response {
+    let mut response = json_error(
+        StatusCode::REQUEST_TIMEOUT,
+        format!("client error: {timeout}"),
+        Vec::new(),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Some(timeout) = find_timeout(&self) {
+            return body_timeout(timeout);
+        }
         match &self {
             ApiError::InvalidPath(_) | ApiError::InvalidQuery(_) | ApiError::InvalidRequest(_) => {
                 plain(StatusCode::BAD_REQUEST, self.to_string())

@@ -17,6 +17,7 @@ use crate::service::StorageService;
 
 pub mod auth;
 pub mod batch;
+pub mod bounds;
 pub mod error;
 pub mod extract;
 pub mod internal;
@@ -26,6 +27,7 @@ pub mod objects;
 pub mod patch;
 pub mod range;
 pub mod resumable;
+pub mod serve;
 pub mod trace;
 
 /// State shared by every handler.
