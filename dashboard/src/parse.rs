@@ -42,10 +42,14 @@ pub enum Series {
     BytesIn,
     /// `strata_bytes_total{direction="out"}` (counter).
     BytesOut,
+    /// Sum of `strata_auth_failures_total` over codes and reasons (counter).
+    AuthFailures,
+    /// Sum of `strata_rate_limited_total` over kinds (counter).
+    RateLimited,
 }
 
 /// Number of [`Series`] variants.
-pub const SERIES_COUNT: usize = 13;
+pub const SERIES_COUNT: usize = 15;
 
 impl Series {
     /// Every series, in index order.
@@ -63,6 +67,8 @@ impl Series {
         Series::Http5xx,
         Series::BytesIn,
         Series::BytesOut,
+        Series::AuthFailures,
+        Series::RateLimited,
     ];
 
     /// Position in [`PodSample::values`] and in the per-pod ring array.
@@ -90,6 +96,10 @@ pub struct PodSample {
     pub values: [f64; SERIES_COUNT],
     /// Cumulative panics per `operation` label (sorted, at most [`MAX_OPERATIONS`]).
     pub panics_by_operation: Vec<(String, f64)>,
+    /// Cumulative auth failures per `code` label (`400`, `401`, `403`; sorted, bounded).
+    pub auth_failures_by_code: Vec<(String, f64)>,
+    /// Cumulative rate-limit rejections per `kind` label (sorted, bounded).
+    pub rate_limited_by_kind: Vec<(String, f64)>,
     /// Cumulative operation-latency buckets summed over operations: `(le, count)`, sorted by
     /// `le`, the last one `+Inf`; at most [`MAX_BUCKETS`].
     pub latency_buckets: Vec<(f64, f64)>,
@@ -123,6 +133,16 @@ fn add(slot: &mut f64, v: f64) {
     }
 }
 
+/// Adds `v` to the entry for `label` in a small sorted-later list of at most
+/// [`MAX_OPERATIONS`] entries (further label values are dropped).
+fn add_labelled(list: &mut Vec<(String, f64)>, label: &str, v: f64) {
+    if let Some(i) = list.iter().position(|(l, _)| l == label) {
+        list[i].1 += v;
+    } else if list.len() < MAX_OPERATIONS {
+        list.push((label.chars().take(64).collect(), v));
+    }
+}
+
 fn scalar(value: &Value) -> Option<f64> {
     match value {
         Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(*v),
@@ -136,6 +156,8 @@ pub fn parse_metrics(text: &str) -> Result<PodSample, ParseError> {
         .map_err(|_| ParseError::NoStrataMetrics)?;
     let mut values = [f64::NAN; SERIES_COUNT];
     let mut panics: Vec<(String, f64)> = Vec::new();
+    let mut auth_failures: Vec<(String, f64)> = Vec::new();
+    let mut rate_limited: Vec<(String, f64)> = Vec::new();
     let mut buckets: Vec<(f64, f64)> = Vec::new();
     let mut version = None;
     let mut seen = false;
@@ -172,6 +194,22 @@ pub fn parse_metrics(text: &str) -> Result<PodSample, ParseError> {
             continue;
         }
         match name {
+            names::AUTH_FAILURES_TOTAL => {
+                seen = true;
+                if let Some(v) = scalar(&sample.value).filter(|v| v.is_finite()) {
+                    add(&mut values[Series::AuthFailures.index()], v);
+                    let code = sample.labels.get("code").unwrap_or("unknown");
+                    add_labelled(&mut auth_failures, code, v);
+                }
+            }
+            names::RATE_LIMITED_TOTAL => {
+                seen = true;
+                if let Some(v) = scalar(&sample.value).filter(|v| v.is_finite()) {
+                    add(&mut values[Series::RateLimited.index()], v);
+                    let kind = sample.labels.get("kind").unwrap_or("unknown");
+                    add_labelled(&mut rate_limited, kind, v);
+                }
+            }
             names::OPERATIONS_TOTAL => {
                 seen = true;
                 if let Some(v) = scalar(&sample.value) {
@@ -231,10 +269,14 @@ pub fn parse_metrics(text: &str) -> Result<PodSample, ParseError> {
         return Err(ParseError::NoStrataMetrics);
     }
     panics.sort_by(|a, b| a.0.cmp(&b.0));
+    auth_failures.sort_by(|a, b| a.0.cmp(&b.0));
+    rate_limited.sort_by(|a, b| a.0.cmp(&b.0));
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     Ok(PodSample {
         values,
         panics_by_operation: panics,
+        auth_failures_by_code: auth_failures,
+        rate_limited_by_kind: rate_limited,
         latency_buckets: buckets,
         version,
     })
@@ -331,6 +373,41 @@ strata_service_operation_duration_seconds_bucket{operation="insert",le="0.1"} 0
 strata_service_operation_duration_seconds_bucket{operation="insert",le="+Inf"} 10
 process_resident_memory_bytes 1e6
 "#;
+
+    #[test]
+    fn auth_failures_by_code_and_rate_limits_by_kind() {
+        let text = "# TYPE strata_auth_failures_total counter
+strata_auth_failures_total{code=\"401\",reason=\"expired\"} 3
+strata_auth_failures_total{code=\"401\",reason=\"bad_signature\"} 2
+strata_auth_failures_total{code=\"403\",reason=\"permission\"} 1
+strata_auth_failures_total{code=\"400\",reason=\"missing\"} 0
+# TYPE strata_rate_limited_total counter
+strata_rate_limited_total{kind=\"throughput_global\"} 7
+strata_rate_limited_total{kind=\"bandwidth_usecase\"} 0
+";
+        let s = parse_metrics(text).unwrap();
+        assert_eq!(
+            s.auth_failures_by_code,
+            [
+                ("400".to_owned(), 0.0),
+                ("401".to_owned(), 5.0),
+                ("403".to_owned(), 1.0)
+            ]
+        );
+        assert_eq!(s.get(Series::AuthFailures), 6.0);
+        assert_eq!(
+            s.rate_limited_by_kind,
+            [
+                ("bandwidth_usecase".to_owned(), 0.0),
+                ("throughput_global".to_owned(), 7.0)
+            ]
+        );
+        assert_eq!(s.get(Series::RateLimited), 7.0);
+        // A server without access control exports neither.
+        let s = parse_metrics(FIXTURE).unwrap();
+        assert!(s.auth_failures_by_code.is_empty() && s.rate_limited_by_kind.is_empty());
+        assert!(s.get(Series::AuthFailures).is_nan());
+    }
 
     #[test]
     fn parses_contract_metrics() {

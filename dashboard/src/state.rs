@@ -51,6 +51,10 @@ pub struct PodState {
     pub last_error: Option<String>,
     /// Per-operation panic counters of the last successful scrape.
     pub panics_by_operation: Vec<(String, f64)>,
+    /// Auth failures per `code` of the last successful scrape (since process start).
+    pub auth_failures_by_code: Vec<(String, f64)>,
+    /// Rate-limit rejections per `kind` of the last successful scrape (since start).
+    pub rate_limited_by_kind: Vec<(String, f64)>,
     /// Recent panic increases, oldest first.
     pub panic_events: Ring<PanicEvent>,
     /// `strata_build_info` version.
@@ -65,6 +69,8 @@ impl PodState {
             unreachable_since: None,
             last_error: None,
             panics_by_operation: Vec::new(),
+            auth_failures_by_code: Vec::new(),
+            rate_limited_by_kind: Vec::new(),
             panic_events: Ring::new(PANIC_EVENTS_PER_POD),
             version: None,
         }
@@ -243,6 +249,8 @@ impl State {
                 }
                 pod.history.record(at, &sample);
                 pod.panics_by_operation = sample.panics_by_operation;
+                pod.auth_failures_by_code = sample.auth_failures_by_code;
+                pod.rate_limited_by_kind = sample.rate_limited_by_kind;
                 pod.version = sample.version;
                 pod.last_success = Some(at);
                 pod.unreachable_since = None;

@@ -144,7 +144,27 @@ BROKEN = {
         **S3, "accessKeyId": "AKIA", "secretAccessKey": "hunter2"}}),
     "inline google key": lambda s: s.update(storage={"type": "bigtable", "bigtable": {
         **BIGTABLE, "credentials": "{}"}}),
+    # access control must be stated; keys only by Secret reference
+    "auth not stated": lambda s: s.pop("auth"),
+    "enforce without keys": lambda s: s.update(auth={"enforce": True}),
+    "enforce by default without keys": lambda s: s.update(auth={}),
+    "inline verification key": lambda s: s.update(auth={"keys": {"relay": {
+        "secretName": "relay-keys", "pem": "-----BEGIN PUBLIC KEY-----"}}}),
+    "key without secret": lambda s: s.update(auth={"keys": {"relay": {"keyFiles": ["a.pem"]}}}),
+    "bad permission": lambda s: s.update(auth={"keys": {"relay": {
+        "secretName": "relay-keys", "maxPermissions": ["object.admin"]}}}),
+    "network policy admitting nobody": lambda s: s.update(networkPolicy={"clients": []}),
+    "network policy peer selecting nothing": lambda s: s.update(networkPolicy={"clients": [{}]}),
+    "network policy with an ip block": lambda s: s.update(networkPolicy={"clients": [
+        {"ipBlock": {"cidr": "0.0.0.0/0"}}]}),
+    "scope that is not a pair": lambda s: s.update(rateLimits={"throughput": {
+        "globalRps": 10, "rules": [{"rps": 1, "scopes": [["org"]]}]}}),
 }
+
+
+def test_auth_message_says_what_to_write(crd):
+    problems = crd_validate.validate(crd, broken(lambda s: s.pop("auth")))
+    assert any("`auth: {enforce: false}`" in pr.message for pr in problems), problems
 
 
 @pytest.mark.parametrize("name", list(BROKEN))

@@ -23,6 +23,9 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
 ///   server-side applied (`patch`, plus `create` because an apply that creates is
 ///   authorised as create); only kinds that can stop being desired get `delete`.
 /// * Pods and PVCs: listed only to explain why a rollout is not ready.
+/// * Secrets: `get` only, on the ones `auth.keys` names, to report a missing one as
+///   `Degraded` before rolling pods that would fail to mount it (never listed or
+///   watched, so the operator caches no key material).
 /// * Events: published through `kube::runtime::events` (`create`, `patch` for series).
 /// * Leases: leader election (`get`, `create`, `patch`), see [`leader_election_rules`].
 pub fn cluster_role_rules() -> Vec<PolicyRule> {
@@ -50,11 +53,17 @@ pub fn cluster_role_rules() -> Vec<PolicyRule> {
             &["get", "list", "watch", "create", "patch", "delete"],
         ),
         rule(
+            "networking.k8s.io",
+            &["networkpolicies"],
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
+        rule(
             "monitoring.coreos.com",
             &["servicemonitors", "prometheusrules"],
             &["get", "list", "watch", "create", "patch", "delete"],
         ),
         rule("", &["pods", "persistentvolumeclaims"], &["list"]),
+        rule("", &["secrets"], &["get"]),
         rule("events.k8s.io", &["events"], &["create", "patch"]),
     ];
     rules.extend(leader_election_rules());

@@ -43,7 +43,13 @@ pub struct Observed {
     pub claims: Vec<PersistentVolumeClaim>,
     /// Hash of the config the children were rendered with.
     pub config_hash: Option<String>,
+    /// Why a Secret the pods need is unusable (missing, or lacking a key file); nothing
+    /// was applied so that pods do not crash-loop on a missing mount.
+    pub secret_missing: Option<String>,
 }
+
+/// Appended to the `Ready` message of services whose spec says `auth.enforce: false`.
+pub const ACCESS_CONTROL_OFF: &str = "access control is off (spec.auth.enforce is false): anyone who can reach the service can read, overwrite and delete every object";
 
 struct Counts {
     desired: i32,
@@ -279,6 +285,10 @@ pub fn compute(obj: &StorageService, observed: &Observed, now: Time) -> StorageS
                 generation,
             ),
         };
+        let mut ready_cond = ready_cond;
+        if obj.spec.access_control_off() {
+            ready_cond.message = format!("{}; {ACCESS_CONTROL_OFF}", ready_cond.message);
+        }
         conditions.push(ready_cond);
         let progressing = if obj.spec.paused {
             cond(
@@ -319,7 +329,15 @@ pub fn compute(obj: &StorageService, observed: &Observed, now: Time) -> StorageS
             }
         };
         conditions.push(progressing);
-        let degraded = if let Some(err) = &observed.apply_error {
+        let degraded = if let Some(msg) = &observed.secret_missing {
+            cond(
+                DEGRADED,
+                true,
+                "SecretMissing",
+                format!("{msg}; no change was rolled out until it exists"),
+                generation,
+            )
+        } else if let Some(err) = &observed.apply_error {
             cond(
                 DEGRADED,
                 true,
@@ -393,6 +411,7 @@ mod tests {
             pods: vec![],
             claims: vec![],
             config_hash: None,
+            secret_missing: None,
         }
     }
 
@@ -499,5 +518,32 @@ mod tests {
         );
         let third = compute(&o, &observed(deployment(0, false)), later.clone());
         assert_eq!(get(&third, READY).last_transition_time, later);
+    }
+
+    #[test]
+    fn ready_message_says_when_access_control_is_off() {
+        let s = compute(&obj(), &observed(deployment(1, false)), now());
+        assert!(get(&s, READY).message.contains(ACCESS_CONTROL_OFF), "{s:?}");
+        let mut o = obj();
+        o.spec.auth =
+            Some(serde_json::from_value(json!({"keys": {"k": {"secretName": "k"}}})).unwrap());
+        let s = compute(&o, &observed(deployment(1, false)), now());
+        assert_eq!(get(&s, READY).status, "True");
+        assert!(!get(&s, READY).message.contains("access control"), "{s:?}");
+    }
+
+    #[test]
+    fn missing_secret_is_degraded_and_named() {
+        let mut obs = observed(deployment(1, false));
+        obs.secret_missing = Some("Secret ns/relay-keys (auth.keys.relay) does not exist".into());
+        let s = compute(&obj(), &obs, now());
+        let d = get(&s, DEGRADED);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "SecretMissing")
+        );
+        assert!(d.message.contains("ns/relay-keys"), "{d:?}");
+        // the pods that run keep serving
+        assert_eq!(get(&s, READY).status, "True");
     }
 }

@@ -587,9 +587,21 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
             ..Default::default()
         }),
     });
+    obj.spec.auth = service_with_keys("life").spec.auth;
+    obj.spec.network_policy = Some(
+        serde_json::from_value(json!({
+            "clients": [{"namespaceSelector": {"matchLabels": {"team": "relay"}}}],
+        }))
+        .unwrap(),
+    );
+    fake.put(
+        &object_path("v1", "default", "secrets", "relay-keys"),
+        relay_secret(&["v2.pem", "v1.pem"]),
+    );
     fake.put_service(&obj);
     reconcile_stored(&fake, &obj, &ctx).await;
     for path in [
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/life",
         "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/life",
         "/apis/monitoring.coreos.com/v1/namespaces/default/servicemonitors/life",
         "/apis/monitoring.coreos.com/v1/namespaces/default/prometheusrules/life",
@@ -622,6 +634,7 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
         s.storage.filesystem = None;
         s.autoscaling = None;
         s.monitoring = None;
+        s.network_policy = None;
         s.pod_disruption_budget = Some(PodDisruptionBudgetSpec {
             enabled: false,
             min_available: None,
@@ -633,6 +646,9 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
         .get("/apis/apps/v1/namespaces/default/statefulsets/life")
         .is_none());
     assert!(fake.get(&deployment_path("life")).is_some());
+    assert!(fake
+        .get("/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/life")
+        .is_none());
 
     // An invalid spec publishes an Event.
     update_spec(&fake, &obj, |s| s.replicas = -1);
@@ -647,6 +663,7 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
         "statefulsets",
         "poddisruptionbudgets",
         "horizontalpodautoscalers",
+        "networkpolicies",
         "servicemonitors",
         "prometheusrules",
     ];
@@ -670,4 +687,135 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
         }
     }
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
+}
+
+/// A service whose tokens are verified with key `relay` from Secret `relay-keys`.
+fn service_with_keys(name: &str) -> StorageService {
+    let mut obj = common::service(name);
+    obj.spec.auth = Some(
+        serde_json::from_value(json!({"keys": {"relay": {
+            "secretName": "relay-keys",
+            "keyFiles": ["v2.pem", "v1.pem"],
+            "maxPermissions": ["object.read", "object.write"],
+        }}}))
+        .unwrap(),
+    );
+    obj
+}
+
+fn relay_secret(files: &[&str]) -> serde_json::Value {
+    let data: serde_json::Map<String, serde_json::Value> = files
+        .iter()
+        .map(|f| {
+            (
+                (*f).to_owned(),
+                json!("LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0K"),
+            )
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "relay-keys", "namespace": "default"}, "data": data})
+}
+
+#[tokio::test]
+async fn missing_key_secret_degrades_without_touching_the_workload() {
+    let (fake, ctx) = start(Capabilities::default());
+    let obj = service_with_keys("locked");
+    fake.put_service(&obj);
+
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let stored = fake.service(&obj);
+    assert_eq!(
+        condition(&stored, "Degraded"),
+        ("True".into(), "SecretMissing".into())
+    );
+    let msg = condition_message(&stored, "Degraded");
+    assert!(msg.contains("Secret default/relay-keys"), "{msg}");
+    assert!(msg.contains("auth.keys.relay"), "{msg}");
+    assert_eq!(condition(&stored, "Ready").0, "False");
+    let applies: Vec<_> = fake
+        .writes()
+        .into_iter()
+        .filter(|w| w.method == Method::PATCH && !w.path.ends_with("/status"))
+        .collect();
+    assert!(applies.is_empty(), "nothing may be applied: {applies:?}");
+    assert!(fake.get(&deployment_path("locked")).is_none());
+
+    // The Secret appears, but without the older key version: still degraded, named.
+    let secret_path = object_path("v1", "default", "secrets", "relay-keys");
+    fake.put(&secret_path, relay_secret(&["v2.pem"]));
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let stored = fake.service(&obj);
+    let msg = condition_message(&stored, "Degraded");
+    assert!(msg.contains("has no key v1.pem"), "{msg}");
+    assert!(fake.get(&deployment_path("locked")).is_none());
+
+    // Complete: the workload is created with the key mounted read-only.
+    fake.put(&secret_path, relay_secret(&["v2.pem", "v1.pem"]));
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let stored = fake.service(&obj);
+    assert_eq!(condition(&stored, "Degraded").1, "AsExpected");
+    let d = fake.get(&deployment_path("locked")).expect("deployment");
+    let pod = &d["spec"]["template"]["spec"];
+    let vol = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "relay-keys")
+        .expect("secret volume");
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == vol["name"])
+        .expect("mount");
+    assert_eq!(mount["mountPath"], "/var/run/secrets/strata/auth/relay");
+    assert_eq!(mount["readOnly"], true);
+    let cm = fake
+        .get(&object_path("v1", "default", "configmaps", "locked-config"))
+        .unwrap();
+    let yaml = cm["data"]["strata.yaml"].as_str().unwrap();
+    assert!(
+        yaml.contains("/var/run/secrets/strata/auth/relay/v2.pem"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("LS0t"), "no key material in the config");
+
+    // Ready with keys: the message does not claim access control is off.
+    deployment_becomes_ready(&fake, "locked", 1);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let stored = fake.service(&obj);
+    assert_eq!(condition(&stored, "Ready").0, "True");
+    assert!(!condition_message(&stored, "Ready").contains("access control is off"));
+}
+
+#[tokio::test]
+async fn ready_message_says_access_control_is_off() {
+    let (fake, ctx) = start(Capabilities::default());
+    let obj = common::service("open");
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    deployment_becomes_ready(&fake, "open", 1);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let stored = fake.service(&obj);
+    assert_eq!(condition(&stored, "Ready").0, "True");
+    let msg = condition_message(&stored, "Ready");
+    assert!(msg.contains("access control is off"), "{msg}");
+}
+
+#[tokio::test]
+async fn missing_auth_is_an_invalid_spec_saying_what_to_write() {
+    let (fake, ctx) = start(Capabilities::default());
+    let mut obj = common::service("unstated");
+    obj.spec.auth = None;
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let stored = fake.service(&obj);
+    assert_eq!(
+        condition(&stored, "Degraded"),
+        ("True".into(), "InvalidSpec".into())
+    );
+    let msg = condition_message(&stored, "Degraded");
+    assert!(msg.contains("`auth: {enforce: false}`"), "{msg}");
+    assert!(fake.get(&deployment_path("unstated")).is_none());
 }

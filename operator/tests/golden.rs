@@ -203,3 +203,162 @@ fn no_secret_material_in_rendered_objects() {
         assert_eq!(refs, expected, "{name}: {env:?}");
     }
 }
+
+#[test]
+fn access_control() {
+    check("access-control", NO_MONITORING);
+}
+
+/// Verification keys are only ever Secret references: every rendered object, as
+/// serialized for the API server, holds no PEM and no key bytes, while the server
+/// config points at the read-only mounts of those Secrets.
+#[test]
+fn no_key_material_in_rendered_objects() {
+    let obj = common::example("access-control");
+    let rendered = render(&obj, MONITORING).unwrap();
+    // What the Secrets would hold; none of it may leak into a child.
+    let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n";
+    for child in rendered.children() {
+        assert_ne!(child.object["kind"], "Secret");
+        let text = serde_json::to_string(&child.object).unwrap();
+        for needle in ["BEGIN", "PUBLIC KEY", "MCowBQYDK2VwAyEA", &pem[27..60]] {
+            assert!(!text.contains(needle), "{}: contains {needle}", child.name);
+        }
+    }
+    let yaml = &rendered.config_map.data.as_ref().unwrap()["strata.yaml"];
+    let config: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+    assert_eq!(config["auth"]["enforce"], true);
+    assert_eq!(
+        config["auth"]["keys"]["relay"]["key_files"][1],
+        "/var/run/secrets/strata/auth/relay/relay-v1.pem"
+    );
+    assert_eq!(
+        config["auth"]["keys"]["janitor"]["key_files"][0],
+        "/var/run/secrets/strata/auth/janitor/public.pem"
+    );
+    assert_eq!(
+        config["auth"]["keys"]["relay"]["max_permissions"][1],
+        "object.write"
+    );
+    assert_eq!(config["rate_limits"]["throughput"]["global_rps"], 500);
+    assert_eq!(config["rate_limits"]["bandwidth"]["report_only"], true);
+    assert_eq!(config["killswitches"][0]["scopes"]["org"], "17");
+    assert_eq!(
+        config["usecases"]["attachments"]["expiration"]["manual"]["allowed"],
+        false
+    );
+    let Workload::Deployment(d) = &rendered.workload else {
+        panic!("memory runs as a Deployment")
+    };
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+    for (kid, secret) in [("relay", "relay-keys"), ("janitor", "janitor-key")] {
+        let m = mounts
+            .iter()
+            .find(|m| m.mount_path == format!("/var/run/secrets/strata/auth/{kid}"))
+            .unwrap_or_else(|| panic!("{kid} not mounted"));
+        assert_eq!(m.read_only, Some(true));
+        let v = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == m.name)
+            .unwrap();
+        assert_eq!(
+            v.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some(secret)
+        );
+    }
+}
+
+/// Every access-control field takes part in the config hash, so changing one rolls
+/// the pods (the server reads its config only at start).
+#[test]
+fn access_control_changes_roll_pods() {
+    let base = common::example("access-control");
+    let hash =
+        |o: &strata_operator::api::StorageService| render(o, NO_MONITORING).unwrap().config_hash;
+    let h0 = hash(&base);
+    let mut changed = Vec::new();
+    let mut o = base.clone();
+    o.spec.auth.as_mut().unwrap().enforce = false;
+    changed.push(o);
+    let mut o = base.clone();
+    o.spec
+        .auth
+        .as_mut()
+        .unwrap()
+        .keys
+        .get_mut("relay")
+        .unwrap()
+        .key_files
+        .reverse();
+    changed.push(o);
+    let mut o = base.clone();
+    o.spec.killswitches.pop();
+    changed.push(o);
+    let mut o = base.clone();
+    o.spec
+        .rate_limits
+        .as_mut()
+        .unwrap()
+        .throughput
+        .as_mut()
+        .unwrap()
+        .global_rps = Some(600);
+    changed.push(o);
+    let mut o = base.clone();
+    o.spec.usecases.clear();
+    changed.push(o);
+    for (i, o) in changed.iter().enumerate() {
+        assert_ne!(hash(o), h0, "change {i} keeps the hash");
+    }
+}
+
+/// The NetworkPolicy selects exactly this service's pods and admits clients and
+/// scrapers on the HTTP port only; disabling it renders none.
+#[test]
+fn network_policy_admits_only_the_selected_peers() {
+    let mut obj = common::example("access-control");
+    let rendered = render(&obj, NO_MONITORING).unwrap();
+    let np = rendered.network_policy.expect("network policy");
+    assert_eq!(
+        np.metadata.owner_references.as_ref().unwrap()[0].uid,
+        "uid-guarded"
+    );
+    let spec = np.spec.unwrap();
+    assert_eq!(
+        spec.pod_selector.unwrap().match_labels.unwrap(),
+        strata_operator::render::selector_labels("guarded")
+    );
+    assert_eq!(spec.policy_types.unwrap(), ["Ingress"]);
+    let ingress = spec.ingress.unwrap();
+    assert_eq!(ingress.len(), 2, "clients, then scrapers");
+    for rule in &ingress {
+        let ports = rule.ports.as_ref().unwrap();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(
+            ports[0].port,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("http".into()))
+        );
+        assert!(rule
+            .from
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|p| p.ip_block.is_none()));
+    }
+    assert_eq!(ingress[0].from.as_ref().unwrap().len(), 2);
+    let scraper = &ingress[1].from.as_ref().unwrap()[0];
+    assert!(scraper.namespace_selector.is_some() && scraper.pod_selector.is_some());
+    obj.spec.network_policy.as_mut().unwrap().enabled = false;
+    assert!(render(&obj, NO_MONITORING)
+        .unwrap()
+        .network_policy
+        .is_none());
+    // Enabled with nobody admitted is refused, naming the field.
+    obj.spec.network_policy.as_mut().unwrap().enabled = true;
+    obj.spec.network_policy.as_mut().unwrap().clients.clear();
+    let err = render(&obj, NO_MONITORING).unwrap_err().to_string();
+    assert!(err.contains("spec.networkPolicy.clients"), "{err}");
+}

@@ -80,16 +80,62 @@ fn crd_has_subresources_columns_and_cel() {
 }
 
 #[test]
-fn no_dead_fields_in_spec() {
+fn access_control_fields_reference_secrets_only() {
     let crd: serde_json::Value = serde_yaml::from_str(&crd_yaml()).unwrap();
-    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-        ["properties"];
-    for absent in ["auth", "rateLimits", "killswitches", "usecases"] {
+    let spec_schema =
+        &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let spec = &spec_schema["properties"];
+    for present in [
+        "auth",
+        "rateLimits",
+        "killswitches",
+        "usecases",
+        "networkPolicy",
+    ] {
         assert!(
-            spec.get(absent).is_none(),
-            "{absent} is not supported by the server yet"
+            spec.get(present).is_some(),
+            "{present} missing from the CRD"
         );
     }
+    // A key is a Secret reference and nothing else: no field could carry a PEM.
+    let key = &spec["auth"]["properties"]["keys"]["additionalProperties"];
+    let mut fields: Vec<&str> = key["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["keyFiles", "maxPermissions", "secretName"]);
+    assert_eq!(key["required"], serde_json::json!(["secretName"]));
+    // `auth` must be stated, and enforcement needs keys; both say what to write.
+    let rules = |node: &serde_json::Value| -> Vec<(String, String)> {
+        node["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                (
+                    v["rule"].as_str().unwrap().to_owned(),
+                    v["message"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let spec_rules = rules(spec_schema);
+    let (_, msg) = spec_rules
+        .iter()
+        .find(|(r, _)| r == "has(self.auth)")
+        .expect("auth is required by CEL");
+    assert!(msg.contains("`auth: {enforce: false}`"), "{msg}");
+    let auth_rules = rules(&spec["auth"]);
+    assert!(
+        auth_rules
+            .iter()
+            .any(|(r, m)| r.contains("size(self.keys) > 0") && m.contains("auth.keys is empty")),
+        "{auth_rules:?}"
+    );
+    assert_eq!(spec["auth"]["properties"]["enforce"]["default"], true);
     let backends = &spec["storage"]["properties"]["type"]["enum"];
     assert_eq!(
         backends,

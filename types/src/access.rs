@@ -1,6 +1,8 @@
 //! The access-control sections of the server configuration (api §6.5, §8, upstream's key
 //! names): `auth`, `rate_limits`, `killswitches` and `usecases`. The server verifies and
-//! enforces them; the operator renders them.
+//! enforces them; the operator renders them. Types whose keys are single words are
+//! reused as-is by the `StorageService` CRD (feature `crd`); the others have camelCase
+//! twins in `crd::access`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ configure at least one key under auth.keys (kid: {key_files: [PEM], max_permissi
 or set `auth: {enforce: false}` to run without access control";
 
 /// One permission a token can carry (upstream's names).
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Permission {
     /// GET and HEAD, batch get/head.
@@ -158,6 +161,7 @@ impl Default for BandwidthConfig {
 }
 
 /// One killswitch: blocks requests matching all its conditions (403).
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KillswitchConfig {
@@ -172,6 +176,7 @@ pub struct KillswitchConfig {
 }
 
 /// `usecases.<name>`: per-usecase policy.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UsecaseConfig {
@@ -180,6 +185,7 @@ pub struct UsecaseConfig {
 }
 
 /// `usecases.<name>.expiration`.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExpirationRules {
@@ -192,6 +198,7 @@ pub struct ExpirationRules {
 }
 
 /// Whether one expiration kind is allowed, and its longest duration.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyRule {
@@ -199,6 +206,10 @@ pub struct PolicyRule {
     pub allowed: bool,
     /// The longest duration allowed (TTL and TTI only).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "crd",
+        schemars(with = "Option<String>", regex(pattern = crate::crd::DURATION_PATTERN))
+    )]
     pub max: Option<Duration>,
 }
 

@@ -579,6 +579,7 @@ where
             ServiceInfo {
                 desired: Some(svc.spec.replicas.max(0) as u32),
                 storage: Some(svc.spec.storage.backend.as_str().to_owned()),
+                access_control_off: Some(svc.spec.access_control_off()),
                 ready: status.map(|s| s.ready_replicas.max(0) as u32),
                 endpoint: status.and_then(|s| s.endpoint.clone()),
                 conditions,

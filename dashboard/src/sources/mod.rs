@@ -70,6 +70,8 @@ pub struct ServiceInfo {
     /// Storage kind from the spec (`filesystem`, `memory`, `bigtable`, `s3compatible`,
     /// `tiered`), when known.
     pub storage: Option<String>,
+    /// Whether the spec turns access control off (`auth.enforce: false`), when known.
+    pub access_control_off: Option<bool>,
     /// Ready replicas from the status, when known.
     pub ready: Option<u32>,
     /// Client endpoint from the status, when known.

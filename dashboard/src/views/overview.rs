@@ -20,6 +20,9 @@ pub struct ServiceRow {
     pub replicas: String,
     /// Storage kind (`tiered`, `filesystem`, …; `—` when unknown, e.g. local targets).
     pub storage: String,
+    /// Whether the spec says `auth.enforce: false` (anyone reaching it may read, write
+    /// and delete); false when unknown (local targets).
+    pub access_off: bool,
     /// Web tier in flight vs limit.
     pub in_flight: Bar,
     /// Service tier running vs limit.

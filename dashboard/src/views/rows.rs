@@ -181,6 +181,7 @@ pub(super) fn service_row(
         reasons: reasons.join("; "),
         replicas,
         storage: svc.storage.clone().unwrap_or_else(|| "—".to_owned()),
+        access_off: svc.access_control_off == Some(true),
         in_flight: bar(
             sum(nums().map(|n| n.in_flight)),
             sum(nums().map(|n| n.http_limit)),

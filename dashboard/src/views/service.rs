@@ -113,6 +113,14 @@ pub struct ServiceView {
     pub events: Vec<EventRow>,
     /// Pods.
     pub pods: Vec<PodRow>,
+    /// Auth failures per second over the rate window, all pods.
+    pub auth_failures_rate: String,
+    /// Auth failures since pod start by status code, all pods (`401 12, 403 3`; `none`).
+    pub auth_failures_by_code: String,
+    /// Rate-limit rejections per second over the rate window, all pods.
+    pub rate_limited_rate: String,
+    /// Rate-limit rejections since pod start by kind, all pods (`none` when zero).
+    pub rate_limited_by_kind: String,
     /// Alerts (global).
     pub alerts: AlertStrip,
     /// Last scrape cycle, in words.
@@ -295,6 +303,42 @@ pub fn service(
             },
         })
         .collect();
+    let pod_states: Vec<&PodState> = svc
+        .pods
+        .iter()
+        .filter_map(|p| state.pods.get(&pod_key(svc, &p.name)))
+        .collect();
+    let since = now - s.rate_window.as_secs_f64();
+    let rate = |series: Series| {
+        format::rate(rows::sum(
+            pod_states
+                .iter()
+                .map(|p| p.history.rate_since(series, since)),
+        ))
+    };
+    let by_label = |pick: fn(&PodState) -> &Vec<(String, f64)>| {
+        let mut totals: Vec<(String, f64)> = Vec::new();
+        for p in &pod_states {
+            for (label, v) in pick(p) {
+                match totals.iter_mut().find(|(l, _)| l == label) {
+                    Some(t) => t.1 += v,
+                    None => totals.push((label.clone(), *v)),
+                }
+            }
+        }
+        totals.sort_by(|a, b| a.0.cmp(&b.0));
+        let text = totals
+            .iter()
+            .filter(|(_, v)| *v > 0.0)
+            .map(|(l, v)| format!("{l} {}", format::count(*v)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if text.is_empty() {
+            "none".to_owned()
+        } else {
+            text
+        }
+    };
     let window =
         state.limits.history_points.saturating_sub(1) as f64 * s.scrape_interval.as_secs_f64();
     Some(ServiceView {
@@ -308,6 +352,10 @@ pub fn service(
         conditions,
         events,
         pods,
+        auth_failures_rate: rate(Series::AuthFailures),
+        auth_failures_by_code: by_label(|p| &p.auth_failures_by_code),
+        rate_limited_rate: rate(Series::RateLimited),
+        rate_limited_by_kind: by_label(|p| &p.rate_limited_by_kind),
         alerts: alerts(state, now),
         cycle: cycle_text(state, now),
     })

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -183,6 +184,53 @@ async fn prune(
     Ok(())
 }
 
+/// Checks that every Secret holding verification keys exists and has every listed key
+/// file; returns what is wrong, naming the Secret. Reads only the Secrets the spec
+/// names (`get`), never lists or caches them.
+async fn check_secrets(
+    ctx: &Context,
+    ns: &str,
+    obj: &StorageService,
+) -> Result<Option<String>, Error> {
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), ns);
+    let mut problems = Vec::new();
+    for (secret_name, files) in render::auth::secret_names(&obj.spec) {
+        let kids = obj
+            .spec
+            .auth
+            .iter()
+            .flat_map(|a| a.keys.iter())
+            .filter(|(_, k)| k.secret_name == secret_name)
+            .map(|(kid, _)| format!("auth.keys.{kid}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match api.get_opt(&secret_name).await? {
+            None => problems.push(format!(
+                "Secret {ns}/{secret_name} (named by {kids}) does not exist: create it with the Ed25519 public key PEM file(s) {}",
+                files.join(", ")
+            )),
+            Some(secret) => {
+                let has = |f: &String| {
+                    secret.data.as_ref().is_some_and(|d| d.contains_key(f))
+                        || secret.string_data.as_ref().is_some_and(|d| d.contains_key(f))
+                };
+                let missing: Vec<&str> = files
+                    .iter()
+                    .filter(|f| !has(f))
+                    .map(String::as_str)
+                    .collect();
+                if !missing.is_empty() {
+                    problems.push(format!(
+                        "Secret {ns}/{secret_name} (named by {kids}) has no key {}: add it or fix keyFiles",
+                        missing.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    Ok((!problems.is_empty()).then(|| problems.join("; ")))
+}
+
 /// Reads the workload without changing it (paused or invalid services).
 async fn read_workload(ctx: &Context, ns: &str, name: &str) -> Result<ObservedWorkload, Error> {
     if let Some(d) = Api::<Deployment>::namespaced(ctx.client.clone(), ns)
@@ -343,6 +391,7 @@ async fn reconcile_inner(obj: &StorageService, ctx: &Context) -> Result<(Action,
         pods: Vec::new(),
         claims: Vec::new(),
         config_hash: None,
+        secret_missing: None,
     };
     let rendered = match render::render(obj, ctx.capabilities()) {
         Ok(r) => r,
@@ -358,7 +407,15 @@ async fn reconcile_inner(obj: &StorageService, ctx: &Context) -> Result<(Action,
     };
     let children = rendered.children();
     let mut apply_error = None;
-    if obj.spec.paused {
+    if !obj.spec.paused {
+        observed.secret_missing = check_secrets(ctx, &ns, obj).await?;
+    }
+    if let Some(problem) = &observed.secret_missing {
+        // Applying would roll pods onto a mount that cannot be satisfied; keep the
+        // running ones and look again soon (Secrets are not watched).
+        info!(service = %key(obj), %problem, "not applying: a referenced Secret is unusable");
+        observed.workload = read_workload(ctx, &ns, &name).await?;
+    } else if obj.spec.paused {
         observed.workload = read_workload(ctx, &ns, &name).await?;
     } else {
         match apply_children(ctx, &ns, &children).await {
@@ -378,7 +435,9 @@ async fn reconcile_inner(obj: &StorageService, ctx: &Context) -> Result<(Action,
             }
         }
     }
-    let ready = workload_ready(obj, &observed.workload) && apply_error.is_none();
+    let ready = workload_ready(obj, &observed.workload)
+        && apply_error.is_none()
+        && observed.secret_missing.is_none();
     ctx.record_ready(&ns, &name, ready);
     if !ready && observed.workload != ObservedWorkload::Missing {
         let lp = ListParams::default().labels(&selector_string(&name));
@@ -442,7 +501,8 @@ pub async fn run(ctx: Arc<Context>) {
     .owns(
         Api::<HorizontalPodAutoscaler>::all(client.clone()),
         owned.clone(),
-    );
+    )
+    .owns(Api::<NetworkPolicy>::all(client.clone()), owned.clone());
     if ctx.capabilities().monitoring {
         for ar in [
             render::service_monitor::api_resource(),

@@ -96,9 +96,14 @@ pub fn server_config(spec: &StorageServiceSpec) -> Result<Config, RenderError> {
     config.storage = storage;
     config.faults = faults;
     config.logging = logging;
-    // The CRD has no `auth` field yet: say explicitly that access control is off (the
-    // server refuses to start with enforcement on and no keys).
-    config.auth = strata_types::access::AuthConfig::disabled();
+    config.auth = super::auth::server_auth(spec);
+    config.killswitches = spec.killswitches.clone();
+    config.rate_limits = spec
+        .rate_limits
+        .as_ref()
+        .map(|r| r.to_config())
+        .unwrap_or_default();
+    config.usecases = spec.usecases.clone();
     config
         .validate()
         .map_err(|e| RenderError::ServerConfig(e.to_string()))?;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{ApiResource, DynamicObject};
@@ -17,10 +18,12 @@ use serde::Serialize;
 
 use crate::api::{validate, StorageService, ValidationError};
 
+pub mod auth;
 pub mod config;
 pub mod configmap;
 pub mod deployment;
 pub mod hpa;
+pub mod network_policy;
 pub mod offline;
 pub mod pdb;
 pub mod pod;
@@ -92,6 +95,8 @@ pub struct Rendered {
     pub pdb: Option<PodDisruptionBudget>,
     /// Autoscaler, when `autoscaling` is set.
     pub hpa: Option<HorizontalPodAutoscaler>,
+    /// NetworkPolicy, when `networkPolicy.enabled`.
+    pub network_policy: Option<NetworkPolicy>,
     /// ServiceMonitor, when requested and the API exists.
     pub service_monitor: Option<DynamicObject>,
     /// PrometheusRule, when requested and the API exists.
@@ -121,6 +126,7 @@ pub fn managed_resources(caps: Capabilities) -> Vec<ApiResource> {
         ApiResource::erase::<Service>(&()),
         ApiResource::erase::<PodDisruptionBudget>(&()),
         ApiResource::erase::<HorizontalPodAutoscaler>(&()),
+        ApiResource::erase::<NetworkPolicy>(&()),
     ];
     if caps.monitoring {
         kinds.push(service_monitor::api_resource());
@@ -144,6 +150,9 @@ impl Rendered {
         if let Some(h) = &self.hpa {
             out.push(typed_child(h));
         }
+        if let Some(n) = &self.network_policy {
+            out.push(typed_child(n));
+        }
         if let Some(sm) = &self.service_monitor {
             out.push(dynamic_child(sm, service_monitor::api_resource()));
         }
@@ -163,6 +172,7 @@ impl Rendered {
         out.push(&self.service.metadata);
         out.extend(self.pdb.iter().map(|p| &p.metadata));
         out.extend(self.hpa.iter().map(|h| &h.metadata));
+        out.extend(self.network_policy.iter().map(|n| &n.metadata));
         out.extend(self.service_monitor.iter().map(|s| &s.metadata));
         out.extend(self.prometheus_rule.iter().map(|s| &s.metadata));
         out
@@ -320,6 +330,11 @@ pub fn render(owner: &StorageService, caps: Capabilities) -> Result<Rendered, Re
         service: service::render(&ctx),
         pdb: pdb::render(&ctx),
         hpa: hpa::render(&ctx, &server_config),
+        network_policy: owner
+            .spec
+            .network_policy
+            .as_ref()
+            .and_then(|n| network_policy::render(&ctx, n)),
         service_monitor: monitoring
             .and_then(|m| m.service_monitor.as_ref())
             .filter(|s| s.enabled)

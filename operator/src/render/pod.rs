@@ -168,6 +168,11 @@ pub fn render(ctx: &Context<'_>, config_hash: &str) -> Result<PodTemplateSpec, R
         }
     }
 
+    for (volume, mount) in super::auth::volumes(spec) {
+        volumes.push(volume);
+        mounts.push(mount);
+    }
+
     let container = Container {
         env: (!env.is_empty()).then_some(env),
         name: CONTAINER.into(),

@@ -2,8 +2,8 @@
 //! platform teams, the operator and the dashboard (DESIGN §3).
 //!
 //! Every spec field maps onto something the storage server or Kubernetes honours
-//! today; fields for server features that do not exist yet (auth, rate limits) are
-//! deliberately absent so that nobody configures a no-op.
+//! today, so that nobody configures a no-op. `auth` is required: a service without
+//! keys must say `auth: {enforce: false}`, so access control is never off by accident.
 //!
 //! Cross-field rules live twice: as CEL (`x-kubernetes-validations`) so the API server
 //! rejects bad objects up front, and in [`validate`] so objects admitted before a
@@ -15,12 +15,17 @@ use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+pub mod access;
 pub mod labels;
 pub mod validate;
+pub mod validate_access;
+
+pub use crate::access::{KillswitchConfig, Permission, UsecaseConfig};
+pub use access::{AuthKeySpec, AuthSpec, RateLimitsSpec};
 
 pub use validate::{validate, ValidationError};
 
@@ -84,6 +89,7 @@ pub const DEFAULT_IMAGE: &str = concat!(
 )]
 #[x_kube(
     validation = Rule::new("!has(self.podDisruptionBudget) || !has(self.podDisruptionBudget.minAvailable) || (has(self.autoscaling) ? self.autoscaling.minReplicas : self.replicas) >= self.podDisruptionBudget.minAvailable").message("podDisruptionBudget.minAvailable must not exceed replicas (or autoscaling.minReplicas): otherwise no pod could ever be evicted and node drains hang"),
+    validation = Rule::new("has(self.auth)").message(access::AUTH_REQUIRED),
     validation = Rule::new("self.storage.type == 'filesystem' || !has(self.storage.filesystem)").message("storage.filesystem is only valid with storage.type filesystem"),
     validation = Rule::new("!(self.storage.type == 'filesystem' || self.storage.type == 'memory') || self.replicas <= 1").message("storage.type filesystem and memory keep objects inside one pod, so replicas must be 0 or 1; to run more pods use a shared backend: storage.type bigtable, s3compatible or tiered"),
     validation = Rule::new("!(self.storage.type == 'filesystem' || self.storage.type == 'memory') || !has(self.autoscaling)").message("storage.type filesystem and memory keep objects inside one pod and cannot autoscale; remove autoscaling or use a shared backend: storage.type bigtable, s3compatible or tiered")
@@ -161,6 +167,29 @@ pub struct StorageServiceSpec {
     /// Prometheus Operator objects (created only when monitoring.coreos.com is served).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<MonitoringSpec>,
+
+    /// Access control (required): `{enforce: false}` to run without it, or keys by
+    /// Secret reference. Optional in the Rust type only so that objects stored before
+    /// the field existed get a `Degraded` condition saying what to write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+
+    /// Requests matching any of these get 403 (server `killswitches`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub killswitches: Vec<KillswitchConfig>,
+
+    /// Throughput and bandwidth limits (server `rate_limits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimitsSpec>,
+
+    /// Per-usecase expiration policy (server `usecases`); usecases not listed are
+    /// unrestricted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usecases: BTreeMap<String, UsecaseConfig>,
+
+    /// A NetworkPolicy admitting only the listed clients and scrapers to the server pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
 
     /// Stops the operator from changing any child object (status is still reported).
     /// Use it to hand-edit children during an incident.
@@ -572,6 +601,43 @@ pub struct PrometheusRuleSpec {
     pub labels: BTreeMap<String, String>,
 }
 
+/// NetworkPolicy settings: with it enabled, only the selected pods reach the servers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("!self.enabled || (has(self.clients) && size(self.clients) > 0)").message("networkPolicy.clients is empty, so no client could reach the service; list the client namespaces/pods or set networkPolicy.enabled to false")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create the NetworkPolicy (needs a CNI that enforces them).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Who may call the objectstore API (HTTP port). Each entry selects namespaces,
+    /// pods, or pods within namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<PeerSpec>,
+    /// Who may scrape `/metrics` (Prometheus, the Strata dashboard). The server serves
+    /// metrics on the HTTP port, so scrapers can reach the API too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scrapers: Vec<PeerSpec>,
+}
+
+/// Pods selected by namespace and/or pod labels (a NetworkPolicy peer without
+/// `ipBlock`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("has(self.namespaceSelector) || has(self.podSelector)").message("a networkPolicy peer needs namespaceSelector, podSelector or both")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerSpec {
+    /// Namespaces by label (`{}` selects every namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Pods by label; within `namespaceSelector` when both are set, else in the
+    /// StorageService's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+}
+
 /// Observed state, written by the operator only when it changed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -610,9 +676,15 @@ impl StorageServiceStatus {
 }
 
 impl StorageServiceSpec {
-    /// A spec with every default filled in, as the API server would store it for `{}`.
+    /// The smallest valid spec, `{auth: {enforce: false}}`, with every default filled in.
     pub fn minimal() -> Self {
-        serde_json::from_value(serde_json::json!({})).expect("all spec fields have defaults")
+        serde_json::from_value(serde_json::json!({"auth": {"enforce": false}}))
+            .expect("all other spec fields have defaults")
+    }
+
+    /// Whether access control is off (`auth.enforce` false or `auth` missing).
+    pub fn access_control_off(&self) -> bool {
+        !self.auth.as_ref().is_some_and(|a| a.enforce)
     }
 }
 

@@ -19,7 +19,7 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    fn new(field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &str, message: impl Into<String>) -> Self {
         Self {
             field: field.to_owned(),
             message: message.into(),
@@ -47,6 +47,7 @@ pub fn validate(spec: &StorageServiceSpec) -> Result<(), Vec<ValidationError>> {
         errors.push(ValidationError::new("image", "must name a container image"));
     }
     validate_storage(spec, &mut errors);
+    super::validate_access::check(spec, &mut errors);
     if let Some(limits) = &spec.limits {
         if limits.max_requests == Some(0) {
             errors.push(ValidationError::new(
