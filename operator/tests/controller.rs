@@ -787,6 +787,26 @@ async fn missing_key_secret_degrades_without_touching_the_workload() {
     let stored = fake.service(&obj);
     assert_eq!(condition(&stored, "Ready").0, "True");
     assert!(!condition_message(&stored, "Ready").contains("access control is off"));
+
+    // The Secret disappears while pods serve, and the spec changes: Degraded, the
+    // running pods keep serving (Ready), and neither the Deployment nor the ConfigMap
+    // is touched.
+    fake.remove(&secret_path);
+    update_spec(&fake, &obj, |s| s.auth.as_mut().unwrap().enforce = false);
+    fake.clear_log();
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let stored = fake.service(&obj);
+    assert_eq!(
+        condition(&stored, "Degraded"),
+        ("True".into(), "SecretMissing".into())
+    );
+    assert_eq!(condition(&stored, "Ready").0, "True");
+    let writes: Vec<_> = fake
+        .writes()
+        .into_iter()
+        .filter(|w| !w.path.ends_with("/status") && !w.path.contains("/events"))
+        .collect();
+    assert!(writes.is_empty(), "nothing may be applied: {writes:?}");
 }
 
 #[tokio::test]

@@ -690,4 +690,41 @@ mod tests {
             2
         ));
     }
+
+    #[test]
+    fn access_control_off_comes_from_the_spec() {
+        let svc = |name: &str, auth: serde_json::Value| -> StorageService {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "strata.dev/v1alpha1", "kind": "StorageService",
+                "metadata": {"name": name, "namespace": "prod"},
+                "spec": {"auth": auth},
+            }))
+            .unwrap()
+        };
+        let services = [
+            svc("open", serde_json::json!({"enforce": false})),
+            svc(
+                "locked",
+                serde_json::json!({"keys": {"relay": {"secretName": "relay-keys"}}}),
+            ),
+            svc(
+                "verify-only",
+                serde_json::json!({"enforce": false, "keys": {"relay": {"secretName": "k"}}}),
+            ),
+        ];
+        let topology = build_topology(&services, &[] as &[Pod], &[]);
+        let off: Vec<(&str, Option<bool>)> = topology
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), s.access_control_off))
+            .collect();
+        assert_eq!(
+            off,
+            [
+                ("locked", Some(false)),
+                ("open", Some(true)),
+                ("verify-only", Some(true))
+            ]
+        );
+    }
 }

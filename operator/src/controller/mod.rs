@@ -435,9 +435,7 @@ async fn reconcile_inner(obj: &StorageService, ctx: &Context) -> Result<(Action,
             }
         }
     }
-    let ready = workload_ready(obj, &observed.workload)
-        && apply_error.is_none()
-        && observed.secret_missing.is_none();
+    let ready = workload_ready(obj, &observed.workload) && apply_error.is_none();
     ctx.record_ready(&ns, &name, ready);
     if !ready && observed.workload != ObservedWorkload::Missing {
         let lp = ListParams::default().labels(&selector_string(&name));
@@ -456,7 +454,8 @@ async fn reconcile_inner(obj: &StorageService, ctx: &Context) -> Result<(Action,
     if let Some(err) = apply_error {
         return Err(err);
     }
-    let requeue = if ready {
+    // A missing Secret is not watched: look again soon even while old pods serve.
+    let requeue = if ready && observed.secret_missing.is_none() {
         RESYNC_READY
     } else {
         RESYNC_PROGRESSING

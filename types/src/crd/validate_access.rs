@@ -1,6 +1,7 @@
 //! The operator's own checks of `auth`, `killswitches`, `rateLimits` and `usecases`:
 //! the explicit-off rule, Secret references, and limits the server would refuse at
-//! start (so a bad spec ends in `Degraded`, not in a crash-looping pod).
+//! start, bad killswitch globs included (so a bad spec ends in `Degraded`, not in a
+//! crash-looping pod).
 
 use super::access::{AUTH_REQUIRED, ENFORCED_WITHOUT_KEYS};
 use super::validate::ValidationError;
@@ -68,6 +69,17 @@ pub fn check(spec: &StorageServiceSpec, errors: &mut Vec<ValidationError>) {
                         "needs namespaceSelector, podSelector or both",
                     ));
                 }
+            }
+        }
+    }
+    for (i, k) in spec.killswitches.iter().enumerate() {
+        if let Some(g) = &k.service {
+            // The server matches the glob against the trimmed, lowercased header.
+            if let Err(e) = glob::Pattern::new(&g.trim().to_ascii_lowercase()) {
+                errors.push(ValidationError::new(
+                    &format!("killswitches[{i}].service"),
+                    format!("bad glob `{g}`: {e}"),
+                ));
             }
         }
     }
@@ -278,7 +290,8 @@ mod tests {
             "rateLimits": {
                 "throughput": {"usecasePct": 50, "rules": [{"usecase": "u"}, {"rps": 0, "scopes": [["org"]]}]},
                 "bandwidth": {"globalBps": 10, "scopePct": 101}},
-            "usecases": {"u": {"expiration": {"manual": {"max": "1d"}}}}
+            "usecases": {"u": {"expiration": {"manual": {"max": "1d"}}}},
+            "killswitches": [{"service": "relay-*"}, {"service": "[relay"}]
         }));
         assert_eq!(
             fields(&s),
@@ -288,6 +301,7 @@ mod tests {
                 "rateLimits.throughput.rules[1].rps",
                 "rateLimits.throughput.rules[1].scopes[0]",
                 "rateLimits.bandwidth.scopePct",
+                "killswitches[1].service",
                 "usecases.u.expiration.manual.max"
             ]
         );
