@@ -1,10 +1,9 @@
 //! Log compaction: rewrite the live records of a mostly dead segment at the log's head,
 //! repoint the index at the copies and drop the segment; a background task per backend.
 
-use std::sync::Weak;
-use std::time::SystemTime;
+use std::sync::{Arc, Weak};
 
-use super::index::Entry;
+use super::index::{Entry, FileMeta};
 use super::log::{self, Kind};
 use super::store::{blocking, digest_of, Shared};
 use super::{Digest, COMPACT_BATCH, COMPACT_INTERVAL};
@@ -45,7 +44,7 @@ impl Shared {
         let bytes = blocking(move || Ok(segment.read_all()?)).await?;
 
         let mut offset = victim.start as usize;
-        let mut copies: Vec<(Option<Digest>, u64, Option<SystemTime>)> = Vec::new();
+        let mut copies: Vec<(Option<Digest>, u64)> = Vec::new();
         let mut batch = Vec::new();
         let mut lengths = Vec::new();
         while offset < bytes.len() {
@@ -53,19 +52,15 @@ impl Shared {
                 .map_err(|e| BackendError::Corrupt(format!("log record: {e:?}")))?;
             let digest = digest_of(&record.id_bytes);
             let keep = match record.kind {
-                Kind::Put => self.index.points_at(&digest, victim.id, offset as u64),
+                Kind::Put | Kind::Meta => self.index.points_at(&digest, victim.id, offset as u64),
                 Kind::Delete | Kind::External => {
                     !matches!(self.index.get(&digest), Some(Entry::Logged { .. }))
                         && shadows_something(&digest, record.seq)
                 }
             };
             if keep {
-                let expires = match self.index.get(&digest) {
-                    Some(Entry::Logged { expires, .. }) => expires,
-                    _ => None,
-                };
-                let is_put = record.kind == Kind::Put;
-                copies.push((is_put.then_some(digest), offset as u64, expires));
+                let current = matches!(record.kind, Kind::Put | Kind::Meta);
+                copies.push((current.then_some(digest), offset as u64));
                 batch.extend_from_slice(&bytes[offset..offset + len]);
                 lengths.push(len);
                 if batch.len() >= COMPACT_BATCH {
@@ -90,7 +85,7 @@ impl Shared {
     pub(super) async fn commit_copies(
         &self,
         segment: u64,
-        copies: &mut Vec<(Option<Digest>, u64, Option<SystemTime>)>,
+        copies: &mut Vec<(Option<Digest>, u64)>,
         batch: &mut Vec<u8>,
         lengths: &mut Vec<usize>,
     ) -> Result<(), BackendError> {
@@ -98,7 +93,7 @@ impl Shared {
             .log
             .append_copies(std::mem::take(batch), std::mem::take(lengths))
             .await?;
-        for ((digest, offset, expires), location) in copies.drain(..).zip(locations) {
+        for ((digest, offset), location) in copies.drain(..).zip(locations) {
             let Some(digest) = digest else {
                 // A tombstone that still matters counts as live where its copy now is,
                 // so a segment of such tombstones is not recopied on every pass.
@@ -111,12 +106,25 @@ impl Shared {
                 continue;
             };
             let _lock = self.stripe(&digest).lock().await;
-            if self.index.points_at(&digest, segment, offset) {
-                self.evict(
-                    self.index
-                        .insert(digest, Entry::Logged { location, expires }),
-                );
+            if !self.index.points_at(&digest, segment, offset) {
+                continue;
             }
+            let moved = match self.index.get(&digest) {
+                Some(Entry::Logged { expires, .. }) => Entry::Logged { location, expires },
+                Some(Entry::File {
+                    expires,
+                    meta: Some(meta),
+                }) => Entry::File {
+                    expires,
+                    meta: Some(Arc::new(FileMeta {
+                        location,
+                        metadata: meta.metadata.clone(),
+                        file_id: meta.file_id,
+                    })),
+                },
+                _ => continue,
+            };
+            self.evict(self.index.insert(digest, moved));
         }
         Ok(())
     }

@@ -4,11 +4,14 @@
 //! Header (format v1, little-endian), then the payload:
 //!
 //! ```text
-//! "STRATAOB" | format version u8 | id_len u32 | meta_len u32 | id | metadata
+//! "STRATAOB" | format version u8 | file id [u8; 16] | id_len u32 | meta_len u32 | id
+//! | metadata
 //! ```
 //!
 //! `id` is the id's canonical bytes (whose SHA-256 names the file) and `metadata` its
-//! stored form ([`super::codec`]).
+//! stored form ([`super::codec`]). The file id is random per written file: a metadata
+//! change is a log record naming it (the payload is never copied), so after a crash a
+//! record meant for a file that has since been replaced does not apply to its successor.
 //!
 //! Crash safety: a write goes to a fresh temp file beside the object's file, which is
 //! fsynced, renamed over the object's file and followed by an fsync of the directory.
@@ -24,8 +27,13 @@ use super::codec::{self, FORMAT_VERSION};
 use super::Digest;
 
 const MAGIC: &[u8; 8] = b"STRATAOB";
-/// Magic, version and the two lengths.
-const HEADER_PREFIX: usize = 8 + 1 + 4 + 4;
+/// Bytes of a file id.
+pub(super) const FILE_ID: usize = 16;
+/// Magic, version, file id and the two lengths.
+const HEADER_PREFIX: usize = 8 + 1 + FILE_ID + 4 + 4;
+
+/// Identifies one written object file (see the module documentation).
+pub(super) type FileId = [u8; FILE_ID];
 /// Upper bound on a header, so a corrupt length cannot make us allocate gigabytes.
 const MAX_HEADER: u32 = 16 * 1024 * 1024;
 const TEMP_SUFFIX: &str = ".tmp";
@@ -34,6 +42,7 @@ const READ_WHOLE: u64 = 128 * 1024;
 
 /// A decoded object-file header.
 pub(super) struct Header {
+    pub(super) file_id: FileId,
     /// The id's canonical bytes.
     pub(super) id: Vec<u8>,
     pub(super) metadata: Metadata,
@@ -113,6 +122,7 @@ pub(super) fn encode_header(id: &ObjectId, metadata: &Metadata) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_PREFIX + id.len() + metadata.len());
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
+    out.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
     out.extend_from_slice(&(id.len() as u32).to_le_bytes());
     out.extend_from_slice(&(metadata.len() as u32).to_le_bytes());
     out.extend_from_slice(&id);
@@ -134,8 +144,10 @@ pub(super) fn read_header(file: &mut impl Read) -> Result<(Header, u64), Backend
             prefix[8]
         )));
     }
-    let id_len = u32::from_le_bytes(prefix[9..13].try_into().expect("4 bytes"));
-    let meta_len = u32::from_le_bytes(prefix[13..17].try_into().expect("4 bytes"));
+    let file_id: FileId = prefix[9..9 + FILE_ID].try_into().expect("file id bytes");
+    let at = 9 + FILE_ID;
+    let id_len = u32::from_le_bytes(prefix[at..at + 4].try_into().expect("4 bytes"));
+    let meta_len = u32::from_le_bytes(prefix[at + 4..at + 8].try_into().expect("4 bytes"));
     let len = u64::from(id_len) + u64::from(meta_len);
     if len > u64::from(MAX_HEADER) {
         return Err(BackendError::Corrupt(format!("header of {len} bytes")));
@@ -147,14 +159,22 @@ pub(super) fn read_header(file: &mut impl Read) -> Result<(Header, u64), Backend
         .map_err(|e| BackendError::Corrupt(format!("short header: {e}")))?;
     let metadata = codec::decode_metadata(&metadata)
         .map_err(|e| BackendError::Corrupt(format!("bad header: {e}")))?;
-    Ok((Header { id, metadata }, HEADER_PREFIX as u64 + len))
+    Ok((
+        Header {
+            file_id,
+            id,
+            metadata,
+        },
+        HEADER_PREFIX as u64 + len,
+    ))
 }
 
-/// Opens an object file and reads its header; `None` when the file does not exist.
+/// Opens an object file and reads its header (metadata as written there, payload offset
+/// and file id); `None` when the file does not exist.
 pub(super) fn open_object(
     path: &Path,
     id: &ObjectId,
-) -> Result<Option<(File, Metadata, u64)>, BackendError> {
+) -> Result<Option<(File, Metadata, u64, FileId)>, BackendError> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -165,7 +185,7 @@ pub(super) fn open_object(
     let len = file.metadata()?.len();
     let mut metadata = header.metadata;
     metadata.size = Some(len.saturating_sub(offset));
-    Ok(Some((file, metadata, offset)))
+    Ok(Some((file, metadata, offset, header.file_id)))
 }
 
 /// Opens an object for reading in one blocking call: small files are read whole, large
@@ -173,7 +193,7 @@ pub(super) fn open_object(
 pub(super) fn read_object(
     path: &Path,
     id: &ObjectId,
-) -> Result<Option<(Metadata, Payload)>, BackendError> {
+) -> Result<Option<(Metadata, Payload, FileId)>, BackendError> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -188,7 +208,7 @@ pub(super) fn read_object(
         let mut metadata = header.metadata;
         let payload = bytes::Bytes::from(whole).slice(offset as usize..);
         metadata.size = Some(payload.len() as u64);
-        return Ok(Some((metadata, Payload::Bytes(payload))));
+        return Ok(Some((metadata, Payload::Bytes(payload), header.file_id)));
     }
     let (header, offset) = read_header(&mut file)?;
     check_id(&header, id)?;
@@ -202,6 +222,7 @@ pub(super) fn read_object(
             offset,
             len: size,
         },
+        header.file_id,
     )))
 }
 

@@ -8,13 +8,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::{Mutex, MutexGuard};
 
+use super::files::FileId;
 use super::log::Location;
 use super::Digest;
 use crate::metrics::StorageMetrics;
+use crate::object::Metadata;
 
 const SHARDS: usize = 64;
 
@@ -32,7 +35,28 @@ pub(super) enum Entry {
         /// The deadline from its header (or earlier, when a restart found only the one
         /// its write logged), so the sweep opens only files that may have expired.
         expires: Option<SystemTime>,
+        /// Metadata changed since the file was written, which outranks its header.
+        meta: Option<Arc<FileMeta>>,
     },
+}
+
+/// A `Meta` record that is the current metadata of an object file.
+#[derive(Debug)]
+pub(super) struct FileMeta {
+    pub(super) location: Location,
+    pub(super) metadata: Metadata,
+    /// The file it applies to.
+    pub(super) file_id: FileId,
+}
+
+impl Entry {
+    /// The log record this entry keeps live, if any.
+    fn record(&self) -> Option<&Location> {
+        match self {
+            Entry::Logged { location, .. } => Some(location),
+            Entry::File { meta, .. } => meta.as_ref().map(|m| &m.location),
+        }
+    }
 }
 
 /// Digest -> entry, sharded so lookups from many tasks rarely contend.
@@ -59,17 +83,17 @@ impl Index {
     fn account(&self, entry: Option<&Entry>, add: bool) {
         let Some(entry) = entry else { return };
         let sign = if add { 1 } else { -1 };
-        match entry {
-            Entry::Logged { location, .. } => {
-                let bytes = u64::from(location.len);
-                if add {
-                    location.segment.live.fetch_add(bytes, Ordering::Relaxed);
-                } else {
-                    location.segment.release(bytes);
-                }
-                self.metrics.log_live_bytes.add(sign * bytes as i64);
-                self.metrics.objects_in_log.add(sign);
+        if let Some(location) = entry.record() {
+            let bytes = u64::from(location.len);
+            if add {
+                location.segment.live.fetch_add(bytes, Ordering::Relaxed);
+            } else {
+                location.segment.release(bytes);
             }
+            self.metrics.log_live_bytes.add(sign * bytes as i64);
+        }
+        match entry {
+            Entry::Logged { .. } => self.metrics.objects_in_log.add(sign),
             Entry::File { .. } => self.metrics.objects_in_files.add(sign),
         }
     }
@@ -109,7 +133,7 @@ impl Index {
     /// Objects with files of their own whose indexed deadline passed before `now`.
     pub(super) fn expired_files(&self, now: SystemTime) -> Vec<Digest> {
         self.collect(
-            |entry| matches!(entry, Entry::File { expires: Some(deadline) } if *deadline <= now),
+            |entry| matches!(entry, Entry::File { expires: Some(deadline), .. } if *deadline <= now),
         )
     }
 
@@ -122,13 +146,13 @@ impl Index {
         out
     }
 
-    /// Whether `digest`'s current version is the record at `offset` of segment `segment`.
+    /// Whether `digest`'s current version (a `Put`, or the `Meta` of a file) is the
+    /// record at `offset` of segment `segment`.
     pub(super) fn points_at(&self, digest: &Digest, segment: u64, offset: u64) -> bool {
-        matches!(
-            self.shard(digest).get(digest),
-            Some(Entry::Logged { location, .. })
-                if location.segment.id == segment && location.offset == offset
-        )
+        self.shard(digest)
+            .get(digest)
+            .and_then(Entry::record)
+            .is_some_and(|location| location.segment.id == segment && location.offset == offset)
     }
 }
 
@@ -140,7 +164,13 @@ mod tests {
     fn a_panic_while_a_shard_is_locked_leaves_it_usable() {
         let index = Index::new(StorageMetrics::unregistered());
         let digest = [7; 32];
-        index.insert(digest, Entry::File { expires: None });
+        index.insert(
+            digest,
+            Entry::File {
+                expires: None,
+                meta: None,
+            },
+        );
         let panicked = std::thread::scope(|s| {
             s.spawn(|| {
                 let _held = index.shard(&digest);

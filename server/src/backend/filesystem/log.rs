@@ -123,6 +123,9 @@ pub(super) enum Kind {
     Delete = 2,
     /// The object lives in its own file (too large for the log).
     External = 3,
+    /// New metadata for the object in its own file whose file id is the payload; it
+    /// outranks the file's header, so a metadata change never copies the file.
+    Meta = 4,
 }
 
 impl Kind {
@@ -131,6 +134,7 @@ impl Kind {
             1 => Some(Self::Put),
             2 => Some(Self::Delete),
             3 => Some(Self::External),
+            4 => Some(Self::Meta),
             _ => None,
         }
     }

@@ -185,9 +185,9 @@ impl Backend for FilesystemBackend {
                     .await?;
                 Ok(true)
             }
-            Some(Entry::File { .. }) => {
+            Some(Entry::File { meta, .. }) => {
                 shared
-                    .update_file_metadata(digest, id, expected, metadata)
+                    .update_file_metadata(digest, id, &id_bytes, meta, expected, metadata)
                     .await
             }
         }
@@ -215,12 +215,10 @@ impl Backend for FilesystemBackend {
             Some(Entry::Logged { location, .. }) => {
                 Some(shared.load(&location, &id_bytes).await?.metadata.clone())
             }
-            Some(Entry::File { .. }) => {
-                let path = shared.object_path(&digest);
-                let id = id.clone();
-                blocking(move || Ok(files::open_object(&path, &id)?.map(|(_, meta, _)| meta)))
-                    .await?
-            }
+            Some(Entry::File { meta, .. }) => shared
+                .file_metadata(&digest, id, meta)
+                .await?
+                .map(|(metadata, _)| metadata),
         };
         if !matches_expected(current.as_ref(), expected) {
             return Ok(false);
@@ -675,7 +673,7 @@ mod tests {
             ("forever", None),
         ] {
             let digest = digest_of(&id_bytes(&id(key)));
-            let Some(Entry::File { expires }) = backend.shared.index.get(&digest) else {
+            let Some(Entry::File { expires, .. }) = backend.shared.index.get(&digest) else {
                 panic!("{key} has a file");
             };
             assert_eq!(expires, expected, "{key}: indexed from the log, unread");
@@ -904,6 +902,84 @@ mod tests {
             crate::service::panic_message(caught.as_ref()),
             "injected blocking panic"
         );
+    }
+
+    #[tokio::test]
+    async fn a_metadata_change_on_a_file_is_logged_and_never_rewrites_the_file() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let segment = 16 * 1024;
+        let mut backend = open_segmented(dir.path(), segment).await;
+        put(&backend, "big", large(1)).await;
+        let path = backend
+            .shared
+            .object_path(&digest_of(&id_bytes(&id("big"))));
+        let stat = |path: &Path| {
+            let m = std::fs::metadata(path).unwrap();
+            (m.ino(), m.mtime(), m.mtime_nsec(), m.len())
+        };
+        let before = stat(&path);
+        let current = backend.head(&id("big")).await.unwrap().unwrap();
+        let mut updated = current.clone();
+        updated.origin = Some("changed".to_owned());
+        assert!(backend
+            .update_metadata(&id("big"), &current, &updated)
+            .await
+            .unwrap());
+        assert!(
+            !backend
+                .update_metadata(&id("big"), &current, &updated)
+                .await
+                .unwrap(),
+            "still compare-and-swap"
+        );
+        assert_eq!(
+            stat(&path),
+            before,
+            "the file is neither rewritten nor touched"
+        );
+        let expect_changed = |metadata: Metadata| {
+            assert_eq!(metadata.origin.as_deref(), Some("changed"));
+            assert_eq!(metadata.size, Some(large(1).len() as u64));
+        };
+        expect_changed(backend.head(&id("big")).await.unwrap().unwrap());
+        assert_eq!(read(&backend, "big").await, Some(large(1)));
+
+        // Compaction moves the metadata record along; it still applies after a reopen.
+        for round in 0..40u8 {
+            put(&backend, "churn", small(round)).await;
+        }
+        while backend.shared.compact_once().await.unwrap() {}
+        expect_changed(backend.head(&id("big")).await.unwrap().unwrap());
+        drop(backend);
+        backend = open_segmented(dir.path(), segment).await;
+        expect_changed(backend.head(&id("big")).await.unwrap().unwrap());
+        assert_eq!(read(&backend, "big").await, Some(large(1)));
+        assert_eq!(stat(&path), before);
+
+        // A file renamed into place whose marker never committed (a crash) keeps its
+        // own header: the metadata record named the file it replaced.
+        let renamed = Metadata {
+            filename: Some("unmarked".to_owned()),
+            ..Metadata::default()
+        };
+        let mut file = files::encode_header(&id("big"), &renamed);
+        file.extend_from_slice(&large(7));
+        drop(backend);
+        std::fs::write(&path, file).unwrap();
+        backend = open_segmented(dir.path(), segment).await;
+        let reread = backend.head(&id("big")).await.unwrap().unwrap();
+        assert_eq!(reread.origin, None);
+        assert_eq!(reread.filename.as_deref(), Some("unmarked"));
+        assert_eq!(read(&backend, "big").await, Some(large(7)));
+
+        // A new write replaces file and metadata alike.
+        put(&backend, "big", large(2)).await;
+        drop(backend);
+        backend = open_segmented(dir.path(), segment).await;
+        let reread = backend.head(&id("big")).await.unwrap().unwrap();
+        assert_eq!((reread.origin, reread.filename), (None, None));
+        assert_eq!(read(&backend, "big").await, Some(large(2)));
     }
 
     #[tokio::test]

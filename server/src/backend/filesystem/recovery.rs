@@ -5,16 +5,19 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::Mutex;
 
-use super::index::{Entry, Index};
+use super::files::FileId;
+use super::index::{Entry, FileMeta, Index};
 use super::log::{Kind, Location, Log};
 use super::store::{digest_of, CacheWeight, Shared};
 use super::{codec, files, format, Digest, CACHE_BYTES, LOCK_STRIPES};
 use crate::backend::{BackendError, IoContext as _};
 use crate::metrics::StorageMetrics;
+use crate::object::Metadata;
 
 /// What the log says last about a key, while the index is rebuilt.
 struct Latest {
@@ -23,11 +26,15 @@ struct Latest {
     /// The deadline the record states; `None` when it states none (tombstones, and
     /// `External` markers written before they carried metadata).
     expires: Option<Option<SystemTime>>,
+    /// A `Meta` record's metadata and the file id it names.
+    meta: Option<(Metadata, FileId)>,
 }
 
 /// Rebuilds the index: the highest sequence number per key wins; object files are kept
-/// when the log's last word on them is `External` (or nothing: files written before the
-/// log existed) and removed when a later `Put` or `Delete` superseded them.
+/// when the log's last word on them is `External` or `Meta` (or nothing: files written
+/// before the log existed) and removed when a later `Put` or `Delete` superseded them. A
+/// `Meta` record outranks the header of the file it names, not of a later one (a write
+/// renamed into place whose marker never committed).
 pub(super) fn recover(
     root: PathBuf,
     segment_bytes: u64,
@@ -67,11 +74,11 @@ pub(super) fn recover(
             {
                 return;
             }
-            let expires = match record.kind {
+            let metadata = match record.kind {
                 Kind::External if record.metadata_bytes.is_empty() => None,
-                Kind::Put | Kind::External => {
+                Kind::Put | Kind::External | Kind::Meta => {
                     match codec::decode_metadata(&record.metadata_bytes) {
-                        Ok(metadata) => Some(metadata.time_expires),
+                        Ok(metadata) => Some(metadata),
                         Err(err) => {
                             bad_metadata.get_or_insert(err);
                             None
@@ -80,12 +87,24 @@ pub(super) fn recover(
                 }
                 Kind::Delete => None,
             };
+            let expires = metadata.as_ref().map(|m| m.time_expires);
+            let meta = match (record.kind, metadata) {
+                (Kind::Meta, Some(metadata)) => match FileId::try_from(&record.payload[..]) {
+                    Ok(file_id) => Some((metadata, file_id)),
+                    Err(_) => {
+                        bad_metadata.get_or_insert("metadata record without a file id".to_owned());
+                        None
+                    }
+                },
+                _ => None,
+            };
             latest.insert(
                 digest,
                 Latest {
                     kind: record.kind,
                     location,
                     expires,
+                    meta,
                 },
             );
         },
@@ -98,20 +117,65 @@ pub(super) fn recover(
     let index = Index::new(metrics.clone());
     for digest in file_digests {
         let path = files::object_path(&root, &digest);
-        match latest.get(&digest).map(|l| (l.kind, l.expires)) {
-            Some((Kind::Put | Kind::Delete, _)) => {
+        let header = || {
+            File::open(&path)
+                .ok()
+                .and_then(|mut file| files::read_header(&mut file).ok())
+        };
+        match latest.get_mut(&digest) {
+            Some(Latest {
+                kind: Kind::Put | Kind::Delete,
+                ..
+            }) => {
                 files::remove(&path, false).at("remove superseded object file", &path)?;
             }
-            Some((Kind::External, Some(expires))) => {
-                index.insert(digest, Entry::File { expires });
+            Some(Latest {
+                kind: Kind::Meta,
+                location,
+                meta: meta @ Some(_),
+                ..
+            }) => {
+                let (metadata, file_id) = meta.take().expect("matched Some");
+                let entry = match header() {
+                    Some((header, _)) if header.file_id == file_id => Entry::File {
+                        expires: metadata.time_expires,
+                        meta: Some(Arc::new(FileMeta {
+                            location: location.clone(),
+                            metadata,
+                            file_id,
+                        })),
+                    },
+                    // Another file took its place: its own header speaks for it.
+                    header => Entry::File {
+                        expires: header.and_then(|(h, _)| h.metadata.time_expires),
+                        meta: None,
+                    },
+                };
+                index.insert(digest, entry);
+            }
+            Some(Latest {
+                kind: Kind::External,
+                expires: Some(expires),
+                ..
+            }) => {
+                index.insert(
+                    digest,
+                    Entry::File {
+                        expires: *expires,
+                        meta: None,
+                    },
+                );
             }
             // No deadline logged (a file older than the marker's metadata): read it once.
-            Some((Kind::External, None)) | None => {
-                let expires = File::open(&path)
-                    .ok()
-                    .and_then(|mut file| files::read_header(&mut file).ok())
-                    .and_then(|(header, _)| header.metadata.time_expires);
-                index.insert(digest, Entry::File { expires });
+            _ => {
+                let expires = header().and_then(|(header, _)| header.metadata.time_expires);
+                index.insert(
+                    digest,
+                    Entry::File {
+                        expires,
+                        meta: None,
+                    },
+                );
             }
         }
     }

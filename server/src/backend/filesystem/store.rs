@@ -2,7 +2,7 @@
 //! the reads and writes of one key: logged puts, file puts, reads and deletes.
 
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-use super::index::{Entry, Index};
+use super::index::{Entry, FileMeta, Index};
 use super::log::{self, Kind, Location, Log, Record};
 use super::{codec, files, Digest, LOCK_STRIPES, WRITE_CHUNK};
 use crate::backend::{
@@ -233,6 +233,7 @@ impl Shared {
             digest,
             Entry::File {
                 expires: metadata.time_expires,
+                meta: None,
             },
         ));
         Ok(size)
@@ -257,19 +258,23 @@ impl Shared {
                         payload: Payload::Bytes(cached.payload.clone()),
                     }));
                 }
-                Some(Entry::File { .. }) => {
+                Some(Entry::File { meta, .. }) => {
                     let path = self.object_path(&digest);
                     let id = id.clone();
                     let opened = blocking(move || {
                         if with_payload {
                             files::read_object(&path, &id)
                         } else {
-                            Ok(files::open_object(&path, &id)?
-                                .map(|(_, metadata, _)| (metadata, Payload::Bytes(Bytes::new()))))
+                            Ok(
+                                files::open_object(&path, &id)?.map(|(_, metadata, _, file_id)| {
+                                    (metadata, Payload::Bytes(Bytes::new()), file_id)
+                                }),
+                            )
                         }
                     })
                     .await?;
-                    if let Some((metadata, payload)) = opened {
+                    if let Some((header, payload, file_id)) = opened {
+                        let metadata = effective(header, meta.as_deref(), &file_id);
                         return Ok(Some(StoredObject { metadata, payload }));
                     }
                     // The file was replaced by a logged version or deleted meanwhile.
@@ -305,49 +310,82 @@ impl Shared {
         Ok(())
     }
 
-    /// Rewrites an object file's header (compare-and-swap on `expected`) through a temp
-    /// file, copying the payload. Call with the key's stripe locked.
+    /// The current metadata of an object file (its header's, unless a `Meta` record
+    /// for this very file outranks it) and the file's id; `None` when it is gone.
+    pub(super) async fn file_metadata(
+        &self,
+        digest: &Digest,
+        id: &ObjectId,
+        meta: Option<Arc<FileMeta>>,
+    ) -> Result<Option<(Metadata, files::FileId)>, BackendError> {
+        let path = self.object_path(digest);
+        let id = id.clone();
+        blocking(move || {
+            Ok(
+                files::open_object(&path, &id)?.map(|(_, header, _, file_id)| {
+                    (effective(header, meta.as_deref(), &file_id), file_id)
+                }),
+            )
+        })
+        .await
+    }
+
+    /// Changes an object file's metadata (compare-and-swap on `expected`) by committing
+    /// a `Meta` record that names the file: the payload is neither copied nor touched.
+    /// Call with the key's stripe locked.
     pub(super) async fn update_file_metadata(
         &self,
         digest: Digest,
         id: &ObjectId,
+        id_bytes: &[u8],
+        meta: Option<Arc<FileMeta>>,
         expected: &Metadata,
         metadata: &Metadata,
     ) -> Result<bool, BackendError> {
-        let path = self.object_path(&digest);
-        let temp = files::temp_path(&path);
-        let id = id.clone();
-        let expected = expected.clone();
-        let expires = metadata.time_expires;
-        let metadata = metadata.clone();
-        let updated = blocking(move || {
-            let Some((mut file, current, offset)) = files::open_object(&path, &id)? else {
-                return Ok(false);
-            };
-            if !same_version(&current, &expected) {
-                return Ok(false);
-            }
-            let guard = files::TempGuard(Some(temp.clone()));
-            let mut out = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-                .at("create temp object file", &temp)?;
-            out.write_all(&files::encode_header(&id, &metadata))
-                .at("write temp object file", &temp)?;
-            file.seek(SeekFrom::Start(offset))
-                .at("read object file", &path)?;
-            io::copy(&mut file, &mut out).at("copy object payload from", &path)?;
-            out.sync_all().at("sync temp object file", &temp)?;
-            drop(out);
-            files::publish(&temp, &path).at("publish object file", &path)?;
-            std::mem::forget(guard);
-            Ok(true)
-        })
-        .await?;
-        if updated {
-            self.index.insert(digest, Entry::File { expires });
+        let Some((current, file_id)) = self.file_metadata(&digest, id, meta).await? else {
+            return Ok(false);
+        };
+        if !same_version(&current, expected) {
+            return Ok(false);
         }
-        Ok(updated)
+        let location = self
+            .log
+            .append(log::encode(
+                Kind::Meta,
+                id_bytes,
+                &metadata_bytes(metadata),
+                &file_id,
+            ))
+            .await?;
+        let mut metadata = metadata.clone();
+        metadata.size = None;
+        self.index.insert(
+            digest,
+            Entry::File {
+                expires: metadata.time_expires,
+                meta: Some(Arc::new(FileMeta {
+                    location,
+                    metadata,
+                    file_id,
+                })),
+            },
+        );
+        Ok(true)
+    }
+}
+
+/// An object file's metadata: `meta`'s when it was written for this very file (its id
+/// matches), else the header's; the size is the header's (the payload's).
+pub(super) fn effective(
+    header: Metadata,
+    meta: Option<&FileMeta>,
+    file_id: &files::FileId,
+) -> Metadata {
+    match meta {
+        Some(meta) if &meta.file_id == file_id => Metadata {
+            size: header.size,
+            ..meta.metadata.clone()
+        },
+        _ => header,
     }
 }

@@ -4,8 +4,8 @@ use std::fs::File;
 use std::time::SystemTime;
 
 use super::files;
-use super::index::Entry;
-use super::store::{blocking, Shared};
+use super::index::{Entry, FileMeta};
+use super::store::{blocking, effective, Shared};
 use crate::backend::{BackendError, IoContext as _};
 
 impl Shared {
@@ -39,8 +39,14 @@ impl Shared {
         let mut removed = 0;
         for digest in self.index.expired_files(now) {
             let _lock = self.stripe(&digest).lock().await;
-            if !matches!(self.index.get(&digest), Some(Entry::File { expires: Some(deadline) }) if deadline <= now)
-            {
+            let Some(Entry::File {
+                expires: Some(deadline),
+                meta,
+            }) = self.index.get(&digest)
+            else {
+                continue;
+            };
+            if deadline > now {
                 continue;
             }
             let path = self.object_path(&digest);
@@ -48,13 +54,15 @@ impl Shared {
                 let Ok(mut file) = File::open(&path) else {
                     return Ok(Swept::Gone);
                 };
-                match files::read_header(&mut file) {
-                    Ok((header, _)) if header.metadata.is_expired(now) => {
-                        files::remove(&path, true).at("remove expired object file", &path)?;
-                        Ok(Swept::Gone)
-                    }
-                    Ok((header, _)) => Ok(Swept::Later(header.metadata.time_expires)),
-                    Err(_) => Ok(Swept::Later(None)),
+                let metadata = match files::read_header(&mut file) {
+                    Ok((header, _)) => effective(header.metadata, meta.as_deref(), &header.file_id),
+                    Err(_) => return Ok(Swept::Later(None, meta)),
+                };
+                if metadata.is_expired(now) {
+                    files::remove(&path, true).at("remove expired object file", &path)?;
+                    Ok(Swept::Gone)
+                } else {
+                    Ok(Swept::Later(metadata.time_expires, meta))
                 }
             })
             .await?;
@@ -63,8 +71,8 @@ impl Shared {
                     self.index.remove(&digest);
                     removed += 1;
                 }
-                Swept::Later(expires) => {
-                    self.index.insert(digest, Entry::File { expires });
+                Swept::Later(expires, meta) => {
+                    self.index.insert(digest, Entry::File { expires, meta });
                 }
             }
         }
@@ -76,6 +84,6 @@ impl Shared {
 enum Swept {
     /// Expired and removed (or already missing).
     Gone,
-    /// Not expired: its actual deadline.
-    Later(Option<SystemTime>),
+    /// Not expired: its actual deadline (and the metadata record it keeps).
+    Later(Option<SystemTime>, Option<std::sync::Arc<FileMeta>>),
 }
