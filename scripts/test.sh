@@ -3,7 +3,8 @@
 # workspace once, then runs every suite: Rust unit + integration tests (nextest), the
 # real Python objectstore client against a running server, the packaging checks (Helm,
 # kustomize, promtool, a real Prometheus firing the panic alert), the local scripts
-# (demo), and the container images (buildah + podman/runc).
+# (demo), and the container images (buildah + podman/runc). Before building, cargo-deny
+# checks the dependency graph against deny.toml.
 #
 # Environment:
 #   CARGO_TARGET_DIR      build directory (default ~/.cache/strata-target, shared with
@@ -32,6 +33,10 @@ bash scripts/setup.sh
 
 step "format"
 cargo fmt --all -- --check
+
+step "dependency policy (deny.toml: bans, licenses, sources)"
+# Advisories need the RustSec database from the network: see RELIABILITY.md, Security.
+cargo deny check bans licenses sources
 
 step "build"
 strata_build

@@ -362,3 +362,57 @@ fn network_policy_admits_only_the_selected_peers() {
     let err = render(&obj, NO_MONITORING).unwrap_err().to_string();
     assert!(err.contains("spec.networkPolicy.clients"), "{err}");
 }
+
+/// Every example's server pods run as non-root on a read-only root filesystem, without
+/// privilege escalation or capabilities (issue 15, security).
+#[test]
+fn server_pods_run_as_non_root_on_a_read_only_root() {
+    for entry in std::fs::read_dir(common::examples_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let rendered = render(&common::example(&name), MONITORING).unwrap();
+        let template = match &rendered.workload {
+            Workload::Deployment(d) => &d.spec.as_ref().unwrap().template,
+            Workload::StatefulSet(s) => &s.spec.as_ref().unwrap().template,
+        };
+        let pod = template.spec.as_ref().unwrap();
+        let psc = pod.security_context.as_ref().expect("pod securityContext");
+        assert_eq!(psc.run_as_non_root, Some(true), "{name}");
+        assert!(psc.run_as_user.is_some_and(|uid| uid != 0), "{name}");
+        for container in &pod.containers {
+            let sc = container
+                .security_context
+                .as_ref()
+                .unwrap_or_else(|| panic!("{name}: {} has no securityContext", container.name));
+            assert_eq!(sc.read_only_root_filesystem, Some(true), "{name}");
+            assert_eq!(sc.run_as_non_root, Some(true), "{name}");
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{name}");
+            let dropped = sc.capabilities.as_ref().and_then(|c| c.drop.clone());
+            assert_eq!(dropped, Some(vec!["ALL".to_owned()]), "{name}");
+        }
+    }
+}
+
+/// The rendered server config spells out every HTTP client bound with its default.
+#[test]
+fn rendered_config_bounds_slow_clients() {
+    let rendered = render(&common::example("memory"), NO_MONITORING).unwrap();
+    let yaml = &rendered.config_map.data.as_ref().unwrap()["strata.yaml"];
+    let config = strata_types::config::Config::from_yaml_str(yaml).unwrap();
+    let defaults = strata_types::config::HttpConfig::default();
+    assert_eq!(
+        config.http.header_read_timeout,
+        defaults.header_read_timeout
+    );
+    assert_eq!(config.http.body_idle_timeout, defaults.body_idle_timeout);
+    assert_eq!(config.http.request_timeout, defaults.request_timeout);
+    assert_eq!(config.http.max_header_bytes, defaults.max_header_bytes);
+    for key in [
+        "header_read_timeout: 10s",
+        "body_idle_timeout: 30s",
+        "request_timeout: 10m",
+        "max_header_bytes: 65536",
+    ] {
+        assert!(yaml.contains(key), "{key} not rendered:\n{yaml}");
+    }
+}
