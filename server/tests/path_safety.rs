@@ -113,14 +113,14 @@ fn tree(root: &Path) -> BTreeSet<String> {
     out
 }
 
-/// Inside the data root only the backend's own names exist: `LOCK`, `log/<hex>.seg`,
+/// Inside the data root only the backend's own names exist: `LOCK`, `FORMAT`, `log/<hex>.seg`,
 /// `objects/<xx>/<sha256 hex>` and the `uploads/` staging area.
 fn assert_backend_layout(data: &Path) {
     for path in tree(data) {
         let parts: Vec<&str> = path.split('/').collect();
         let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
         let ok = match parts.as_slice() {
-            ["LOCK"] | ["log"] | ["objects"] | ["uploads"] => true,
+            ["LOCK"] | ["FORMAT"] | ["log"] | ["objects"] | ["uploads"] => true,
             ["log", seg] => seg.strip_suffix(".seg").is_some_and(hex),
             ["objects", shard] => shard.len() == 2 && hex(shard),
             ["objects", shard, name] => shard.len() == 2 && name.len() == 64 && hex(name),
