@@ -46,10 +46,22 @@ pub enum Series {
     AuthFailures,
     /// Sum of `strata_rate_limited_total` over kinds (counter).
     RateLimited,
+    /// `strata_service_executor_queue_depth{priority="interactive"}` (gauge).
+    QueueInteractive,
+    /// `strata_service_executor_queue_depth{priority="bulk"}` (gauge).
+    QueueBulk,
+    /// `strata_service_executor_queue_depth{priority="background"}` (gauge).
+    QueueBackground,
+    /// `strata_service_workers` (gauge; 0 with the spawn executor).
+    Workers,
+    /// `strata_service_workers_busy` (gauge).
+    WorkersBusy,
+    /// Sum of `strata_service_cancellations_total` (counter).
+    Cancellations,
 }
 
 /// Number of [`Series`] variants.
-pub const SERIES_COUNT: usize = 15;
+pub const SERIES_COUNT: usize = 21;
 
 impl Series {
     /// Every series, in index order.
@@ -69,6 +81,12 @@ impl Series {
         Series::BytesOut,
         Series::AuthFailures,
         Series::RateLimited,
+        Series::QueueInteractive,
+        Series::QueueBulk,
+        Series::QueueBackground,
+        Series::Workers,
+        Series::WorkersBusy,
+        Series::Cancellations,
     ];
 
     /// Position in [`PodSample::values`] and in the per-pod ring array.
@@ -85,6 +103,11 @@ impl Series {
                 | Series::TasksLimit
                 | Series::HttpInFlight
                 | Series::HttpLimit
+                | Series::QueueInteractive
+                | Series::QueueBulk
+                | Series::QueueBackground
+                | Series::Workers
+                | Series::WorkersBusy
         )
     }
 }
@@ -176,6 +199,15 @@ pub fn parse_metrics(text: &str) -> Result<PodSample, ParseError> {
             names::SERVICE_REJECTIONS_TOTAL => Some(Series::ServiceRejections),
             names::HTTP_REJECTIONS_TOTAL => Some(Series::HttpRejections),
             names::PANICS_TOTAL => Some(Series::Panics),
+            names::WORKERS => Some(Series::Workers),
+            names::WORKERS_BUSY => Some(Series::WorkersBusy),
+            names::CANCELLATIONS_TOTAL => Some(Series::Cancellations),
+            names::EXECUTOR_QUEUE_DEPTH => match sample.labels.get("priority") {
+                Some("interactive") => Some(Series::QueueInteractive),
+                Some("bulk") => Some(Series::QueueBulk),
+                Some("background") => Some(Series::QueueBackground),
+                _ => None,
+            },
             _ => None,
         };
         if let Some(series) = series {
@@ -407,6 +439,34 @@ strata_rate_limited_total{kind=\"bandwidth_usecase\"} 0
         let s = parse_metrics(FIXTURE).unwrap();
         assert!(s.auth_failures_by_code.is_empty() && s.rate_limited_by_kind.is_empty());
         assert!(s.get(Series::AuthFailures).is_nan());
+    }
+
+    #[test]
+    fn parses_executor_queue_workers_and_cancellations() {
+        let text = format!(
+            "{FIXTURE}# TYPE strata_service_executor_queue_depth gauge\n\
+             strata_service_executor_queue_depth{{priority=\"interactive\"}} 1\n\
+             strata_service_executor_queue_depth{{priority=\"bulk\"}} 7\n\
+             strata_service_executor_queue_depth{{priority=\"background\"}} 2\n\
+             # TYPE strata_service_workers gauge\nstrata_service_workers 64\n\
+             # TYPE strata_service_workers_busy gauge\nstrata_service_workers_busy 16\n\
+             # TYPE strata_service_cancellations_total counter\n\
+             strata_service_cancellations_total{{operation=\"get\"}} 5\n\
+             strata_service_cancellations_total{{operation=\"batch_head\"}} 1\n"
+        );
+        let s = parse_metrics(&text).unwrap();
+        assert_eq!(s.get(Series::QueueInteractive), 1.0);
+        assert_eq!(s.get(Series::QueueBulk), 7.0);
+        assert_eq!(s.get(Series::QueueBackground), 2.0);
+        assert_eq!(s.get(Series::Workers), 64.0);
+        assert_eq!(s.get(Series::WorkersBusy), 16.0);
+        assert_eq!(s.get(Series::Cancellations), 6.0);
+        assert!(Series::Cancellations.is_counter() && !Series::WorkersBusy.is_counter());
+        // Servers from before the executor metrics: the series are simply missing.
+        assert!(parse_metrics(FIXTURE)
+            .unwrap()
+            .get(Series::Workers)
+            .is_nan());
     }
 
     #[test]

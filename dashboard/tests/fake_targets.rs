@@ -248,3 +248,85 @@ async fn read_only_safe_headers_health_and_own_metrics() {
     dash.shutdown().await;
     fake.stop().await;
 }
+
+/// The pooled executor's numbers, as a pod exports them.
+fn executor_text(busy: u64, bulk_queued: u64, cancelled: u64) -> String {
+    format!(
+        "{}# TYPE strata_service_executor_queue_depth gauge\n\
+         strata_service_executor_queue_depth{{priority=\"interactive\"}} 0\n\
+         strata_service_executor_queue_depth{{priority=\"bulk\"}} {bulk_queued}\n\
+         strata_service_executor_queue_depth{{priority=\"background\"}} 1\n\
+         # TYPE strata_service_workers gauge\nstrata_service_workers 64\n\
+         # TYPE strata_service_workers_busy gauge\nstrata_service_workers_busy {busy}\n\
+         # TYPE strata_service_cancellations_total counter\n\
+         strata_service_cancellations_total{{operation=\"get\"}} {cancelled}\n\
+         strata_service_cancellations_total{{operation=\"head\"}} 0\n",
+        metrics_text(0, 0, 0, 10)
+    )
+}
+
+#[tokio::test]
+async fn service_page_shows_queue_depth_worker_utilisation_and_cancellations_per_pod() {
+    let fake = FakeTarget::start(executor_text(0, 0, 0)).await;
+    let dash = strata_dashboard::start(
+        fast_settings(),
+        Source::Static(vec![target("pooled", &fake.url())]),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", dash.addr());
+    wait_for_text(
+        &format!("{base}/"),
+        "1 / 1 reachable",
+        Duration::from_secs(10),
+    )
+    .await;
+    let fake_text = fake.text.clone();
+    // Reads keep being cancelled (clients hanging up) while the pool is busy.
+    let bump = tokio::spawn(async move {
+        for i in 1..200u64 {
+            *fake_text.lock().unwrap() = executor_text(16, 7, i * 4);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let text = eventually(
+        "executor numbers on the service page",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = get(&format!("{base}/fragments/services/local/pooled")).await;
+            assert_eq!(status, 200);
+            let text = strip_tags(&body);
+            if text.contains("16/64 workers busy (25 %)") && !text.contains("cancelled reads: 0/s")
+            {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await;
+    assert!(
+        text.contains("queued 0 interactive · 7 bulk · 1 background"),
+        "{text}"
+    );
+    assert!(text.contains("executor: pool:"), "{text}");
+    bump.abort();
+
+    // A pod on the spawn executor says so instead of showing an empty pool.
+    fake.set(format!(
+        "{}# TYPE strata_service_workers gauge\nstrata_service_workers 0\n",
+        metrics_text(0, 0, 0, 10)
+    ));
+    eventually("spawn executor named", Duration::from_secs(10), || async {
+        let (_, body) = get(&format!("{base}/services/local/pooled")).await;
+        let text = strip_tags(&body);
+        if text.contains("executor: spawn (a task per operation)") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    })
+    .await;
+    dash.shutdown().await;
+    fake.stop().await;
+}

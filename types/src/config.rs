@@ -122,7 +122,7 @@ pub struct ServiceConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutorKind {
-    /// A fresh task per operation (the default: faster in BENCHMARKS.md).
+    /// A fresh task per operation (the default: faster on small GETs, BENCHMARKS.md).
     #[default]
     Spawn,
     /// A fixed pool of `service.workers` workers; interactive before bulk before

@@ -16,6 +16,12 @@ pub(super) struct PodNumbers {
     pub(super) running: Option<f64>,
     pub(super) tasks_limit: Option<f64>,
     pub(super) queued: Option<f64>,
+    /// Pooled-executor queue depth by priority (interactive, bulk, background).
+    pub(super) executor_queue: [Option<f64>; 3],
+    pub(super) workers: Option<f64>,
+    pub(super) workers_busy: Option<f64>,
+    /// Cancelled reads per second.
+    pub(super) cancellations: Option<f64>,
 }
 
 pub(super) fn finite(v: Option<f64>) -> Option<f64> {
@@ -46,6 +52,10 @@ pub(super) fn pod_numbers(
             running: None,
             tasks_limit: None,
             queued: None,
+            executor_queue: [None; 3],
+            workers: None,
+            workers_busy: None,
+            cancellations: None,
         };
     };
     let h = &p.history;
@@ -99,6 +109,14 @@ pub(super) fn pod_numbers(
         running,
         tasks_limit,
         queued: latest(Series::TasksQueued),
+        executor_queue: [
+            latest(Series::QueueInteractive),
+            latest(Series::QueueBulk),
+            latest(Series::QueueBackground),
+        ],
+        workers: latest(Series::Workers),
+        workers_busy: latest(Series::WorkersBusy),
+        cancellations: h.rate_since(Series::Cancellations, since),
     }
 }
 

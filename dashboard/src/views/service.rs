@@ -64,6 +64,10 @@ pub struct PodRow {
     pub service_tier: Bar,
     /// Queued operations.
     pub queued: String,
+    /// Executor: pool queue depth per priority and worker utilisation, in words.
+    pub executor: String,
+    /// Cancelled reads per second (clients that hung up).
+    pub cancellations: String,
     /// ops/s.
     pub ops_rate: String,
     /// 429/s.
@@ -125,6 +129,29 @@ pub struct ServiceView {
     pub alerts: AlertStrip,
     /// Last scrape cycle, in words.
     pub cycle: String,
+}
+
+/// `pool: 12/64 workers busy (19 %), queued 0 interactive · 3 bulk · 0 background`, or
+/// `spawn (task per operation)` when the pod runs no pool, or `—` when it exports
+/// neither (older servers).
+fn executor_text(n: &super::rows::PodNumbers) -> String {
+    let count = |v: Option<f64>| v.map(format::count).unwrap_or_else(|| "\u{2014}".into());
+    match (n.workers, n.workers_busy) {
+        (Some(workers), busy) if workers > 0.0 => {
+            let busy = busy.unwrap_or(0.0);
+            format!(
+                "pool: {}/{} workers busy ({:.0} %), queued {} interactive \u{00B7} {} bulk \u{00B7} {} background",
+                format::count(busy),
+                format::count(workers),
+                100.0 * busy / workers,
+                count(n.executor_queue[0]),
+                count(n.executor_queue[1]),
+                count(n.executor_queue[2]),
+            )
+        }
+        (Some(_), _) => "spawn (a task per operation)".to_owned(),
+        (None, _) => "\u{2014}".to_owned(),
+    }
 }
 
 /// The page of one service, or `None` when it is not in the topology.
@@ -253,6 +280,8 @@ pub fn service(
                     .queued
                     .map(format::count)
                     .unwrap_or_else(|| "\u{2014}".into()),
+                executor: executor_text(&n),
+                cancellations: format::rate(n.cancellations),
                 ops_rate: format::rate(n.ops),
                 rate_429: format::rate(n.r429),
                 rate_503: format::rate(n.r503),
