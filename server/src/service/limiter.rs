@@ -32,6 +32,22 @@ impl Drop for BulkHeld {
     }
 }
 
+/// Holds `strata_service_tasks_queued` raised by one while a waiter is queued.
+struct QueuedGauge(prometheus::IntGauge);
+
+impl QueuedGauge {
+    fn enter(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for QueuedGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The limiter; cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Limiter {
@@ -94,10 +110,12 @@ impl Limiter {
         let Ok(_ticket) = queue.clone().try_acquire_owned() else {
             return Err(RejectReason::AtCapacity);
         };
-        self.metrics.tasks_queued.inc();
+        // A guard, not inc/dec around the await: a client that hangs up while queued
+        // drops this future mid-wait and must not leave the gauge raised.
+        let queued = QueuedGauge::enter(&self.metrics.tasks_queued);
         let waited =
             tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await;
-        self.metrics.tasks_queued.dec();
+        drop(queued);
         match waited {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_closed)) => Err(RejectReason::AtCapacity),
@@ -224,5 +242,24 @@ mod tests {
         assert_eq!(l.acquire().await.unwrap_err(), RejectReason::AtCapacity);
         drop(held);
         assert_eq!(waiter.await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiter_dropped_while_queued_lowers_the_queued_gauge() {
+        let l = limiter(1, 1, 10_000);
+        let _held = l.acquire().await.unwrap();
+        {
+            // A client hanging up drops its request future while it waits in the queue.
+            let waiting = l.acquire();
+            tokio::pin!(waiting);
+            assert!(futures::poll!(waiting.as_mut()).is_pending());
+            assert_eq!(l.metrics.tasks_queued.get(), 1);
+        }
+        assert_eq!(l.metrics.tasks_queued.get(), 0);
+        // And its queue ticket was returned: the next caller queues (then times out).
+        let next = l.acquire();
+        tokio::pin!(next);
+        assert!(futures::poll!(next.as_mut()).is_pending());
+        assert_eq!(l.metrics.tasks_queued.get(), 1);
     }
 }
