@@ -186,7 +186,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     spec.queue_timeout_ms = 200;
     // Room for the admitted and queued uploads and a few quick rejections; the rest of
     // the crowd meets the web tier's 503.
-    spec.max_requests = 2 * MAX_CONCURRENCY;
+    spec.max_requests = MAX_CONCURRENCY + 2;
     let mut server = Server::start(&ctx.bin, &ctx.work, &spec, "overload")?;
     let base = server.base();
     let http = ctx.client();
