@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
     // Durations and timestamps: formatting what parsed parses back equal.
     if let Ok(duration) = expiration::parse_duration(text) {
         let formatted = expiration::format_duration(duration);
-        assert_eq!(expiration::parse_duration(&formatted).ok(), Some(duration), "{formatted}");
+        assert_eq!(
+            expiration::parse_duration(&formatted).ok(),
+            Some(duration),
+            "{formatted}"
+        );
     }
     let _ = ExpirationPolicy::parse(text);
     if let Ok(at) = expiration::parse_timestamp(text) {
