@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: sets up a fresh machine (scripts/setup.sh), builds the
 # workspace once, then runs every suite: Rust unit + integration tests (nextest), the
-# real Python objectstore client against a running server, the packaging checks (Helm,
+# chaos harnesses' short modes (tools/chaos), the real Python objectstore client against a running server, the packaging checks (Helm,
 # kustomize, promtool, a real Prometheus firing the panic alert), the local scripts
 # (demo), and the container images (buildah + podman/runc). Before building, cargo-deny
 # checks the dependency graph against deny.toml.
@@ -58,6 +58,9 @@ if [[ -n "${KUBECONFIG:-}" ]]; then
 else
   echo "operator end-to-end suite: SKIPPED (no KUBECONFIG; see README, For platform teams)"
 fi
+
+step "chaos harnesses (short: crash, overload, panic-storm, disconnect; see RELIABILITY.md)"
+"$STRATA_BIN_DIR/strata-chaos" all --seed 1 --server-bin "$STRATA_SERVER_BIN"
 
 step "python client tests"
 python3 -m pytest -q server/tests/python

@@ -299,4 +299,45 @@ mod tests {
         assert!(!Config::default().to_yaml().contains("upload_max_age"));
         assert!(load_str("service:\n  upload_max_age: 0s\n", &[]).is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Whatever the file says, loading answers Ok or a typed error, never a panic.
+            #[test]
+            fn arbitrary_files_never_panic(yaml in "\\PC{0,200}") {
+                let _ = load_str(&yaml, &[]);
+            }
+
+            /// Whatever an override says, likewise.
+            #[test]
+            fn arbitrary_overrides_never_panic(key in "[A-Z_]{1,30}", raw in "\\PC{0,30}") {
+                let name = format!("{ENV_PREFIX}{key}");
+                let _ = load_str("", &[(name.as_str(), raw.as_str())]);
+            }
+
+            /// A rendered config loads back equal (what the operator writes, the server reads).
+            #[test]
+            fn rendered_service_section_round_trips(
+                max in 1usize..10_000,
+                depth in 0usize..1_000,
+                timeout_ms in 1u64..100_000,
+                bulk in 1u8..=100,
+            ) {
+                let mut config = Config::default();
+                config.service.max_concurrency = max;
+                config.service.queue_depth = depth;
+                config.service.queue_timeout = Duration::from_millis(timeout_ms);
+                config.service.bulk_percent = bulk;
+                config.auth.enforce = false;
+                let yaml = serde_yaml::to_string(&config).unwrap();
+                let loaded = load_str(&yaml, &[]).unwrap();
+                prop_assert_eq!(loaded, config);
+            }
+        }
+    }
 }

@@ -260,4 +260,23 @@ mod tests {
         drop(held);
         assert_eq!(waiter.await.unwrap(), Ok(()));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiter_dropped_while_queued_lowers_the_queued_gauge() {
+        let l = limiter(1, 1, 10_000);
+        let _held = l.acquire().await.unwrap();
+        {
+            // A client hanging up drops its request future while it waits in the queue.
+            let waiting = l.acquire();
+            tokio::pin!(waiting);
+            assert!(futures::poll!(waiting.as_mut()).is_pending());
+            assert_eq!(l.metrics.tasks_queued.get(), 1);
+        }
+        assert_eq!(l.metrics.tasks_queued.get(), 0);
+        // And its queue ticket was returned: the next caller queues (then times out).
+        let next = l.acquire();
+        tokio::pin!(next);
+        assert!(futures::poll!(next.as_mut()).is_pending());
+        assert_eq!(l.metrics.tasks_queued.get(), 1);
+    }
 }

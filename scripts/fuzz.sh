@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target of server/fuzz for a bounded time each: the auth parsers
+# and the input parsers (scopes and paths, metadata headers, durations, Range, config).
+# Not part of CI: run it by hand or from a scheduled job. Any crash it finds becomes a
+# regression test in the server (see RELIABILITY.md, Fuzzing).
+#
+#   scripts/fuzz.sh [SECONDS]      (per target, default 60)
+#
+# Needs cargo-fuzz (`cargo install cargo-fuzz --locked`) and a nightly toolchain; without
+# nightly, the stable toolchain is used with RUSTC_BOOTSTRAP=1.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SECONDS_TO_RUN="${1:-60}"
+command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz missing: cargo install cargo-fuzz --locked" >&2; exit 1; }
+cd "$ROOT/server"
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  fuzz() { cargo +nightly fuzz "$@"; }
+else
+  fuzz() { RUSTC_BOOTSTRAP=1 cargo fuzz "$@"; }
+fi
+for target in $(fuzz list); do
+  echo "=== fuzz $target for ${SECONDS_TO_RUN}s"
+  fuzz run "$target" -- -max_total_time="$SECONDS_TO_RUN" -max_len=4096
+done
