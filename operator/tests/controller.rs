@@ -8,6 +8,8 @@ use std::sync::Arc;
 use common::{object_path, FakeApi};
 use http::Method;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::DynamicObject;
+use kube::runtime::watcher::Event;
 use serde_json::json;
 use strata_operator::api::{
     AutoscalingSpec, FilesystemSpec, LimitsSpec, MonitoringSpec, PersistenceSpec,
@@ -16,10 +18,20 @@ use strata_operator::api::{
 };
 use strata_operator::controller::{reconcile, Context};
 use strata_operator::metrics::Metrics;
-use strata_operator::render::{Capabilities, CONFIG_HASH_ANNOTATION};
+use strata_operator::render::{self, Capabilities, CONFIG_HASH_ANNOTATION, MANAGER};
 
-/// A mocked API server and a controller context talking to it.
+/// A mocked API server and a controller context talking to it whose child caches are
+/// synced: [`reconcile_stored`] refreshes them from the fake before every reconcile, as
+/// the watches of `controller::run` would have.
 fn start(caps: Capabilities) -> (FakeApi, Arc<Context>) {
+    let (fake, ctx) = start_unsynced(caps);
+    sync_cache(&fake, &ctx);
+    (fake, ctx)
+}
+
+/// Like [`start`], but no child cache ever syncs (the watches have not listed yet), so
+/// every child is read with a GET.
+fn start_unsynced(caps: Capabilities) -> (FakeApi, Arc<Context>) {
     let (client, fake) = FakeApi::start();
     let ctx = Arc::new(Context::new(
         client,
@@ -30,13 +42,58 @@ fn start(caps: Capabilities) -> (FakeApi, Arc<Context>) {
     (fake, ctx)
 }
 
+/// Plural resource names of every kind the operator owns (and caches).
+fn child_plurals() -> Vec<String> {
+    render::managed_resources(Capabilities { monitoring: true })
+        .into_iter()
+        .map(|ar| ar.plural)
+        .collect()
+}
+
+/// Fills the context's child caches with what the fake stores, as a fresh list by the
+/// operator's watches would: every managed kind, only objects labelled as managed.
+fn sync_cache(fake: &FakeApi, ctx: &Context) {
+    let objects = fake.state.lock().unwrap().objects.clone();
+    for ar in render::managed_resources(Capabilities { monitoring: true }) {
+        let mut writer = ctx.children.register(&ar);
+        writer.apply_watcher_event(&Event::Init);
+        let prefix = if ar.group.is_empty() {
+            "/api/v1/namespaces/".to_owned()
+        } else {
+            format!("/apis/{}/namespaces/", ar.api_version)
+        };
+        for (path, value) in &objects {
+            let Some(rest) = path.strip_prefix(&prefix) else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split('/').collect();
+            if parts.len() != 3 || parts[1] != ar.plural {
+                continue;
+            }
+            if value["metadata"]["labels"]["app.kubernetes.io/managed-by"] != MANAGER {
+                continue;
+            }
+            let mut obj: DynamicObject = serde_json::from_value(value.clone()).unwrap();
+            obj.metadata.namespace = Some(parts[0].to_owned());
+            writer.apply_watcher_event(&Event::InitApply(obj));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+    }
+}
+
 fn deployment_path(name: &str) -> String {
     object_path("apps/v1", "default", "deployments", name)
 }
 
 /// Reconciles the service as the fake currently stores it (status included), and
-/// checks that every request was allowed by `strata_operator::rbac`.
+/// checks that every request was allowed by `strata_operator::rbac`. With synced caches
+/// it first refreshes them and then checks that no child was read from the API.
 async fn reconcile_stored(fake: &FakeApi, obj: &StorageService, ctx: &Arc<Context>) {
+    let cached = !ctx.children.is_empty();
+    if cached {
+        sync_cache(fake, ctx);
+    }
+    let before = fake.log().len();
     let current = fake.service(obj);
     reconcile(Arc::new(current), ctx.clone()).await.unwrap();
     assert_eq!(
@@ -44,6 +101,34 @@ async fn reconcile_stored(fake: &FakeApi, obj: &StorageService, ctx: &Arc<Contex
         Vec::<String>::new(),
         "requests outside the RBAC rules"
     );
+    if cached {
+        let child_reads: Vec<String> = fake.log()[before..]
+            .iter()
+            .filter(|r| is_child_get(r))
+            .map(|r| r.path.clone())
+            .collect();
+        assert!(
+            child_reads.is_empty(),
+            "children read from the API despite synced caches: {child_reads:?}"
+        );
+    }
+}
+
+/// Is this request a GET of one named child of a kind the operator owns?
+fn is_child_get(r: &common::Seen) -> bool {
+    let parts: Vec<&str> = r.path.split('/').collect();
+    r.method == Method::GET
+        && parts.len() >= 2
+        && child_plurals().iter().any(|p| p == parts[parts.len() - 2])
+}
+
+/// GETs of children the operator owns since the log was last cleared.
+fn child_gets(fake: &FakeApi) -> Vec<String> {
+    fake.log()
+        .iter()
+        .filter(|r| is_child_get(r))
+        .map(|r| r.path.clone())
+        .collect()
 }
 
 /// Marks the Deployment as fully rolled out, as the deployment controller would.
@@ -178,10 +263,77 @@ async fn unchanged_resource_makes_zero_writes() {
     fake.clear_log();
     reconcile_stored(&fake, &obj, &ctx).await;
     reconcile_stored(&fake, &obj, &ctx).await;
+    // Children come from the caches, the service is Ready (no pod listing) and the
+    // status is unchanged: a steady-state reconcile costs no API call at all.
     let log = fake.log();
-    assert!(!log.is_empty(), "reconcile must read the children");
-    let writes: Vec<_> = log.iter().filter(|r| r.is_write()).collect();
-    assert_eq!(writes.len(), 0, "steady state wrote: {writes:?}");
+    let paths: Vec<_> = log.iter().map(|r| (&r.method, &r.path)).collect();
+    assert!(log.is_empty(), "steady state called the API: {paths:?}");
+}
+
+/// Before the watches have listed, children are read with a GET each, and an unchanged
+/// service still writes nothing.
+#[tokio::test]
+async fn unsynced_caches_fall_back_to_reads_and_still_write_nothing() {
+    let (fake, ctx) = start_unsynced(Capabilities::default());
+    let obj = common::service("cold");
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    deployment_becomes_ready(&fake, "cold", 1);
+    reconcile_stored(&fake, &obj, &ctx).await;
+
+    fake.clear_log();
+    reconcile_stored(&fake, &obj, &ctx).await;
+    assert_eq!(
+        child_gets(&fake),
+        [
+            "/api/v1/namespaces/default/configmaps/cold-config",
+            "/apis/apps/v1/namespaces/default/deployments/cold",
+            "/api/v1/namespaces/default/services/cold",
+            "/apis/policy/v1/namespaces/default/poddisruptionbudgets/cold",
+            "/apis/apps/v1/namespaces/default/statefulsets/cold",
+            "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/cold",
+            "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/cold",
+        ]
+    );
+    let writes = fake.writes();
+    assert!(writes.is_empty(), "steady state wrote: {writes:?}");
+
+    // Once the caches sync, the same reconcile reads nothing from the API.
+    sync_cache(&fake, &ctx);
+    fake.clear_log();
+    reconcile_stored(&fake, &obj, &ctx).await;
+    assert!(child_gets(&fake).is_empty(), "{:?}", child_gets(&fake));
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
+
+/// A cache can lag the cluster: a child it still holds but the API has already
+/// deleted is pruned without error (the 404 means the work is done).
+#[tokio::test]
+async fn pruning_a_child_the_cache_still_holds_tolerates_not_found() {
+    let (fake, ctx) = start(Capabilities::default());
+    let obj = common::service("lag");
+    fake.put_service(&obj);
+    reconcile_stored(&fake, &obj, &ctx).await;
+    let pdb = "/apis/policy/v1/namespaces/default/poddisruptionbudgets/lag";
+    sync_cache(&fake, &ctx);
+    fake.remove(pdb).expect("pdb applied");
+    update_spec(&fake, &obj, |s| {
+        s.pod_disruption_budget = Some(PodDisruptionBudgetSpec {
+            enabled: false,
+            min_available: None,
+            max_unavailable: None,
+        });
+    });
+    fake.clear_log();
+    // No sync here: the cache still holds the PodDisruptionBudget.
+    reconcile(Arc::new(fake.service(&obj)), ctx.clone())
+        .await
+        .unwrap();
+    assert!(fake
+        .writes()
+        .iter()
+        .any(|w| w.method == Method::DELETE && w.path == pdb));
+    assert!(child_gets(&fake).is_empty(), "{:?}", child_gets(&fake));
 }
 
 #[tokio::test]
@@ -568,7 +720,9 @@ fn update_spec(fake: &FakeApi, obj: &StorageService, change: impl FnOnce(&mut St
 /// the ones only the watch machinery and the Event recorder's series updates use.
 #[tokio::test]
 async fn lifecycle_uses_exactly_the_granted_verbs() {
-    let (fake, ctx) = start(Capabilities { monitoring: true });
+    // Unsynced caches: `get` on children is granted for the reads before the watches
+    // have listed, and this test checks that every granted verb is used.
+    let (fake, ctx) = start_unsynced(Capabilities { monitoring: true });
     let mut obj = common::service("life");
     obj.spec.storage = common::shared_storage();
     obj.spec.autoscaling = Some(AutoscalingSpec {

@@ -1,5 +1,5 @@
 //! What every reconcile shares: the client, the Event recorder, discovered capabilities,
-//! and the bookkeeping behind the operator's own metrics (failures per service for
+//! the caches of owned children, and the bookkeeping behind the operator's own metrics (failures per service for
 //! backoff, managed children by kind, published readiness gauges).
 
 use std::collections::{HashMap, HashSet};
@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 
+use super::cache::ChildCache;
 use crate::metrics::Metrics;
 use crate::render::{Capabilities, MANAGER};
 
@@ -19,6 +20,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
+    /// Owned children as the watches last delivered them; empty (every kind unsynced,
+    /// so reads go to the API) until `run` or a test registers stores.
+    pub children: ChildCache,
     pub(super) caps: RwLock<Capabilities>,
     pub(super) failures: Mutex<HashMap<String, u32>>,
     pub(super) managed: Mutex<HashMap<String, Vec<String>>>,
@@ -42,6 +46,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            children: ChildCache::default(),
             caps: RwLock::new(caps),
             failures: Mutex::default(),
             managed: Mutex::default(),

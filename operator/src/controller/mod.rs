@@ -2,23 +2,21 @@
 //!
 //! Everything decided here is delegated to pure code: [`render`](crate::render) says
 //! what should exist, [`status`](crate::status) says how to describe what does. This
-//! module only compares and writes, and writes nothing when nothing differs, so a
-//! quiet cluster costs reads only.
+//! module only compares and writes, and writes nothing when nothing differs. Children
+//! are read from the watch caches ([`ChildCache`]), so a quiet cluster costs no API
+//! calls per reconcile at all beyond the Secrets the spec names.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::{watcher, Controller};
+use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
@@ -26,9 +24,11 @@ use crate::api::StorageService;
 use crate::render::{self, selector_string, Capabilities, Child, MANAGER};
 use crate::status::{self, Observed, ObservedWorkload, DEGRADED, READY};
 
+mod cache;
 mod context;
 mod diff;
 
+pub use cache::{Cached, ChildCache};
 pub use context::Context;
 pub use diff::{is_subset, parse_quantity};
 
@@ -113,6 +113,24 @@ fn to_workload(kind: &str, obj: &DynamicObject) -> Result<ObservedWorkload, Erro
     })
 }
 
+/// A child as the watch cache holds it or, while its kind has not synced, as a GET
+/// returns it.
+async fn read_child(
+    ctx: &Context,
+    ns: &str,
+    ar: &ApiResource,
+    name: &str,
+) -> Result<Option<Arc<DynamicObject>>, Error> {
+    match ctx.children.get(ar, ns, name) {
+        Cached::Present(obj) => Ok(Some(obj)),
+        Cached::Absent => Ok(None),
+        Cached::Unsynced => Ok(dynamic_api(&ctx.client, ns, ar)
+            .get_opt(name)
+            .await?
+            .map(Arc::new)),
+    }
+}
+
 /// Applies children that differ from the cluster, returning the workload as it now is.
 #[tracing::instrument(level = "debug", skip_all, fields(children = children.len()))]
 async fn apply_children(
@@ -124,9 +142,9 @@ async fn apply_children(
     let mut workload = ObservedWorkload::Missing;
     for child in children {
         let api = dynamic_api(&ctx.client, ns, &child.resource);
-        let current = api.get_opt(&child.name).await?;
+        let current = read_child(ctx, ns, &child.resource, &child.name).await?;
         let unchanged = match &current {
-            Some(c) => is_subset(&child.object, &serde_json::to_value(c)?),
+            Some(c) => is_subset(&child.object, &serde_json::to_value(c.as_ref())?),
             None => false,
         };
         let live = if unchanged {
@@ -141,7 +159,8 @@ async fn apply_children(
                     kind: child.resource.kind.clone(),
                     name: child.name.clone(),
                     source: Box::new(source),
-                })?
+                })
+                .map(Arc::new)?
         };
         if matches!(child.resource.kind.as_str(), "Deployment" | "StatefulSet") {
             workload = to_workload(&child.resource.kind, &live)?;
@@ -165,19 +184,26 @@ async fn prune(
         {
             continue;
         }
-        let api = dynamic_api(&ctx.client, ns, &ar);
-        if let Some(existing) = api.get_opt(&name).await? {
+        if let Some(existing) = read_child(ctx, ns, &ar, &name).await? {
             if owned_by(&existing, &uid) {
                 info!(kind = %ar.kind, %name, "deleting child that is no longer desired");
                 ctx.metrics.writes.with_label_values(&["delete"]).inc();
-                api.delete(&name, &DeleteParams::background())
+                match dynamic_api(&ctx.client, ns, &ar)
+                    .delete(&name, &DeleteParams::background())
                     .await
-                    .map_err(|source| Error::Write {
-                        verb: "delete",
-                        kind: ar.kind.clone(),
-                        name: name.clone(),
-                        source: Box::new(source),
-                    })?;
+                {
+                    // The cache may still hold an object that is already gone.
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.is_not_found() => {}
+                    Err(source) => {
+                        return Err(Error::Write {
+                            verb: "delete",
+                            kind: ar.kind.clone(),
+                            name: name.clone(),
+                            source: Box::new(source),
+                        })
+                    }
+                }
             }
         }
     }
@@ -233,17 +259,13 @@ async fn check_secrets(
 
 /// Reads the workload without changing it (paused or invalid services).
 async fn read_workload(ctx: &Context, ns: &str, name: &str) -> Result<ObservedWorkload, Error> {
-    if let Some(d) = Api::<Deployment>::namespaced(ctx.client.clone(), ns)
-        .get_opt(name)
-        .await?
-    {
-        return Ok(ObservedWorkload::Deployment(Box::new(d)));
-    }
-    if let Some(s) = Api::<StatefulSet>::namespaced(ctx.client.clone(), ns)
-        .get_opt(name)
-        .await?
-    {
-        return Ok(ObservedWorkload::StatefulSet(Box::new(s)));
+    for ar in [
+        ApiResource::erase::<Deployment>(&()),
+        ApiResource::erase::<StatefulSet>(&()),
+    ] {
+        if let Some(obj) = read_child(ctx, ns, &ar, name).await? {
+            return to_workload(&ar.kind, &obj);
+        }
     }
     Ok(ObservedWorkload::Missing)
 }
@@ -481,6 +503,11 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 /// Runs the controller until SIGTERM/SIGINT, then lets in-flight reconciles finish.
+///
+/// Each owned kind has exactly one watch: a reflector fills that kind's store in
+/// [`Context::children`] and passes the same events on to the controller as triggers
+/// (`owns_stream_with`), so reconciles read children from the cache the trigger came
+/// through.
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let owned =
@@ -488,31 +515,15 @@ pub async fn run(ctx: Arc<Context>) {
     let mut controller = Controller::new(
         Api::<StorageService>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-    .owns(Api::<Deployment>::all(client.clone()), owned.clone())
-    .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-    .owns(Api::<Service>::all(client.clone()), owned.clone())
-    .owns(
-        Api::<PodDisruptionBudget>::all(client.clone()),
-        owned.clone(),
-    )
-    .owns(
-        Api::<HorizontalPodAutoscaler>::all(client.clone()),
-        owned.clone(),
-    )
-    .owns(Api::<NetworkPolicy>::all(client.clone()), owned.clone());
-    if ctx.capabilities().monitoring {
-        for ar in [
-            render::service_monitor::api_resource(),
-            render::prometheus_rule::api_resource(),
-        ] {
-            controller = controller.owns_with(
-                Api::<DynamicObject>::all_with(client.clone(), &ar),
-                ar,
-                owned.clone(),
-            );
-        }
+    );
+    for ar in render::managed_resources(ctx.capabilities()) {
+        let writer = ctx.children.register(&ar);
+        let events = watcher(
+            Api::<DynamicObject>::all_with(client.clone(), &ar),
+            owned.clone(),
+        )
+        .default_backoff();
+        controller = controller.owns_stream_with(reflector(writer, events).touched_objects(), ar);
     }
     let store = controller.store();
     let ctx_for_stream = ctx.clone();
