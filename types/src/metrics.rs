@@ -244,17 +244,24 @@ pub enum BackgroundJob {
     ExpirySweep,
     /// Removing multipart uploads and resumable sessions untouched for `upload_max_age`.
     UploadCleanup,
+    /// Deleting a long-term object a committed tiered write or delete left unreferenced.
+    OrphanCleanup,
 }
 
 impl BackgroundJob {
     /// Every job kind, for pre-registering label sets.
-    pub const ALL: [BackgroundJob; 2] = [BackgroundJob::ExpirySweep, BackgroundJob::UploadCleanup];
+    pub const ALL: [BackgroundJob; 3] = [
+        BackgroundJob::ExpirySweep,
+        BackgroundJob::UploadCleanup,
+        BackgroundJob::OrphanCleanup,
+    ];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
             BackgroundJob::ExpirySweep => "expiry_sweep",
             BackgroundJob::UploadCleanup => "upload_cleanup",
+            BackgroundJob::OrphanCleanup => "orphan_cleanup",
         }
     }
 }

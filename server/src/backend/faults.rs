@@ -111,6 +111,10 @@ impl Backend for FaultyBackend {
         self.inner.shutdown().await
     }
 
+    fn attach_background(&self, sink: crate::service::background::BackgroundSink) {
+        self.inner.attach_background(sink);
+    }
+
     async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
         self.inner.list_ids().await
     }

@@ -159,6 +159,10 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 
+    /// Hands over the service's background queue, for chores such as deleting
+    /// long-term objects a committed write left behind; wrappers forward it.
+    fn attach_background(&self, _sink: crate::service::background::BackgroundSink) {}
+
     /// Waits for background work (such as orphan clean-up) at shutdown.
     async fn shutdown(&self) {}
 

@@ -13,7 +13,9 @@
 //!   in. A failure, panic or cancellation before the swap leaves only an orphan, which
 //!   a guard deletes in a tracked background task.
 //! - Replacing or deleting a tombstone swaps it out first and deletes its target
-//!   afterwards, in the background.
+//!   afterwards, in the background: as an `orphan_cleanup` job on the service's
+//!   background queue when one is attached, else (or when the queue is full or closed)
+//!   in a tracked task of the backend's own.
 //! - Long-term objects carry the object's deadline, and a deadline is only ever moved
 //!   there before it moves on the tombstone, so the long-term sweep removes them only
 //!   after the tombstone expired too.
@@ -21,7 +23,7 @@
 //! Reads of small objects are one high-volume read; a HEAD never touches long-term
 //! storage; a GET of a large object adds the long-term read.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -30,7 +32,9 @@ use futures::StreamExt;
 use tokio_util::task::TaskTracker;
 
 use super::{matches_expected, same_version, Backend, BackendError, PayloadStream, StoredObject};
+use crate::metrics::BackgroundJob;
 use crate::object::{Metadata, ObjectId};
+use crate::service::background::{work, BackgroundSink};
 
 /// Largest object kept in the high-volume backend (1 MiB).
 pub const THRESHOLD: usize = 1024 * 1024;
@@ -44,11 +48,23 @@ pub const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(360
 const ATTEMPTS: usize = 16;
 
 /// High-volume plus long-term storage, joined by redirect tombstones.
-#[derive(Debug)]
 pub struct TieredBackend {
     high_volume: Arc<dyn Backend>,
     long_term: Arc<dyn Backend>,
+    /// The service's background queue, once attached.
+    background: OnceLock<BackgroundSink>,
+    /// Clean-ups the queue did not take (none attached, full or closed).
     cleanup: TaskTracker,
+}
+
+impl std::fmt::Debug for TieredBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredBackend")
+            .field("high_volume", &self.high_volume)
+            .field("long_term", &self.long_term)
+            .field("background", &self.background.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a high-volume entry is.
@@ -112,13 +128,32 @@ impl TieredBackend {
         Self {
             high_volume,
             long_term,
+            background: OnceLock::new(),
             cleanup: TaskTracker::new(),
         }
     }
 
-    /// Deletes a long-term object in a tracked background task (awaited at shutdown).
+    /// Deletes a long-term object later: as an `orphan_cleanup` job on the attached
+    /// background queue (which retries it), else in a tracked task of its own (awaited
+    /// at shutdown), so a full or closed queue loses nothing.
     fn remove_later(&self, target: ObjectId) {
         let long_term = self.long_term.clone();
+        if let Some(submit) = self.background.get() {
+            let (long_term, target) = (long_term.clone(), target.clone());
+            let job = work(move || {
+                let (long_term, target) = (long_term.clone(), target.clone());
+                async move {
+                    long_term
+                        .delete(&target)
+                        .await
+                        .map(|()| 0)
+                        .map_err(|err| format!("deleting long-term {}: {err}", target.key))
+                }
+            });
+            if submit(BackgroundJob::OrphanCleanup, job) {
+                return;
+            }
+        }
         self.cleanup.spawn(async move {
             for attempt in 1..=3u32 {
                 match long_term.delete(&target).await {
@@ -367,6 +402,12 @@ impl Backend for TieredBackend {
     async fn probe(&self) -> Result<(), BackendError> {
         self.high_volume.probe().await?;
         self.long_term.probe().await
+    }
+
+    fn attach_background(&self, sink: BackgroundSink) {
+        self.high_volume.attach_background(sink.clone());
+        self.long_term.attach_background(sink.clone());
+        let _ = self.background.set(sink);
     }
 
     async fn shutdown(&self) {
@@ -699,5 +740,68 @@ mod tests {
         let later = now + std::time::Duration::from_secs(120);
         assert_eq!(s.tiered.sweep_expired(later).await.unwrap(), 0);
         assert_eq!(read(&s.tiered).await.unwrap(), vec![1; LARGE]);
+    }
+
+    /// A tiered backend under a running service, whose background queue it joins.
+    fn with_service() -> (
+        Setup,
+        crate::service::StorageService,
+        crate::metrics::Metrics,
+    ) {
+        let s = setup();
+        let metrics = crate::metrics::Metrics::new();
+        let service = crate::service::StorageService::new(
+            s.tiered.clone(),
+            &crate::config::ServiceConfig::default(),
+            metrics.clone(),
+        );
+        (s, service, metrics)
+    }
+
+    fn orphan_jobs(vec: &prometheus::IntCounterVec) -> u64 {
+        vec.with_label_values(&[BackgroundJob::OrphanCleanup.as_str()])
+            .get()
+    }
+
+    #[tokio::test]
+    async fn replaced_targets_are_removed_by_orphan_cleanup_background_jobs() {
+        let (s, service, metrics) = with_service();
+        let m = Metadata::default();
+        s.tiered.put(&id(), &m, body(LARGE, 1)).await.unwrap();
+        let first = s.long.live().await;
+        assert_eq!(first.len(), 1);
+        s.tiered.put(&id(), &m, body(LARGE, 2)).await.unwrap();
+
+        let report = service.drain(std::time::Duration::from_secs(30)).await;
+        assert!(report.on_time);
+        assert_eq!(orphan_jobs(&metrics.background_jobs_completed), 1);
+        assert_eq!(orphan_jobs(&metrics.background_jobs_dropped), 0);
+        let second = s.long.live().await;
+        assert_eq!(second.len(), 1, "the replaced target is gone");
+        assert_ne!(first, second);
+        assert_eq!(read(&s.tiered).await.unwrap(), vec![2; LARGE]);
+    }
+
+    #[tokio::test]
+    async fn a_closed_background_queue_falls_back_to_a_tracked_cleanup() {
+        let (s, service, metrics) = with_service();
+        let m = Metadata::default();
+        s.tiered.put(&id(), &m, body(LARGE, 1)).await.unwrap();
+        let first = s.long.live().await;
+        // Draining closes the queue: the next clean-up is refused and done directly.
+        assert!(
+            service
+                .drain(std::time::Duration::from_secs(30))
+                .await
+                .on_time
+        );
+        s.tiered.put(&id(), &m, body(LARGE, 2)).await.unwrap();
+        s.tiered.shutdown().await;
+
+        assert_eq!(orphan_jobs(&metrics.background_jobs_dropped), 1);
+        assert_eq!(orphan_jobs(&metrics.background_jobs_completed), 0);
+        let second = s.long.live().await;
+        assert_eq!(second.len(), 1, "the replaced target is gone all the same");
+        assert_ne!(first, second);
     }
 }

@@ -33,6 +33,10 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 pub type Work =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send>> + Send + Sync>;
 
+/// A handle through which lower layers (the tiered backend) queue chores without
+/// knowing the service: returns what [`Background::submit`] returned.
+pub type BackgroundSink = Arc<dyn Fn(BackgroundJob, Work) -> bool + Send + Sync>;
+
 /// Wraps a closure returning a future as [`Work`].
 pub fn work<F, Fut>(f: F) -> Work
 where
@@ -115,6 +119,15 @@ impl Background {
         self.metrics.background_jobs_queued.inc();
         self.wake.notify_one();
         true
+    }
+
+    /// A [`BackgroundSink`] into this queue; it answers false once the queue is gone.
+    pub fn sink(self: &Arc<Self>) -> BackgroundSink {
+        let queue = Arc::downgrade(self);
+        Arc::new(move |job, work| match queue.upgrade() {
+            Some(queue) => queue.submit(job, work),
+            None => false,
+        })
     }
 
     /// Takes no more jobs, then waits at most `wait` for the queued ones; whatever is

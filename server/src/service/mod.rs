@@ -181,11 +181,12 @@ impl StorageService {
     /// executor (pool workers start here: call it inside a runtime).
     pub fn new(backend: Arc<dyn Backend>, config: &ServiceConfig, metrics: Metrics) -> Self {
         let executor = executor::Executor::new(config, &metrics);
-        let background = background::Background::start(
+        let background = Arc::new(background::Background::start(
             config.background_queue,
             executor.clone(),
             metrics.clone(),
-        );
+        ));
+        backend.attach_background(background.sink());
         Self {
             inner: Arc::new(Inner {
                 backend,
@@ -193,7 +194,7 @@ impl StorageService {
             }),
             limiter: Arc::new(Limiter::new(config, metrics.clone())),
             executor,
-            background: Arc::new(background),
+            background,
             metrics,
             tasks: TaskTracker::new(),
         }
