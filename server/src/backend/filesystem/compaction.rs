@@ -4,7 +4,7 @@
 use std::sync::{Arc, Weak};
 
 use super::index::{Entry, FileMeta};
-use super::log::{self, Kind};
+use super::record::{self, Kind};
 use super::store::{blocking, digest_of, Shared};
 use super::{Digest, COMPACT_BATCH, COMPACT_INTERVAL};
 use crate::backend::BackendError;
@@ -48,7 +48,7 @@ impl Shared {
         let mut batch = Vec::new();
         let mut lengths = Vec::new();
         while offset < bytes.len() {
-            let (record, len) = log::decode(&bytes.slice(offset..), &victim.nonce)
+            let (record, len) = record::decode(&bytes.slice(offset..), &victim.nonce)
                 .map_err(|e| BackendError::Corrupt(format!("log record: {e:?}")))?;
             let digest = digest_of(&record.id_bytes);
             let keep = match record.kind {

@@ -35,13 +35,14 @@ mod files;
 mod format;
 mod index;
 mod log;
+mod record;
 mod recovery;
 mod store;
 mod sweep;
 
 use compaction::compact_forever;
 use index::Entry;
-pub use log::decode_segment;
+pub use record::decode_segment;
 use recovery::recover;
 use store::{blocking, digest_of, id_bytes, Shared};
 
@@ -564,14 +565,14 @@ mod tests {
     }
 
     /// Where the log holds records of `kind` for `key`: (segment, offset).
-    fn records_of(backend: &FilesystemBackend, kind: log::Kind, key: &str) -> Vec<(u64, u64)> {
+    fn records_of(backend: &FilesystemBackend, kind: record::Kind, key: &str) -> Vec<(u64, u64)> {
         let id_bytes = id_bytes(&id(key));
         let mut found = Vec::new();
         for segment in backend.shared.log.segments() {
             let bytes = segment.read_all().unwrap();
             let mut offset = segment.start as usize;
             while offset < bytes.len() {
-                let (record, len) = log::decode(&bytes.slice(offset..), &segment.nonce).unwrap();
+                let (record, len) = record::decode(&bytes.slice(offset..), &segment.nonce).unwrap();
                 if record.kind == kind && record.id_bytes == id_bytes {
                     found.push((segment.id, offset as u64));
                 }
@@ -610,13 +611,13 @@ mod tests {
         while backend.shared.compact_once().await.unwrap() {}
         assert_eq!(backend.shared.log.segments()[0].id, first);
         assert!(metrics.compactions.get() > 0);
-        assert_eq!(records_of(&backend, log::Kind::Put, "gone"), []);
+        assert_eq!(records_of(&backend, record::Kind::Put, "gone"), []);
         assert_eq!(
-            records_of(&backend, log::Kind::Delete, "gone"),
+            records_of(&backend, record::Kind::Delete, "gone"),
             [],
             "a tombstone that shadows nothing is dropped"
         );
-        let pinned = records_of(&backend, log::Kind::Delete, "old");
+        let pinned = records_of(&backend, record::Kind::Delete, "old");
         assert_eq!(pinned.len(), 1, "the tombstone of \"old\" still matters");
 
         // Its copy counts as live, so further passes leave it where it is.
@@ -631,7 +632,7 @@ mod tests {
             put(&backend, &format!("more{key}"), small(key)).await;
         }
         while backend.shared.compact_once().await.unwrap() {}
-        assert_eq!(records_of(&backend, log::Kind::Delete, "old"), pinned);
+        assert_eq!(records_of(&backend, record::Kind::Delete, "old"), pinned);
         assert_eq!(read(&backend, "old").await, None);
         assert_eq!(read(&backend, "gone").await, None);
         drop(backend);

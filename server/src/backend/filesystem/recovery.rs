@@ -12,7 +12,8 @@ use tokio::sync::Mutex;
 
 use super::files::FileId;
 use super::index::{Entry, FileMeta, Index};
-use super::log::{Kind, Location, Log};
+use super::log::{Location, Log};
+use super::record::Kind;
 use super::store::{digest_of, CacheWeight, Shared};
 use super::{codec, files, format, Digest, CACHE_BYTES, LOCK_STRIPES};
 use crate::backend::{BackendError, IoContext as _};

@@ -13,7 +13,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use super::index::{Entry, FileMeta, Index};
-use super::log::{self, Kind, Location, Log, Record};
+use super::log::{Location, Log};
+use super::record::{self, Kind, Record};
 use super::{codec, files, Digest, LOCK_STRIPES, WRITE_CHUNK};
 use crate::backend::{
     same_version, BackendError, IoContext as _, Payload, PayloadStream, StoredObject,
@@ -125,7 +126,7 @@ impl Shared {
             let bytes = location
                 .segment
                 .read(location.offset, location.len as usize)?;
-            log::decode(&bytes, &location.segment.nonce)
+            record::decode(&bytes, &location.segment.nonce)
                 .map(|(record, _)| record)
                 .map_err(|e| BackendError::Corrupt(format!("log record: {e:?}")))
         })
@@ -149,7 +150,7 @@ impl Shared {
         metadata: &Metadata,
         payload: Bytes,
     ) -> Result<(), BackendError> {
-        let record = log::encode(Kind::Put, id_bytes, &metadata_bytes(metadata), &payload);
+        let record = record::encode(Kind::Put, id_bytes, &metadata_bytes(metadata), &payload);
         let location = self.log.append(record).await?;
         let mut metadata = metadata.clone();
         metadata.size = Some(payload.len() as u64);
@@ -222,7 +223,7 @@ impl Shared {
         // Only acknowledged once the log says the file outranks earlier records.
         // The marker carries the metadata, so a restart indexes the deadline unread.
         self.log
-            .append(log::encode(
+            .append(record::encode(
                 Kind::External,
                 id_bytes,
                 &metadata_bytes(metadata),
@@ -294,7 +295,7 @@ impl Shared {
             None => {}
             Some(Entry::Logged { .. }) => {
                 self.log
-                    .append(log::encode(Kind::Delete, id_bytes, b"", b""))
+                    .append(record::encode(Kind::Delete, id_bytes, b"", b""))
                     .await?;
                 self.evict(self.index.remove(&digest));
             }
@@ -350,7 +351,7 @@ impl Shared {
         }
         let location = self
             .log
-            .append(log::encode(
+            .append(record::encode(
                 Kind::Meta,
                 id_bytes,
                 &metadata_bytes(metadata),
