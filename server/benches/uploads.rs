@@ -1,6 +1,8 @@
 //! End-to-end upload benchmarks against an in-process server on the filesystem backend:
 //! one batch of 1000 × 1 KiB inserts against 1000 sequential single PUTs over one
-//! keep-alive connection, and a resumable upload against a plain PUT of the same size.
+//! keep-alive connection, a batch of 1000 mixed operations under each executor
+//! (`service.executor: spawn | pool`), and a resumable upload against a plain PUT of the
+//! same size.
 //!
 //! Why: batching and resumable sessions exist for throughput; these figures
 //! (BENCHMARKS.md) show whether they deliver it. Run with
@@ -14,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use strata_server::app::{self, RunningServer};
-use strata_server::config::{Config, StorageConfig};
+use strata_server::config::{Config, ExecutorKind, StorageConfig};
 
 const OPS: usize = 1000;
 const SMALL: usize = 1024;
@@ -30,6 +32,10 @@ struct Bench {
 
 impl Bench {
     fn start() -> Self {
+        Self::with_executor(ExecutorKind::default())
+    }
+
+    fn with_executor(executor: ExecutorKind) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -40,6 +46,7 @@ impl Bench {
         config.auth = strata_server::config::AuthConfig::disabled();
         config.http.addr = "127.0.0.1:0".parse().unwrap();
         config.http.drain_file = dir.path().join("strata.down");
+        config.service.executor = executor;
         config.storage = StorageConfig::Filesystem {
             path: dir.path().join("data"),
         };
@@ -77,6 +84,67 @@ fn batch_body(boundary: &str, payload: &[u8]) -> Bytes {
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     Bytes::from(body)
+}
+
+/// A batch of [`OPS`] operations cycling insert, get, head and delete over 250 keys, so
+/// reads and deletes find objects written by earlier batches.
+fn mixed_batch_body(boundary: &str, payload: &[u8]) -> Bytes {
+    let mut body = Vec::new();
+    for i in 0..OPS {
+        let kind = ["insert", "get", "head", "delete"][i % 4];
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\ncontent-disposition: form-data; name=part\r\n\
+                 x-sn-batch-operation-kind: {kind}\r\nx-sn-batch-operation-key: m{}\r\n\r\n",
+                i / 4
+            )
+            .as_bytes(),
+        );
+        if kind == "insert" {
+            body.extend_from_slice(payload);
+        }
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Bytes::from(body)
+}
+
+/// The same mixed batch under each executor: whether `pool`'s hand-off costs batch work
+/// what it costs single requests (BENCHMARKS.md, issue #14).
+fn batch_mix_per_executor(c: &mut Criterion) {
+    let payload = Bytes::from(vec![b'x'; SMALL]);
+    let body = mixed_batch_body("bench-boundary", &payload);
+    let mut group = c.benchmark_group("executors");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(OPS as u64));
+    for (name, executor) in [("spawn", ExecutorKind::Spawn), ("pool", ExecutorKind::Pool)] {
+        let bench = Bench::with_executor(executor);
+        group.bench_function(format!("batch_mix_1000_{name}"), |b| {
+            b.to_async(&bench.rt).iter(|| async {
+                let r = bench
+                    .http
+                    .post(bench.url("/v1/objects:batch/bench/org=1/"))
+                    .header(
+                        "content-type",
+                        "multipart/form-data; boundary=bench-boundary",
+                    )
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let text = r.bytes().await.unwrap();
+                let parts = text
+                    .windows(27)
+                    .filter(|w| w.eq_ignore_ascii_case(b"x-sn-batch-operation-status"))
+                    .count();
+                assert_eq!(parts, OPS);
+            })
+        });
+        bench.rt.block_on(bench.server.shutdown());
+    }
+    group.finish();
 }
 
 fn batch_vs_single(c: &mut Criterion) {
@@ -179,5 +247,10 @@ fn resumable_vs_put(c: &mut Criterion) {
     bench.rt.block_on(bench.server.shutdown());
 }
 
-criterion_group!(benches, batch_vs_single, resumable_vs_put);
+criterion_group!(
+    benches,
+    batch_vs_single,
+    batch_mix_per_executor,
+    resumable_vs_put
+);
 criterion_main!(benches);
