@@ -18,7 +18,14 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
 else
   fuzz() { RUSTC_BOOTSTRAP=1 cargo fuzz "$@"; }
 fi
+# Every target runs even when an earlier one crashes; the crashing ones are listed at the
+# end (their inputs are in server/fuzz/artifacts/<target>/) and the script fails.
+failed=()
 for target in $(fuzz list); do
   echo "=== fuzz $target for ${SECONDS_TO_RUN}s"
-  fuzz run "$target" -- -max_total_time="$SECONDS_TO_RUN" -max_len=4096
+  fuzz run "$target" -- -max_total_time="$SECONDS_TO_RUN" -max_len=4096 || failed+=("$target")
 done
+if ((${#failed[@]})); then
+  echo "crashed: ${failed[*]} (inputs under server/fuzz/artifacts/)" >&2
+  exit 1
+fi

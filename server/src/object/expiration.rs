@@ -430,6 +430,17 @@ mod tests {
         }
     }
 
+    /// Found by the `parsers` fuzz target: a fractional input parses exactly, and its
+    /// wire form drops the fraction, so it parses back as the whole seconds.
+    #[test]
+    fn fractional_duration_round_trips_to_whole_seconds() {
+        let parsed = parse_duration("8.110170m").unwrap();
+        assert_eq!(parsed, Duration::from_micros(486_610_200));
+        let formatted = format_duration(parsed);
+        assert_eq!(formatted, "8m 6s");
+        assert_eq!(parse_duration(&formatted).unwrap(), secs(486));
+    }
+
     #[test]
     fn duration_input_errors() {
         assert!(parse_duration("").is_err());
