@@ -67,6 +67,23 @@ impl Bench {
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.server.addr())
     }
+
+    /// Sends one batch request (boundary `bench-boundary`) and returns its 200 body.
+    async fn post_batch(&self, body: Bytes) -> Bytes {
+        let r = self
+            .http
+            .post(self.url("/v1/objects:batch/bench/org=1/"))
+            .header(
+                "content-type",
+                "multipart/form-data; boundary=bench-boundary",
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap()
+    }
 }
 
 fn batch_body(boundary: &str, payload: &[u8]) -> Bytes {
@@ -122,19 +139,7 @@ fn batch_mix_per_executor(c: &mut Criterion) {
         let bench = Bench::with_executor(executor);
         group.bench_function(format!("batch_mix_1000_{name}"), |b| {
             b.to_async(&bench.rt).iter(|| async {
-                let r = bench
-                    .http
-                    .post(bench.url("/v1/objects:batch/bench/org=1/"))
-                    .header(
-                        "content-type",
-                        "multipart/form-data; boundary=bench-boundary",
-                    )
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                let text = r.bytes().await.unwrap();
+                let text = bench.post_batch(body.clone()).await;
                 let parts = text
                     .windows(27)
                     .filter(|w| w.eq_ignore_ascii_case(b"x-sn-batch-operation-status"))
@@ -172,19 +177,7 @@ fn batch_vs_single(c: &mut Criterion) {
     });
     group.bench_function("batch_1000x1KiB", |b| {
         b.to_async(&bench.rt).iter(|| async {
-            let r = bench
-                .http
-                .post(bench.url("/v1/objects:batch/bench/org=1/"))
-                .header(
-                    "content-type",
-                    "multipart/form-data; boundary=bench-boundary",
-                )
-                .body(body.clone())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let text = r.bytes().await.unwrap();
+            let text = bench.post_batch(body.clone()).await;
             let created = text.windows(11).filter(|w| w == b"201 Created").count();
             assert_eq!(created, OPS);
         })
