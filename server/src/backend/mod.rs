@@ -178,6 +178,28 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn upload_staging(&self) -> Option<crate::uploads::Staging> {
         None
     }
+
+    /// The bytes a resumable session of `length` payload bytes should start its staged
+    /// file with, written once at create, so that the finished file is already laid out
+    /// as this backend's own object file and [`Backend::put_staged`] can take it over
+    /// instead of copying it. `None` (the default): the staged file holds only payload.
+    fn staged_header(&self, _id: &ObjectId, _metadata: &Metadata, _length: u64) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Publishes a fully received staged upload as the object, atomically like
+    /// [`Backend::put`]; returns the stored size. The default copies the payload through
+    /// `put`; a backend whose [`Backend::staged_header`] laid the file out may adopt the
+    /// staged file instead (it is then gone from staging once this returns).
+    async fn put_staged(
+        &self,
+        id: &ObjectId,
+        metadata: &Metadata,
+        staged: &crate::uploads::StagedUpload,
+    ) -> Result<u64, BackendError> {
+        let payload = staged.payload().await?;
+        self.put(id, metadata, payload).await
+    }
 }
 
 /// Builds the configured backend, with fault injection wrapped around it when enabled.

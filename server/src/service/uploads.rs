@@ -121,7 +121,9 @@ impl StorageService {
         length: u64,
     ) -> Result<Created, ServiceError> {
         self.run(Operation::ResumableCreate, ok, move |inner| async move {
-            Ok(resumable::create(&inner.staging()?, id, metadata, length).await?)
+            let staging = inner.staging()?;
+            let backend = inner.backend.as_ref();
+            Ok(resumable::create(&staging, backend, id, metadata, length).await?)
         })
         .await
     }

@@ -1,10 +1,14 @@
 //! Uploads that span several requests: multipart uploads (api §2.7) and resumable
 //! sessions (api-newest §2.9). Both stage bytes apart from the objects and publish them
 //! through the backend's ordinary streaming `put` once complete, so every backend that
-//! offers staging supports them the same way.
+//! offers staging supports them the same way; a finished resumable session goes through
+//! `Backend::put_staged`, which lets the filesystem backend adopt the staged file
+//! instead of copying it.
 
 pub mod multipart;
 pub mod resumable;
+pub mod staged;
 pub mod store;
 
+pub use staged::StagedUpload;
 pub use store::Staging;

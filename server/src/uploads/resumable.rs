@@ -3,9 +3,15 @@
 //! A session is `resumable/<sid>/session.json` (object id, metadata fixed at create,
 //! declared length) plus `resumable/<sid>/data`, the bytes received so far, each append
 //! synced before it is acknowledged, so a crash or restart keeps every acknowledged byte.
-//! When the last byte arrives the data is published through the backend's `put` and the
-//! session becomes `done`: writes to it answer 410 and offset queries report completion
-//! again, until it is collected.
+//! When the last byte arrives the data is published through the backend's `put_staged`
+//! (by default a copy through `put`) and the session becomes `done`: writes to it answer
+//! 410 and offset queries report completion again, until it is collected.
+//!
+//! A backend may ask for a header at the start of `data` ([`Backend::staged_header`],
+//! written at create: metadata is fixed then), so that the finished file is already one
+//! of its object files and is adopted rather than copied. Offsets then count from the
+//! end of that header (`SessionRecord::header`). Such a backend removes `data` only once
+//! the object is committed, so `data` missing from an open session means it was adopted.
 //!
 //! The token handed to clients is canonical unpadded base64url of
 //! `version ‖ sid ‖ HMAC-SHA256(secret, version ‖ sid ‖ object id)[..16]`: it names no
@@ -22,6 +28,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::store::{AppendError, Staging};
+use super::StagedUpload;
 use crate::backend::{Backend, BackendError, PayloadStream};
 use crate::object::{Metadata, ObjectId};
 
@@ -71,6 +78,10 @@ struct SessionRecord {
     id: ObjectId,
     metadata: Metadata,
     length: u64,
+    /// Bytes of backend header at the start of `data` (0 for sessions created without
+    /// one, including those from before headers existed).
+    #[serde(default)]
+    header: u64,
 }
 
 /// A freshly created session.
@@ -174,9 +185,11 @@ async fn load(
     Ok(record)
 }
 
-/// R1/R2: creates a session for `length` stored bytes.
+/// R1/R2: creates a session for `length` stored bytes, its data laid out as `backend`
+/// asks ([`Backend::staged_header`]).
 pub async fn create(
     staging: &Staging,
+    backend: &dyn Backend,
     id: ObjectId,
     metadata: Metadata,
     length: u64,
@@ -184,11 +197,17 @@ pub async fn create(
     let sid = *uuid::Uuid::new_v4().as_bytes();
     let tag = mac(&secret(staging).await?, &sid, &id);
     let dir = format!("{ROOT}/{}", hex(&sid));
+    let header = backend.staged_header(&id, &metadata, length);
     let record = SessionRecord {
         id,
         metadata,
         length,
+        header: header.as_ref().map_or(0, |h| h.len() as u64),
     };
+    // Before `session.json`: a session exists only with its header in place.
+    if let Some(header) = header {
+        staging.put_bytes(&format!("{dir}/data"), header).await?;
+    }
     staging
         .put_bytes(
             &format!("{dir}/session.json"),
@@ -211,8 +230,10 @@ async fn publish(
     dir: &str,
     record: &SessionRecord,
 ) -> Result<Progress, ResumableError> {
-    let data = staging.open(&format!("{dir}/data")).await?;
-    backend.put(&record.id, &record.metadata, data).await?;
+    let data = StagedUpload::new(staging.clone(), format!("{dir}/data"), record.header);
+    backend
+        .put_staged(&record.id, &record.metadata, &data)
+        .await?;
     staging
         .put_bytes(&format!("{dir}/done"), Vec::new())
         .await?;
@@ -221,8 +242,27 @@ async fn publish(
     Ok(Progress::Complete)
 }
 
-async fn current(staging: &Staging, dir: &str) -> Result<u64, ResumableError> {
-    Ok(staging.len(&format!("{dir}/data")).await?.unwrap_or(0))
+/// The payload bytes received; `None` when a header-carrying session's data is gone,
+/// which means the backend adopted it (a crash before the session was marked done).
+async fn current(
+    staging: &Staging,
+    dir: &str,
+    record: &SessionRecord,
+) -> Result<Option<u64>, ResumableError> {
+    Ok(match staging.len(&format!("{dir}/data")).await? {
+        Some(len) => Some(len.saturating_sub(record.header)),
+        None if record.header > 0 => None,
+        None => Some(0),
+    })
+}
+
+/// Marks a session whose data was adopted before a crash as done.
+async fn finish_adopted(staging: &Staging, dir: &str) -> Result<Progress, ResumableError> {
+    staging
+        .put_bytes(&format!("{dir}/done"), Vec::new())
+        .await?;
+    staging.remove(&format!("{dir}/session.json")).await?;
+    Ok(Progress::Complete)
 }
 
 /// R3: appends `len` bytes at `offset`. A zero-length chunk never conflicts: it reports
@@ -244,7 +284,9 @@ pub async fn put_chunk(
         .checked_add(len)
         .filter(|end| *end <= record.length)
         .ok_or(ResumableError::ChunkExceedsUploadLength(record.length))?;
-    let have = current(staging, &dir).await?;
+    let Some(have) = current(staging, &dir, &record).await? else {
+        return finish_adopted(staging, &dir).await;
+    };
     if len == 0 || have == record.length {
         return if have == record.length {
             publish(staging, backend, &dir, &record).await
@@ -258,9 +300,11 @@ pub async fn put_chunk(
             expected: have,
         });
     }
+    let header = record.header;
     match staging
-        .append(&format!("{dir}/data"), offset, payload, len)
+        .append(&format!("{dir}/data"), header + offset, payload, len)
         .await?
+        .map(|now| now - header)
     {
         Ok(now) if now == record.length => publish(staging, backend, &dir, &record).await,
         Ok(now) if now == end => Ok(Progress::Incomplete(now)),
@@ -271,7 +315,7 @@ pub async fn put_chunk(
         ))),
         Err(AppendError::Offset(expected)) => Err(ResumableError::OffsetMismatch {
             sent: offset,
-            expected,
+            expected: expected.saturating_sub(header),
         }),
         Err(AppendError::TooLong) => Err(ResumableError::ChunkExceedsUploadLength(record.length)),
         Err(AppendError::Stream(err)) => Err(ResumableError::Payload(err)),
@@ -337,7 +381,7 @@ mod tests {
     async fn chunks_offsets_completion_and_binding() {
         let staging = Staging::memory();
         let backend = MemoryBackend::default();
-        let s = create(&staging, id("k"), Metadata::default(), 10)
+        let s = create(&staging, &backend, id("k"), Metadata::default(), 10)
             .await
             .unwrap();
         let t = &s.token;
@@ -407,10 +451,11 @@ mod tests {
     #[tokio::test]
     async fn cancel_and_garbage_collection() {
         let staging = Staging::memory();
-        let a = create(&staging, id("a"), Metadata::default(), 5)
+        let backend = MemoryBackend::default();
+        let a = create(&staging, &backend, id("a"), Metadata::default(), 5)
             .await
             .unwrap();
-        let _b = create(&staging, id("b"), Metadata::default(), 5)
+        let _b = create(&staging, &backend, id("b"), Metadata::default(), 5)
             .await
             .unwrap();
         cancel(&staging, &a.token, &id("a")).await.unwrap();

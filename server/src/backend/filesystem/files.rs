@@ -241,6 +241,72 @@ pub(super) fn publish(temp: &Path, target: &Path) -> io::Result<()> {
     fsync_dir(target.parent().expect("object paths have a parent"))
 }
 
+/// Why a staged file cannot be adopted, so the caller copies it instead.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum NotAdoptable {
+    /// Staging and objects are on different filesystems (a hard link cannot cross).
+    #[error("staged file is on another filesystem")]
+    OtherFilesystem,
+    /// The staged file's header is not this object's (another id, other metadata, or
+    /// written by a release whose header encoding differs).
+    #[error("staged file's header does not match the object: {0}")]
+    Header(String),
+}
+
+/// Makes a staged upload's file, laid out as an object file (header first) since its
+/// session was created, the object's file without copying it: checks the header, hard
+/// links the file beside `target`, renames the link over `target` and fsyncs the
+/// directory. The staged name is left in place, so until the caller has committed the
+/// `External` marker a crash leaves the session's bytes where the session finds them
+/// (recovery may remove `target` as superseded; the inode lives on under the staged
+/// name). Neither name is ever written again: a complete session takes no more bytes and
+/// object files are never modified in place. Returns the payload size.
+pub(super) fn adopt(
+    staged: &Path,
+    target: &Path,
+    id: &ObjectId,
+    metadata: &Metadata,
+    header_len: u64,
+) -> Result<Result<u64, NotAdoptable>, BackendError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut file = File::open(staged)?;
+    let (header, offset) = read_header(&mut file)?;
+    if header.id != codec::encode_id(id) {
+        return Ok(Err(NotAdoptable::Header("another object id".to_owned())));
+    }
+    if offset != header_len {
+        return Ok(Err(NotAdoptable::Header(format!(
+            "{offset} header bytes, the session recorded {header_len}"
+        ))));
+    }
+    if codec::encode_metadata(&header.metadata) != codec::encode_metadata(metadata) {
+        return Ok(Err(NotAdoptable::Header("other metadata".to_owned())));
+    }
+    let stat = file.metadata()?;
+    let size = stat.len() - offset;
+    drop(file);
+    let dir = target.parent().expect("object paths have a parent");
+    // A retry after a crash that came after the rename: already in place.
+    if let Ok(current) = std::fs::metadata(target) {
+        if (current.dev(), current.ino()) == (stat.dev(), stat.ino()) {
+            fsync_dir(dir)?;
+            return Ok(Ok(size));
+        }
+    }
+    let temp = temp_path(target);
+    match std::fs::hard_link(staged, &temp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+            return Ok(Err(NotAdoptable::OtherFilesystem))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let mut guard = TempGuard(Some(temp.clone()));
+    publish(&temp, target)?;
+    guard.0 = None;
+    Ok(Ok(size))
+}
+
 /// Removes an object file; a missing file is fine.
 pub(super) fn remove(path: &Path, durable: bool) -> io::Result<()> {
     match std::fs::remove_file(path) {

@@ -51,6 +51,9 @@ type Digest = [u8; 32];
 
 /// Objects up to this size live in the log; larger ones get files of their own.
 const SMALL_OBJECT: usize = 64 * 1024;
+/// Where unfinished uploads stage, under the root (so on the same filesystem as
+/// `objects/`, which is what lets a finished resumable session be adopted by a link).
+const UPLOADS: &str = "uploads";
 const SEGMENT_BYTES: u64 = 64 << 20;
 /// Decoded logged objects kept in memory, in bytes.
 const CACHE_BYTES: u64 = 64 << 20;
@@ -251,9 +254,44 @@ impl Backend for FilesystemBackend {
 
     /// Unfinished uploads live in `<root>/uploads`, beside (never inside) the stores.
     fn upload_staging(&self) -> Option<crate::uploads::Staging> {
-        Some(crate::uploads::Staging::Dir(
-            self.shared.root.join("uploads"),
-        ))
+        Some(crate::uploads::Staging::Dir(self.shared.root.join(UPLOADS)))
+    }
+
+    /// A session for an object too large for the log stages an object file: the
+    /// header its file would have, so the finished file is adopted, not copied.
+    fn staged_header(&self, id: &ObjectId, metadata: &Metadata, length: u64) -> Option<Vec<u8>> {
+        (length > SMALL_OBJECT as u64).then(|| files::encode_header(id, metadata))
+    }
+
+    /// Adopts a staged object file from this root's own staging (same filesystem) by
+    /// linking it into `objects/` and logging an `External` marker; anything else (no
+    /// header, another place, another filesystem, a header that does not match) is
+    /// copied through [`Backend::put`].
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn put_staged(
+        &self,
+        id: &ObjectId,
+        metadata: &Metadata,
+        staged: &crate::uploads::StagedUpload,
+    ) -> Result<u64, BackendError> {
+        let uploads = self.shared.root.join(UPLOADS);
+        if let Some(path) = staged
+            .local_path()
+            .filter(|path| staged.header_len() > 0 && path.starts_with(&uploads))
+        {
+            let id_bytes = id_bytes(id);
+            let digest = digest_of(&id_bytes);
+            match self
+                .shared
+                .adopt_file(digest, id, &id_bytes, metadata, path, staged.header_len())
+                .await?
+            {
+                Ok(size) => return Ok(size),
+                Err(why) => tracing::warn!(%why, "copying a staged upload instead of adopting it"),
+            }
+        }
+        let payload = staged.payload().await?;
+        self.put(id, metadata, payload).await
     }
 }
 
@@ -981,6 +1019,183 @@ mod tests {
         let reread = backend.head(&id("big")).await.unwrap().unwrap();
         assert_eq!((reread.origin, reread.filename), (None, None));
         assert_eq!(read(&backend, "big").await, Some(large(2)));
+    }
+
+    /// Where a finished resumable session's adoption stops when the server dies.
+    #[derive(Debug, Clone, Copy)]
+    enum Crash {
+        /// Every byte staged and synced, nothing adopted yet.
+        BeforeAdopting,
+        /// Linked and renamed into `objects/`, marker not committed.
+        AfterLink,
+        /// Marker committed, staged name still there.
+        AfterMarker,
+        /// Like `AfterMarker`, and the upload collector runs before the client retries.
+        AfterMarkerThenCollected,
+        /// Staged name removed, session not yet marked done.
+        AfterUnlink,
+    }
+
+    fn inode(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    /// The one session's `data` under a root's staging.
+    fn staged_data(root: &Path) -> PathBuf {
+        let sessions = root.join("uploads/resumable");
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&sessions)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .map(|p| p.join("data"))
+            .collect();
+        assert_eq!(found.len(), 1, "one session");
+        found.pop().unwrap()
+    }
+
+    /// A resumable session's staged file becomes the object's file by a link, never a
+    /// copy, and a crash at any step of that leaves the session resumable with every
+    /// byte or the object committed: after a restart the client's offset query finishes
+    /// the job, the object reads back whole, its file is the staged inode and nothing is
+    /// left in staging. A previous version of the key (logged or in a file) changes how
+    /// recovery treats the renamed file, so each crash point runs against each.
+    #[tokio::test]
+    async fn an_adopted_session_survives_a_crash_at_every_step() {
+        use crate::uploads::resumable::{self, Progress};
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 + i / 977) as u8).collect();
+        let metadata = Metadata {
+            content_type: "application/x-adopted".to_owned(),
+            ..Metadata::default()
+        };
+        for crash in [
+            Crash::BeforeAdopting,
+            Crash::AfterLink,
+            Crash::AfterMarker,
+            Crash::AfterMarkerThenCollected,
+            Crash::AfterUnlink,
+        ] {
+            for previous in [None, Some(small(1)), Some(large(2))] {
+                let context = format!("{crash:?}, previous {:?}", previous.as_ref().map(Vec::len));
+                let dir = tempfile::tempdir().unwrap();
+                let root = dir.path();
+                let backend = FilesystemBackend::open(root.into()).await.unwrap();
+                if let Some(previous) = previous.clone() {
+                    put(&backend, "k", previous).await;
+                }
+                let staging = backend.upload_staging().unwrap();
+                let created =
+                    resumable::create(&staging, &backend, id("k"), metadata.clone(), 200_000)
+                        .await
+                        .unwrap();
+                let token = created.token;
+                let progress = resumable::put_chunk(
+                    &staging,
+                    &backend,
+                    &token,
+                    &id("k"),
+                    0,
+                    120_000,
+                    body(data[..120_000].to_vec()),
+                )
+                .await
+                .unwrap();
+                assert_eq!(progress, Progress::Incomplete(120_000), "{context}");
+                let staged = staged_data(root);
+                let bytes = std::fs::read(&staged).unwrap();
+                assert!(
+                    bytes.starts_with(b"STRATAOB\x01"),
+                    "staged as an object file"
+                );
+                let header_len = (bytes.len() - 120_000) as u64;
+                // The last chunk lands (synced) and the server dies before publishing.
+                {
+                    use std::io::Write as _;
+                    let mut file = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&staged)
+                        .unwrap();
+                    file.write_all(&data[120_000..]).unwrap();
+                    file.sync_all().unwrap();
+                }
+                let staged_inode = inode(&staged);
+                let digest = digest_of(&id_bytes(&id("k")));
+                let target = backend.shared.object_path(&digest);
+                let adopt = || {
+                    let (staged, target, metadata) =
+                        (staged.clone(), target.clone(), metadata.clone());
+                    blocking(move || {
+                        files::adopt(&staged, &target, &id("k"), &metadata, header_len)
+                    })
+                };
+                match crash {
+                    Crash::BeforeAdopting => {}
+                    Crash::AfterLink => assert_eq!(adopt().await.unwrap().unwrap(), 200_000),
+                    Crash::AfterMarker | Crash::AfterMarkerThenCollected => {
+                        adopt().await.unwrap().unwrap();
+                        backend
+                            .shared
+                            .mark_external(digest, &id_bytes(&id("k")), &metadata)
+                            .await
+                            .unwrap();
+                    }
+                    Crash::AfterUnlink => {
+                        let size = backend
+                            .shared
+                            .adopt_file(
+                                digest,
+                                &id("k"),
+                                &id_bytes(&id("k")),
+                                &metadata,
+                                staged.clone(),
+                                header_len,
+                            )
+                            .await
+                            .unwrap()
+                            .unwrap();
+                        assert_eq!(size, 200_000);
+                    }
+                }
+                drop(backend);
+                let backend = FilesystemBackend::open(root.into()).await.unwrap();
+                match crash {
+                    // The session still holds every byte under its own name.
+                    Crash::BeforeAdopting | Crash::AfterLink => {
+                        assert_eq!(inode(&staged), staged_inode, "{context}");
+                    }
+                    // Committed: the object is there before the client comes back.
+                    Crash::AfterMarker | Crash::AfterMarkerThenCollected | Crash::AfterUnlink => {
+                        assert_eq!(read(&backend, "k").await, Some(data.clone()), "{context}");
+                    }
+                }
+                if let Crash::AfterMarkerThenCollected = crash {
+                    let later = SystemTime::now() + Duration::from_secs(3600);
+                    resumable::collect_garbage(&staging, Duration::ZERO, later)
+                        .await
+                        .unwrap();
+                    assert!(!staged.exists(), "{context}");
+                } else {
+                    let progress = resumable::query_offset(&staging, &backend, &token, &id("k"))
+                        .await
+                        .unwrap();
+                    assert_eq!(progress, Progress::Complete, "{context}");
+                }
+                assert_eq!(read(&backend, "k").await, Some(data.clone()), "{context}");
+                let head = backend.head(&id("k")).await.unwrap().unwrap();
+                assert_eq!(head.content_type, "application/x-adopted", "{context}");
+                assert_eq!(
+                    inode(&target),
+                    staged_inode,
+                    "adopted, not copied: {context}"
+                );
+                assert!(!staged.exists(), "nothing left staged: {context}");
+                assert_eq!(object_files(root), 1, "{context}");
+                drop(backend);
+                let backend = FilesystemBackend::open(root.into()).await.unwrap();
+                assert_eq!(read(&backend, "k").await, Some(data.clone()), "{context}");
+                assert_eq!(inode(&target), staged_inode, "{context}");
+            }
+        }
     }
 
     #[tokio::test]

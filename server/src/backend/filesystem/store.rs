@@ -220,8 +220,20 @@ impl Shared {
         blocking(move || files::publish(&published, &target).at("publish object file", &target))
             .await?;
         guard.0 = None;
-        // Only acknowledged once the log says the file outranks earlier records.
-        // The marker carries the metadata, so a restart indexes the deadline unread.
+        self.mark_external(digest, id_bytes, metadata).await?;
+        Ok(size)
+    }
+
+    /// Commits the `External` marker for a file just renamed into place and makes it the
+    /// key's current version. A file write is only acknowledged once the log says the
+    /// file outranks earlier records; the marker carries the metadata, so a restart
+    /// indexes the deadline without opening the file. Call with the key's stripe locked.
+    pub(super) async fn mark_external(
+        &self,
+        digest: Digest,
+        id_bytes: &[u8],
+        metadata: &Metadata,
+    ) -> Result<(), BackendError> {
         self.log
             .append(record::encode(
                 Kind::External,
@@ -237,7 +249,38 @@ impl Shared {
                 meta: None,
             },
         ));
-        Ok(size)
+        Ok(())
+    }
+
+    /// Makes a staged upload's file (laid out as an object file since its session was
+    /// created) the key's current version without copying it: link it into place
+    /// ([`files::adopt`]), commit the `External` marker, and only then drop the staged
+    /// name, so at every crash point either the session still holds its bytes or the
+    /// object is committed. Returns the payload size, or why the file cannot be adopted
+    /// (then nothing changed and the caller copies it).
+    pub(super) async fn adopt_file(
+        &self,
+        digest: Digest,
+        id: &ObjectId,
+        id_bytes: &[u8],
+        metadata: &Metadata,
+        staged: PathBuf,
+        header_len: u64,
+    ) -> Result<Result<u64, files::NotAdoptable>, BackendError> {
+        let _lock = self.stripe(&digest).lock().await;
+        let target = self.object_path(&digest);
+        let (id, owned_metadata, linked) = (id.clone(), metadata.clone(), staged.clone());
+        let adopted =
+            blocking(move || files::adopt(&linked, &target, &id, &owned_metadata, header_len))
+                .await?;
+        let size = match adopted {
+            Ok(size) => size,
+            Err(why) => return Ok(Err(why)),
+        };
+        self.mark_external(digest, id_bytes, metadata).await?;
+        blocking(move || files::remove(&staged, true).at("remove adopted staged file", &staged))
+            .await?;
+        Ok(Ok(size))
     }
 
     /// Reads a key's current version (for HEAD, `with_payload` false, a file's payload
