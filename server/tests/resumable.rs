@@ -183,6 +183,113 @@ async fn a_restart_between_chunks_keeps_acknowledged_bytes() {
     server.shutdown().await;
 }
 
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn inode(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// A session above the filesystem backend's inline threshold stages an object file from
+/// create on, keeps its bytes across a restart between chunks, and on the last byte
+/// becomes the object by a link, not a copy: the object's file is the staged inode and
+/// staging holds no data afterwards.
+#[tokio::test]
+async fn a_large_session_on_the_filesystem_is_adopted_not_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir).await;
+    let s = session(&server);
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 13 + i / 511) as u8).collect();
+    let upload = s
+        .create_upload(data.len() as u64)
+        .key("big")
+        .content_type("application/x-big")
+        .send()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        upload
+            .put(0, data[..100_000].to_vec())
+            .send()
+            .await
+            .unwrap(),
+        UploadProgress::Incomplete { offset: 100_000 }
+    );
+    let token = upload.token().to_base64url();
+    server.shutdown().await;
+
+    let server = start(&dir).await;
+    let s = session(&server);
+    let resumed = s.resume_upload("big", SessionToken::from_base64url(&token).unwrap());
+    assert_eq!(
+        resumed.progress().send().await.unwrap(),
+        UploadProgress::Incomplete { offset: 100_000 }
+    );
+    assert_eq!(
+        resumed
+            .put(100_000, data[100_000..250_000].to_vec())
+            .send()
+            .await
+            .unwrap(),
+        UploadProgress::Incomplete { offset: 250_000 }
+    );
+    let sessions = dir.path().join("data/uploads/resumable");
+    let staged: Vec<_> = files_under(&sessions)
+        .into_iter()
+        .filter(|p| p.ends_with("data"))
+        .collect();
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    let staged_inode = inode(&staged[0]);
+    assert_eq!(
+        resumed
+            .put(250_000, data[250_000..].to_vec())
+            .send()
+            .await
+            .unwrap(),
+        UploadProgress::Complete
+    );
+    assert_eq!(read(&s, "big").await.unwrap(), data);
+    let meta = s.head("big").send().await.unwrap().unwrap();
+    assert_eq!(meta.content_type, "application/x-big");
+
+    let objects = files_under(&dir.path().join("data/objects"));
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert_eq!(
+        inode(&objects[0]),
+        staged_inode,
+        "the object file is the staged file, not a copy"
+    );
+    assert!(
+        !files_under(&sessions).iter().any(|p| p.ends_with("data")),
+        "nothing left in staging"
+    );
+    // The session reports completion and refuses more bytes, as before.
+    assert_eq!(
+        resumed.progress().send().await.unwrap(),
+        UploadProgress::Complete
+    );
+    server.shutdown().await;
+    let server = start(&dir).await;
+    assert_eq!(read(&session(&server), "big").await.unwrap(), data);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn raw_status_codes_and_token_binding() {
     let dir = tempfile::tempdir().unwrap();

@@ -204,9 +204,21 @@ pub async fn create(
         length,
         header: header.as_ref().map_or(0, |h| h.len() as u64),
     };
-    // Before `session.json`: a session exists only with its header in place.
+    // Before `session.json`: a session exists only with its header in place. Appended
+    // (synced) rather than put atomically: until `session.json` exists (whose write
+    // syncs this directory) nothing reads `data`, and a crash in between leaves an
+    // orphan that the collector removes.
     if let Some(header) = header {
-        staging.put_bytes(&format!("{dir}/data"), header).await?;
+        let len = header.len() as u64;
+        let body: PayloadStream = Box::pin(futures::stream::once(async move { Ok(header.into()) }));
+        match staging.append(&format!("{dir}/data"), 0, body, len).await? {
+            Ok(written) if written == len => {}
+            _ => {
+                return Err(ResumableError::Io(std::io::Error::other(
+                    "could not stage the object header",
+                )))
+            }
+        }
     }
     staging
         .put_bytes(

@@ -22,6 +22,9 @@ use crate::backend::PayloadStream;
 /// large reads keep the number of blocking-pool round trips per GiB low.
 const READ_CHUNK: usize = 1024 * 1024;
 
+/// Write size when appending to a staged file on disk.
+const APPEND_BUFFER: usize = 1024 * 1024;
+
 /// In-memory blobs: bytes and last modification time, by name.
 type Blobs = BTreeMap<String, (Vec<u8>, SystemTime)>;
 
@@ -250,7 +253,7 @@ impl Staging {
                 if let Some(dir) = path.parent() {
                     tokio::fs::create_dir_all(dir).await?;
                 }
-                let mut file = tokio::fs::OpenOptions::new()
+                let file = tokio::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&path)
@@ -259,12 +262,18 @@ impl Staging {
                 if len != at {
                     return Ok(Err(AppendError::Offset(len)));
                 }
-                let (written, failed) = copy_limited(&mut stream, &mut file, limit).await?;
+                // Request bodies arrive in small frames: gather them into large writes,
+                // each of which is a blocking-pool round trip.
+                let mut out = tokio::io::BufWriter::with_capacity(APPEND_BUFFER, file);
+                let (written, failed) = copy_limited(&mut stream, &mut out, limit).await?;
+                out.flush().await?;
+                let file = out.into_inner();
                 if matches!(failed, Some(AppendError::TooLong)) {
                     // Never keep bytes beyond the declared length.
                     file.set_len(at).await?;
                 }
-                file.sync_all().await?;
+                // The length is part of what `fdatasync` persists.
+                file.sync_data().await?;
                 Ok(match failed {
                     Some(err) => Err(err),
                     None => Ok(at + written),

@@ -8,6 +8,9 @@
 //! - Larger objects are files of their own (`<root>/objects/<xx>/<sha256>`, see
 //!   [`files`]): temp file, fsync, rename, directory fsync. An `External` record in the log
 //!   marks each such write so that, after a crash, the newest of log and file wins.
+//!   A finished resumable session above [`SMALL_OBJECT`] is staged as an object file from
+//!   its create on and is linked into place instead of copied ([`Backend::put_staged`];
+//!   `docs/storage-format.md`, "Resumable sessions").
 //!
 //! Either way an acknowledged write survives `kill -9` and power loss, and a reader sees
 //! the old object or the new one, never a torn one. Keys never become paths: an object

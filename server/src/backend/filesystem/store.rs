@@ -278,7 +278,10 @@ impl Shared {
             Err(why) => return Ok(Err(why)),
         };
         self.mark_external(digest, id_bytes, metadata).await?;
-        blocking(move || files::remove(&staged, true).at("remove adopted staged file", &staged))
+        // Not synced: should a crash undo the removal, the staged name reappears beside a
+        // committed object and the session's next query adopts it again (already in
+        // place, only the marker is repeated) and removes it once more.
+        blocking(move || files::remove(&staged, false).at("remove adopted staged file", &staged))
             .await?;
         Ok(Ok(size))
     }
