@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target of server/fuzz for a bounded time each: the auth parsers
-# and the input parsers (scopes and paths, metadata headers, durations, Range, config).
+# Runs every cargo-fuzz target of server/fuzz for a bounded time each: the auth parsers,
+# the input parsers (scopes and paths, metadata headers, durations, Range, config), the
+# object log's record decoder on raw bytes and its recovery scan on built segments.
 # Not part of CI: run it by hand or from a scheduled job. Any crash it finds becomes a
 # regression test in the server (see RELIABILITY.md, Fuzzing).
 #
