@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::{object_path, FakeApi};
@@ -717,12 +718,39 @@ fn update_spec(fake: &FakeApi, obj: &StorageService, change: impl FnOnce(&mut St
 /// A service's whole life — every optional child switched on, the workload swapped for
 /// a StatefulSet and back, everything switched off again — must stay inside the RBAC
 /// rules (the fake enforces that) and must use every verb those rules grant, except
-/// the ones only the watch machinery and the Event recorder's series updates use.
+/// the ones only the watch machinery and the Event recorder's series updates use
+/// (`tests/run.rs` checks the watches' `list` and `watch` on the live controller).
+///
+/// It runs twice: with synced caches, the path production takes once the watches have
+/// listed, where the only grants left unused must be the `get`s of children (the
+/// fallback reads); and with unsynced caches, where those reads happen too, so that
+/// between the two every grant is used.
 #[tokio::test]
 async fn lifecycle_uses_exactly_the_granted_verbs() {
-    // Unsynced caches: `get` on children is granted for the reads before the watches
-    // have listed, and this test checks that every granted verb is used.
+    let (fake, ctx) = start(Capabilities { monitoring: true });
+    lifecycle(&fake, &ctx).await;
+    let fallback_reads: BTreeSet<String> =
+        render::managed_resources(Capabilities { monitoring: true })
+            .into_iter()
+            .map(|ar| format!("{}/{}: get", ar.group, ar.plural))
+            .collect();
+    assert_eq!(
+        unused_grants(&fake.used()),
+        fallback_reads,
+        "with synced caches, exactly the fallback reads of children stay unused"
+    );
+
+    // Before the watches have listed, children are read with `get`: every grant is used.
     let (fake, ctx) = start_unsynced(Capabilities { monitoring: true });
+    lifecycle(&fake, &ctx).await;
+    let unused = unused_grants(&fake.used());
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
+}
+
+/// Drives one service through its whole life (see
+/// [`lifecycle_uses_exactly_the_granted_verbs`]); every reconcile is checked against
+/// the RBAC rules and, with synced caches, for child reads from the API.
+async fn lifecycle(fake: &FakeApi, ctx: &Arc<Context>) {
     let mut obj = common::service("life");
     obj.spec.storage = common::shared_storage();
     obj.spec.autoscaling = Some(AutoscalingSpec {
@@ -753,7 +781,7 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
         relay_secret(&["v2.pem", "v1.pem"]),
     );
     fake.put_service(&obj);
-    reconcile_stored(&fake, &obj, &ctx).await;
+    reconcile_stored(fake, &obj, ctx).await;
     for path in [
         "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/life",
         "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/life",
@@ -765,7 +793,7 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
 
     // Persistent filesystem storage (one pod, no autoscaling): the Deployment gives way
     // to a StatefulSet.
-    update_spec(&fake, &obj, |s| {
+    update_spec(fake, &obj, |s| {
         s.autoscaling = None;
         s.storage = StorageSpec {
             filesystem: Some(FilesystemSpec {
@@ -777,14 +805,14 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
             ..StorageSpec::default()
         };
     });
-    reconcile_stored(&fake, &obj, &ctx).await;
+    reconcile_stored(fake, &obj, ctx).await;
     assert!(fake.get(&deployment_path("life")).is_none());
     assert!(fake
         .get("/apis/apps/v1/namespaces/default/statefulsets/life")
         .is_some());
 
     // Everything optional off, and back to a Deployment.
-    update_spec(&fake, &obj, |s| {
+    update_spec(fake, &obj, |s| {
         s.storage.filesystem = None;
         s.autoscaling = None;
         s.monitoring = None;
@@ -795,7 +823,7 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
             max_unavailable: None,
         });
     });
-    reconcile_stored(&fake, &obj, &ctx).await;
+    reconcile_stored(fake, &obj, ctx).await;
     assert!(fake
         .get("/apis/apps/v1/namespaces/default/statefulsets/life")
         .is_none());
@@ -805,10 +833,14 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
         .is_none());
 
     // An invalid spec publishes an Event.
-    update_spec(&fake, &obj, |s| s.replicas = -1);
-    reconcile_stored(&fake, &obj, &ctx).await;
+    update_spec(fake, &obj, |s| s.replicas = -1);
+    reconcile_stored(fake, &obj, ctx).await;
+}
 
-    let used = fake.used();
+/// The grants of the operator's RBAC rules that `used` does not contain, as
+/// `group/resource: verb`, leaving out those only the watches, Event series updates
+/// and leader election use.
+fn unused_grants(used: &BTreeSet<(String, String, String)>) -> BTreeSet<String> {
     let watched_kinds = [
         "storageservices",
         "configmaps",
@@ -821,7 +853,7 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
         "servicemonitors",
         "prometheusrules",
     ];
-    let mut unused = Vec::new();
+    let mut unused = BTreeSet::new();
     for rule in strata_operator::rbac::cluster_role_rules() {
         for group in rule.api_groups.iter().flatten() {
             for resource in rule.resources.iter().flatten() {
@@ -834,13 +866,13 @@ async fn lifecycle_uses_exactly_the_granted_verbs() {
                         continue;
                     }
                     if !used.contains(&(group.clone(), resource.clone(), verb.clone())) {
-                        unused.push(format!("{group}/{resource}: {verb}"));
+                        unused.insert(format!("{group}/{resource}: {verb}"));
                     }
                 }
             }
         }
     }
-    assert!(unused.is_empty(), "granted but never used: {unused:?}");
+    unused
 }
 
 /// A service whose tokens are verified with key `relay` from Secret `relay-keys`.
