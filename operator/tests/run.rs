@@ -6,11 +6,12 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{object_path, FakeApi, WAIT};
+use common::{lifecycle, object_path, FakeApi, WAIT};
 use http::Method;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::ApiResource;
+use strata_operator::api::{StorageService, StorageServiceSpec};
 use strata_operator::controller::{self, Cached, Context};
 use strata_operator::metrics::Metrics;
 use strata_operator::render::{self, Capabilities};
@@ -174,4 +175,82 @@ async fn run_applies_listed_services_and_heals_children_from_watch_events() {
         .await
         .expect("the controller stops after shutdown")
         .unwrap();
+}
+
+/// Replaces the stored spec as `kubectl apply` would (generation bumped), so the
+/// StorageService watch delivers the change.
+fn update_spec(fake: &FakeApi, obj: &StorageService, change: impl FnOnce(&mut StorageServiceSpec)) {
+    let mut stored = fake.service(obj);
+    change(&mut stored.spec);
+    stored.metadata.generation = Some(stored.metadata.generation.unwrap_or(1) + 1);
+    fake.update(
+        &common::service_path(obj),
+        serde_json::to_value(&stored).unwrap(),
+    );
+}
+
+/// The RBAC property of `controller::lifecycle_uses_exactly_the_granted_verbs` on the
+/// path production takes: the same life, driven only by watch events through the live
+/// controller, its reflector caches and its watches. Every request must be granted,
+/// and every grant used, `list` and `watch` included; only the `get`s of children may
+/// go unused, as they serve reads before a kind's cache has synced.
+#[tokio::test]
+async fn live_lifecycle_uses_exactly_the_granted_verbs() {
+    let (client, fake) = FakeApi::start();
+    let obj = lifecycle::everything_on();
+    let (secret_path, secret) = lifecycle::secret();
+    fake.put(&secret_path, secret);
+    fake.put_service(&obj);
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::new()),
+        Capabilities { monitoring: true },
+        Some("test".into()),
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(controller::run_until(ctx.clone(), async move {
+        let _ = stopped.await;
+    }));
+
+    fake.eventually("every optional child", |f| {
+        lifecycle::OPTIONAL_CHILDREN
+            .iter()
+            .all(|p| f.get(p).is_some())
+    })
+    .await;
+    update_spec(&fake, &obj, lifecycle::to_statefulset);
+    fake.eventually("the StatefulSet to replace the Deployment", |f| {
+        f.get(lifecycle::DEPLOYMENT).is_none() && f.get(lifecycle::STATEFULSET).is_some()
+    })
+    .await;
+    update_spec(&fake, &obj, lifecycle::everything_off);
+    fake.eventually("everything optional gone, a Deployment again", |f| {
+        f.get(lifecycle::STATEFULSET).is_none()
+            && f.get(lifecycle::DEPLOYMENT).is_some()
+            && f.get(lifecycle::NETWORK_POLICY).is_none()
+    })
+    .await;
+    update_spec(&fake, &obj, lifecycle::invalid);
+    fake.eventually("an Event about the invalid spec", |f| {
+        f.writes().iter().any(|w| {
+            w.method == Method::POST
+                && w.path.ends_with("/events")
+                && w.body["reason"] == "InvalidSpec"
+        })
+    })
+    .await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the controller stops after shutdown")
+        .unwrap();
+
+    assert_eq!(fake.forbidden(), Vec::<String>::new());
+    let unused = lifecycle::unused_grants(&fake.used(), true);
+    let fallback = lifecycle::fallback_reads();
+    let beyond_fallback: Vec<&String> = unused.difference(&fallback).collect();
+    assert!(
+        beyond_fallback.is_empty(),
+        "granted but never used by the live controller: {beyond_fallback:?}"
+    );
 }

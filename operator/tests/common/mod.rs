@@ -5,6 +5,8 @@
 //! `resourceVersion`), so the real controller wiring can run against it.
 #![allow(dead_code, missing_docs)]
 
+pub mod lifecycle;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -59,6 +61,35 @@ pub fn shared_storage() -> strata_operator::api::StorageSpec {
         "s3compatible": {"endpoint": "http://minio:9000", "bucket": "strata"},
     }))
     .unwrap()
+}
+
+/// A service whose tokens are verified with key `relay` from Secret `relay-keys`.
+pub fn service_with_keys(name: &str) -> StorageService {
+    let mut obj = service(name);
+    obj.spec.auth = Some(
+        serde_json::from_value(json!({"keys": {"relay": {
+            "secretName": "relay-keys",
+            "keyFiles": ["v2.pem", "v1.pem"],
+            "maxPermissions": ["object.read", "object.write"],
+        }}}))
+        .unwrap(),
+    );
+    obj
+}
+
+/// The Secret `relay-keys` holding the key files `files`.
+pub fn relay_secret(files: &[&str]) -> serde_json::Value {
+    let data: serde_json::Map<String, serde_json::Value> = files
+        .iter()
+        .map(|f| {
+            (
+                (*f).to_owned(),
+                json!("LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0K"),
+            )
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "relay-keys", "namespace": "default"}, "data": data})
 }
 
 /// One request the fake saw.
