@@ -164,13 +164,3 @@ impl Drop for ProbeServer {
         self.server.unblock();
     }
 }
-
-/// Serves the endpoints on `addr` until `shutdown` resolves.
-pub async fn serve(
-    addr: SocketAddr,
-    probes: Probes,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    ProbeServer::bind(addr, probes)?.serve_until(shutdown).await;
-    Ok(())
-}

@@ -192,34 +192,3 @@ async fn shutdown_stops_the_endpoints() {
     .expect("the port stops accepting connections after shutdown");
 }
 
-/// `serve` binds the address it is given and answers until its shutdown future
-/// resolves.
-#[tokio::test]
-async fn serve_answers_until_shutdown() {
-    // Find a free port, release it, and let `serve` bind it.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(strata_operator::server::serve(addr, probes(), async move {
-        let _ = stopped.await;
-    }));
-    let answer = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if TcpStream::connect(addr).is_ok() {
-                break get(addr, "/healthz").await;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("serve binds its address");
-    assert_eq!(answer, (StatusCode::OK, "ok".to_owned()));
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), serving)
-        .await
-        .expect("serve returns after shutdown")
-        .unwrap()
-        .unwrap();
-}
