@@ -12,6 +12,14 @@
 //! bytes) is a series of segment objects `name/<offset, 20 digits>`, one per chunk. Its
 //! length is the end of the contiguous run of segments from offset 0: a segment that a
 //! racing writer left elsewhere is ignored, never read as data.
+//!
+//! Why not map M1–M6 onto native S3 multipart (UploadPart into the final object): S3
+//! rejects parts under 5 MiB except the last at completion, while the API accepts parts
+//! of any size; the object's metadata rides in `x-amz-meta-strata`, which must be given
+//! at CreateMultipartUpload and `object_store`'s `MultipartStore` cannot send; and the
+//! tiered backend must decide the tier (and swap its tombstone) only once the size is
+//! known. Staging costs one extra copy of the bytes at completion, streamed through the
+//! backend's ordinary `put` (itself S3 multipart for large bodies).
 
 use std::collections::BTreeMap;
 use std::io;
