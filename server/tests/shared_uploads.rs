@@ -197,12 +197,27 @@ async fn multipart_across_two_servers(tiered: bool) {
     // M1 on one server; parts on both, the second above the tiered threshold.
     let upload = initiate(&http, &one, key).await;
     let first = noise(700 * 1024, 1);
-    let second = noise(3 * 1024 * 1024 + 17, 2);
+    let second = noise(9 * 1024 * 1024 + 17, 2);
     let e1 = part(&http, &one, key, &upload, 1, b"stale".to_vec()).await;
     let e1b = part(&http, &two, key, &upload, 1, first.clone()).await;
     assert_ne!(e1, e1b, "a re-uploaded part replaces the old one");
     let e2 = part(&http, &two, key, &upload, 2, second.clone()).await;
     let e3 = part(&http, &one, key, &upload, 3, b"tail".to_vec()).await;
+    // A part beyond the staging buffer goes up as S3 multipart; a wrong Content-MD5
+    // aborts it and keeps the part it would have replaced.
+    let r = http
+        .put(url(
+            &two,
+            "objects:multipart:parts",
+            key,
+            &format!("?upload_id={upload}&part_number=2"),
+        ))
+        .header("content-md5", "1B2M2Y8AsgTpgAmY7PhCfg==")
+        .body(noise(9 * 1024 * 1024, 9))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     assert!(
         staged(&shared)
             .await
@@ -420,6 +435,78 @@ async fn s3compatible_resumable_session_continues_across_servers_and_a_restart()
 #[tokio::test]
 async fn tiered_resumable_session_continues_across_servers_and_a_restart() {
     resumable_across_servers_and_a_restart(true).await;
+}
+
+fn client_session(server: &RunningServer) -> objectstore_client::Session {
+    let client = objectstore_client::Client::builder(format!("http://{}", server.addr()))
+        .build()
+        .unwrap();
+    objectstore_client::Usecase::new("upload")
+        .unwrap()
+        .for_organization(1)
+        .session(&client)
+        .unwrap()
+}
+
+/// The real Rust client's resumable API: created through one server, resumed by token
+/// through the other, cancelled through the first.
+#[tokio::test]
+async fn rust_client_resumes_a_session_through_another_server() {
+    use objectstore_client::UploadProgress;
+    let shared = shared(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let one = start(&shared, &dir, |_| {}).await;
+    let two = start(&shared, &dir, |_| {}).await;
+    let (s1, s2) = (client_session(&one), client_session(&two));
+    let data = noise(1536 * 1024, 4);
+    let upload = s1
+        .create_upload(data.len() as u64)
+        .key("client")
+        .content_type("text/x-client")
+        .send()
+        .await
+        .unwrap()
+        .expect("supported, not 501");
+    assert_eq!(
+        upload.put(0, data[..1000].to_vec()).send().await.unwrap(),
+        UploadProgress::Incomplete { offset: 1000 }
+    );
+    let resumed = s2.resume_upload("client", upload.token().clone());
+    assert_eq!(
+        resumed.progress().send().await.unwrap(),
+        UploadProgress::Incomplete { offset: 1000 }
+    );
+    assert_eq!(
+        resumed
+            .put(1000, data[1000..].to_vec())
+            .send()
+            .await
+            .unwrap(),
+        UploadProgress::Complete
+    );
+    let got = s1.get("client").send().await.unwrap().unwrap();
+    assert_eq!(got.metadata.content_type, "text/x-client");
+    assert!(got.payload().await.unwrap() == data);
+
+    let doomed = s2
+        .create_upload(10)
+        .key("doomed")
+        .send()
+        .await
+        .unwrap()
+        .unwrap();
+    doomed.put(0, b"0123".to_vec()).send().await.unwrap();
+    s1.resume_upload("doomed", doomed.token().clone())
+        .cancel()
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        doomed.progress().send().await.is_err(),
+        "cancelled everywhere"
+    );
+    one.shutdown().await;
+    two.shutdown().await;
 }
 
 /// An upload and a session left behind by one server are collected by another whose
