@@ -11,7 +11,12 @@
 //! Objects cannot be appended to, so an appendable blob `name` (a resumable session's
 //! bytes) is a series of segment objects `name/<offset, 20 digits>`, one per chunk. Its
 //! length is the end of the contiguous run of segments from offset 0: a segment that a
-//! racing writer left elsewhere is ignored, never read as data.
+//! racing writer left elsewhere is ignored, never read as data. The per-session lock
+//! only spans one process, so two pods may write a chunk at the same offset at once
+//! (a client retrying a chunk whose response it lost); the last commit wins whole.
+//! Every segment holds the object's bytes at its own offset, so the run stays a correct
+//! prefix, and a client whose acknowledged offset lost the race learns the real one
+//! from the next 409.
 //!
 //! Why not map M1–M6 onto native S3 multipart (UploadPart into the final object): S3
 //! rejects parts under 5 MiB except the last at completion, while the API accepts parts
