@@ -3,6 +3,7 @@
 //! through the backend's ordinary streaming `put` once complete, so every backend that
 //! offers staging supports them the same way.
 
+pub mod bucket;
 pub mod multipart;
 pub mod resumable;
 pub mod store;

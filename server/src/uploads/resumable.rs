@@ -1,8 +1,9 @@
 //! Resumable upload sessions (api-newest §2.9) staged in [`Staging`].
 //!
 //! A session is `resumable/<sid>/session.json` (object id, metadata fixed at create,
-//! declared length) plus `resumable/<sid>/data`, the bytes received so far, each append
-//! synced before it is acknowledged, so a crash or restart keeps every acknowledged byte.
+//! declared length) plus `resumable/<sid>/data`, the bytes received so far (in a bucket,
+//! one segment object per chunk), each append synced or committed before it is
+//! acknowledged, so a crash or restart keeps every acknowledged byte.
 //! When the last byte arrives the data is published through the backend's `put` and the
 //! session becomes `done`: writes to it answer 410 and offset queries report completion
 //! again, until it is collected.
@@ -211,18 +212,18 @@ async fn publish(
     dir: &str,
     record: &SessionRecord,
 ) -> Result<Progress, ResumableError> {
-    let data = staging.open(&format!("{dir}/data")).await?;
+    let data = staging.open_appended(&format!("{dir}/data")).await?;
     backend.put(&record.id, &record.metadata, data).await?;
     staging
         .put_bytes(&format!("{dir}/done"), Vec::new())
         .await?;
-    staging.remove(&format!("{dir}/data")).await?;
+    staging.remove_appended(&format!("{dir}/data")).await?;
     staging.remove(&format!("{dir}/session.json")).await?;
     Ok(Progress::Complete)
 }
 
 async fn current(staging: &Staging, dir: &str) -> Result<u64, ResumableError> {
-    Ok(staging.len(&format!("{dir}/data")).await?.unwrap_or(0))
+    Ok(staging.appended_len(&format!("{dir}/data")).await?)
 }
 
 /// R3: appends `len` bytes at `offset`. A zero-length chunk never conflicts: it reports
