@@ -104,7 +104,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         ready: ready.clone(),
     };
-    let http = tokio::spawn(server::serve(args.listen, probes, shutdown_signal()));
+    let endpoints = server::ProbeServer::bind(args.listen, probes)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let http = tokio::spawn(endpoints.serve_until(shutdown_signal()));
     info!(listen = %args.listen, %identity, "strata-operator starting");
 
     let client = kube::Client::try_default()

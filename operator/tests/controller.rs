@@ -5,16 +5,13 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{object_path, FakeApi};
+use common::{lifecycle, object_path, FakeApi};
 use http::Method;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
 use serde_json::json;
 use strata_operator::api::{
-    AutoscalingSpec, FilesystemSpec, LimitsSpec, MonitoringSpec, PersistenceSpec,
-    PodDisruptionBudgetSpec, PrometheusRuleSpec, ServiceMonitorSpec, StorageService,
-    StorageServiceSpec, StorageSpec,
+    AutoscalingSpec, LimitsSpec, PodDisruptionBudgetSpec, StorageService, StorageServiceSpec,
 };
 use strata_operator::controller::{reconcile, Context};
 use strata_operator::metrics::Metrics;
@@ -717,164 +714,62 @@ fn update_spec(fake: &FakeApi, obj: &StorageService, change: impl FnOnce(&mut St
 /// A service's whole life — every optional child switched on, the workload swapped for
 /// a StatefulSet and back, everything switched off again — must stay inside the RBAC
 /// rules (the fake enforces that) and must use every verb those rules grant, except
-/// the ones only the watch machinery and the Event recorder's series updates use.
+/// the ones only the watch machinery and the Event recorder's series updates use
+/// (`tests/run.rs` checks the watches' `list` and `watch` on the live controller).
+///
+/// It runs twice: with synced caches, the path production takes once the watches have
+/// listed, where the only grants left unused must be the `get`s of children (the
+/// fallback reads); and with unsynced caches, where those reads happen too, so that
+/// between the two every grant is used.
 #[tokio::test]
 async fn lifecycle_uses_exactly_the_granted_verbs() {
-    // Unsynced caches: `get` on children is granted for the reads before the watches
-    // have listed, and this test checks that every granted verb is used.
+    let (fake, ctx) = start(Capabilities { monitoring: true });
+    lifecycle(&fake, &ctx).await;
+    assert_eq!(
+        lifecycle::unused_grants(&fake.used(), false),
+        lifecycle::fallback_reads(),
+        "with synced caches, exactly the fallback reads of children stay unused"
+    );
+
+    // Before the watches have listed, children are read with `get`: every grant is used.
     let (fake, ctx) = start_unsynced(Capabilities { monitoring: true });
-    let mut obj = common::service("life");
-    obj.spec.storage = common::shared_storage();
-    obj.spec.autoscaling = Some(AutoscalingSpec {
-        min_replicas: 1,
-        max_replicas: 4,
-        target_cpu_utilization_percentage: Some(70),
-        target_in_flight_percentage: Some(50),
-    });
-    obj.spec.monitoring = Some(MonitoringSpec {
-        service_monitor: Some(ServiceMonitorSpec {
-            enabled: true,
-            ..Default::default()
-        }),
-        prometheus_rule: Some(PrometheusRuleSpec {
-            enabled: true,
-            ..Default::default()
-        }),
-    });
-    obj.spec.auth = service_with_keys("life").spec.auth;
-    obj.spec.network_policy = Some(
-        serde_json::from_value(json!({
-            "clients": [{"namespaceSelector": {"matchLabels": {"team": "relay"}}}],
-        }))
-        .unwrap(),
-    );
-    fake.put(
-        &object_path("v1", "default", "secrets", "relay-keys"),
-        relay_secret(&["v2.pem", "v1.pem"]),
-    );
-    fake.put_service(&obj);
-    reconcile_stored(&fake, &obj, &ctx).await;
-    for path in [
-        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/life",
-        "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/life",
-        "/apis/monitoring.coreos.com/v1/namespaces/default/servicemonitors/life",
-        "/apis/monitoring.coreos.com/v1/namespaces/default/prometheusrules/life",
-    ] {
-        assert!(fake.get(path).is_some(), "{path}");
-    }
-
-    // Persistent filesystem storage (one pod, no autoscaling): the Deployment gives way
-    // to a StatefulSet.
-    update_spec(&fake, &obj, |s| {
-        s.autoscaling = None;
-        s.storage = StorageSpec {
-            filesystem: Some(FilesystemSpec {
-                persistence: Some(PersistenceSpec {
-                    size: Quantity("1Gi".into()),
-                    storage_class_name: None,
-                }),
-            }),
-            ..StorageSpec::default()
-        };
-    });
-    reconcile_stored(&fake, &obj, &ctx).await;
-    assert!(fake.get(&deployment_path("life")).is_none());
-    assert!(fake
-        .get("/apis/apps/v1/namespaces/default/statefulsets/life")
-        .is_some());
-
-    // Everything optional off, and back to a Deployment.
-    update_spec(&fake, &obj, |s| {
-        s.storage.filesystem = None;
-        s.autoscaling = None;
-        s.monitoring = None;
-        s.network_policy = None;
-        s.pod_disruption_budget = Some(PodDisruptionBudgetSpec {
-            enabled: false,
-            min_available: None,
-            max_unavailable: None,
-        });
-    });
-    reconcile_stored(&fake, &obj, &ctx).await;
-    assert!(fake
-        .get("/apis/apps/v1/namespaces/default/statefulsets/life")
-        .is_none());
-    assert!(fake.get(&deployment_path("life")).is_some());
-    assert!(fake
-        .get("/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/life")
-        .is_none());
-
-    // An invalid spec publishes an Event.
-    update_spec(&fake, &obj, |s| s.replicas = -1);
-    reconcile_stored(&fake, &obj, &ctx).await;
-
-    let used = fake.used();
-    let watched_kinds = [
-        "storageservices",
-        "configmaps",
-        "services",
-        "deployments",
-        "statefulsets",
-        "poddisruptionbudgets",
-        "horizontalpodautoscalers",
-        "networkpolicies",
-        "servicemonitors",
-        "prometheusrules",
-    ];
-    let mut unused = Vec::new();
-    for rule in strata_operator::rbac::cluster_role_rules() {
-        for group in rule.api_groups.iter().flatten() {
-            for resource in rule.resources.iter().flatten() {
-                for verb in &rule.verbs {
-                    let by_watches = watched_kinds.contains(&resource.as_str())
-                        && (verb == "list" || verb == "watch");
-                    let by_event_series = resource == "events" && verb == "patch";
-                    let by_leader_election = group == "coordination.k8s.io";
-                    if by_watches || by_event_series || by_leader_election {
-                        continue;
-                    }
-                    if !used.contains(&(group.clone(), resource.clone(), verb.clone())) {
-                        unused.push(format!("{group}/{resource}: {verb}"));
-                    }
-                }
-            }
-        }
-    }
+    lifecycle(&fake, &ctx).await;
+    let unused = lifecycle::unused_grants(&fake.used(), false);
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
 }
 
-/// A service whose tokens are verified with key `relay` from Secret `relay-keys`.
-fn service_with_keys(name: &str) -> StorageService {
-    let mut obj = common::service(name);
-    obj.spec.auth = Some(
-        serde_json::from_value(json!({"keys": {"relay": {
-            "secretName": "relay-keys",
-            "keyFiles": ["v2.pem", "v1.pem"],
-            "maxPermissions": ["object.read", "object.write"],
-        }}}))
-        .unwrap(),
-    );
-    obj
-}
+/// Drives one service through its whole life (see [`common::lifecycle`]); every
+/// reconcile is checked against the RBAC rules and, with synced caches, for child
+/// reads from the API.
+async fn lifecycle(fake: &FakeApi, ctx: &Arc<Context>) {
+    let obj = lifecycle::everything_on();
+    let (secret_path, secret) = lifecycle::secret();
+    fake.put(&secret_path, secret);
+    fake.put_service(&obj);
+    reconcile_stored(fake, &obj, ctx).await;
+    for path in lifecycle::OPTIONAL_CHILDREN {
+        assert!(fake.get(path).is_some(), "{path}");
+    }
 
-fn relay_secret(files: &[&str]) -> serde_json::Value {
-    let data: serde_json::Map<String, serde_json::Value> = files
-        .iter()
-        .map(|f| {
-            (
-                (*f).to_owned(),
-                json!("LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0K"),
-            )
-        })
-        .collect();
-    json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "relay-keys", "namespace": "default"}, "data": data})
+    update_spec(fake, &obj, lifecycle::to_statefulset);
+    reconcile_stored(fake, &obj, ctx).await;
+    assert!(fake.get(lifecycle::DEPLOYMENT).is_none());
+    assert!(fake.get(lifecycle::STATEFULSET).is_some());
+
+    update_spec(fake, &obj, lifecycle::everything_off);
+    reconcile_stored(fake, &obj, ctx).await;
+    assert!(fake.get(lifecycle::STATEFULSET).is_none());
+    assert!(fake.get(lifecycle::DEPLOYMENT).is_some());
+    assert!(fake.get(lifecycle::NETWORK_POLICY).is_none());
+
+    update_spec(fake, &obj, lifecycle::invalid);
+    reconcile_stored(fake, &obj, ctx).await;
 }
 
 #[tokio::test]
 async fn missing_key_secret_degrades_without_touching_the_workload() {
     let (fake, ctx) = start(Capabilities::default());
-    let obj = service_with_keys("locked");
+    let obj = common::service_with_keys("locked");
     fake.put_service(&obj);
 
     reconcile_stored(&fake, &obj, &ctx).await;
@@ -897,7 +792,7 @@ async fn missing_key_secret_degrades_without_touching_the_workload() {
 
     // The Secret appears, but without the older key version: still degraded, named.
     let secret_path = object_path("v1", "default", "secrets", "relay-keys");
-    fake.put(&secret_path, relay_secret(&["v2.pem"]));
+    fake.put(&secret_path, common::relay_secret(&["v2.pem"]));
     reconcile_stored(&fake, &obj, &ctx).await;
     let stored = fake.service(&obj);
     let msg = condition_message(&stored, "Degraded");
@@ -905,7 +800,7 @@ async fn missing_key_secret_degrades_without_touching_the_workload() {
     assert!(fake.get(&deployment_path("locked")).is_none());
 
     // Complete: the workload is created with the key mounted read-only.
-    fake.put(&secret_path, relay_secret(&["v2.pem", "v1.pem"]));
+    fake.put(&secret_path, common::relay_secret(&["v2.pem", "v1.pem"]));
     reconcile_stored(&fake, &obj, &ctx).await;
     let stored = fake.service(&obj);
     assert_eq!(condition(&stored, "Degraded").1, "AsExpected");

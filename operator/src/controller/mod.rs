@@ -509,6 +509,20 @@ pub fn backoff(attempt: u32) -> Duration {
 /// (`owns_stream_with`), so reconciles read children from the cache the trigger came
 /// through.
 pub async fn run(ctx: Arc<Context>) {
+    drive(controller(&ctx).shutdown_on_signal(), ctx).await;
+}
+
+/// Runs the same controller as [`run`] until `shutdown` resolves instead of a signal,
+/// then lets in-flight reconciles finish; tests drive the real wiring through it.
+pub async fn run_until(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    drive(controller(&ctx).graceful_shutdown_on(shutdown), ctx).await;
+}
+
+/// The controller of StorageServices with one reflector-backed watch per owned kind.
+fn controller(ctx: &Context) -> Controller<StorageService> {
     let client = ctx.client.clone();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
@@ -525,10 +539,15 @@ pub async fn run(ctx: Arc<Context>) {
         .default_backoff();
         controller = controller.owns_stream_with(reflector(writer, events).touched_objects(), ar);
     }
+    controller
+}
+
+/// Reconciles until the controller shuts down, keeping the per-service metrics in step
+/// with the services that still exist.
+async fn drive(controller: Controller<StorageService>, ctx: Arc<Context>) {
     let store = controller.store();
     let ctx_for_stream = ctx.clone();
     controller
-        .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
             let live: Vec<String> = store.state().iter().map(|s| key(s)).collect();

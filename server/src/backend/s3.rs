@@ -5,7 +5,9 @@
 //! along as the user-metadata header `x-amz-meta-strata` (percent-encoded JSON), so a
 //! HEAD needs one request and a GET streams the payload straight through. Uploads go
 //! through a bounded buffer that switches to multipart beyond [`PART_SIZE`]: a 1 GiB
-//! body never sits in memory. Credentials come from the standard AWS environment
+//! body never sits in memory. Unfinished multipart uploads and resumable sessions are
+//! staged as objects under [`STAGING_PREFIX`] in the same bucket, so any pod can continue
+//! an upload another pod started; listings of objects skip that prefix. Credentials come from the standard AWS environment
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, web identity,
 //! instance metadata) and never appear in logs or errors.
 
@@ -33,6 +35,9 @@ use crate::object::{Metadata, ObjectId, Scopes};
 const NAME: &str = "s3compatible";
 /// User-metadata name holding the object's metadata.
 const META_KEY: &str = "strata";
+/// Root of upload staging in the bucket. It starts with `.`, which no usecase may
+/// contain, so no object path ([`path_of`]) ever falls under it.
+pub const STAGING_PREFIX: &str = ".strata-uploads";
 /// Upload buffer; bodies beyond it go up as multipart parts of this size.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts in flight per upload (memory per upload is about this times `PART_SIZE`).
@@ -163,6 +168,17 @@ impl S3Backend {
 
     fn error(&self, err: object_store::Error) -> BackendError {
         unavailable(err)
+    }
+
+    /// Every object of the bucket except upload staging.
+    async fn list_objects(&self) -> Result<Vec<object_store::ObjectMeta>, BackendError> {
+        let staging = Path::from(STAGING_PREFIX);
+        self.store
+            .list(None)
+            .try_filter(|meta| futures::future::ready(!meta.location.prefix_matches(&staging)))
+            .try_collect()
+            .await
+            .map_err(|err| self.error(err))
     }
 
     /// Metadata and version of the current object, `None` when absent.
@@ -358,12 +374,7 @@ impl Backend for S3Backend {
     }
 
     async fn sweep_expired(&self, now: SystemTime) -> Result<u64, BackendError> {
-        let listed: Vec<_> = self
-            .store
-            .list(None)
-            .try_collect()
-            .await
-            .map_err(|err| self.error(err))?;
+        let listed = self.list_objects().await?;
         let removed = futures::stream::iter(listed)
             .map(|object| async move {
                 let Some((metadata, version)) = self.head_version(&object.location).await? else {
@@ -422,12 +433,7 @@ impl Backend for S3Backend {
     }
 
     async fn list_ids(&self) -> Result<Option<Vec<(ObjectId, SystemTime)>>, BackendError> {
-        let listed: Vec<_> = self
-            .store
-            .list(None)
-            .try_collect()
-            .await
-            .map_err(|err| self.error(err))?;
+        let listed = self.list_objects().await?;
         // Objects not named by this backend (three parts, valid usecase and scopes) are
         // someone else's and skipped.
         Ok(Some(
@@ -435,6 +441,12 @@ impl Backend for S3Backend {
                 .iter()
                 .filter_map(|o| Some((id_of(&o.location)?, SystemTime::from(o.last_modified))))
                 .collect(),
+        ))
+    }
+
+    fn upload_staging(&self) -> Option<crate::uploads::Staging> {
+        Some(crate::uploads::Staging::Bucket(
+            crate::uploads::bucket::BucketStaging::new(self.store.clone(), STAGING_PREFIX),
         ))
     }
 

@@ -399,6 +399,15 @@ impl Backend for TieredBackend {
         Ok(true)
     }
 
+    /// Uploads stage where large objects end up (the long-term store, an
+    /// `s3compatible` bucket shared by every pod) and publish through the tiered `put`,
+    /// which keeps the redirect tombstone consistent; high-volume staging is the fallback.
+    fn upload_staging(&self) -> Option<crate::uploads::Staging> {
+        self.long_term
+            .upload_staging()
+            .or_else(|| self.high_volume.upload_staging())
+    }
+
     async fn probe(&self) -> Result<(), BackendError> {
         self.high_volume.probe().await?;
         self.long_term.probe().await

@@ -1,8 +1,9 @@
 //! Resumable upload sessions (api-newest §2.9) staged in [`Staging`].
 //!
 //! A session is `resumable/<sid>/session.json` (object id, metadata fixed at create,
-//! declared length) plus `resumable/<sid>/data`, the bytes received so far, each append
-//! synced before it is acknowledged, so a crash or restart keeps every acknowledged byte.
+//! declared length) plus `resumable/<sid>/data`, the bytes received so far (in a bucket,
+//! one segment object per chunk), each append synced or committed before it is
+//! acknowledged, so a crash or restart keeps every acknowledged byte.
 //! When the last byte arrives the data is published through the backend's `put_staged`
 //! (by default a copy through `put`) and the session becomes `done`: writes to it answer
 //! 410 and offset queries report completion again, until it is collected.
@@ -249,7 +250,7 @@ async fn publish(
     staging
         .put_bytes(&format!("{dir}/done"), Vec::new())
         .await?;
-    staging.remove(&format!("{dir}/data")).await?;
+    staging.remove_appended(&format!("{dir}/data")).await?;
     staging.remove(&format!("{dir}/session.json")).await?;
     Ok(Progress::Complete)
 }
@@ -261,11 +262,14 @@ async fn current(
     dir: &str,
     record: &SessionRecord,
 ) -> Result<Option<u64>, ResumableError> {
-    Ok(match staging.len(&format!("{dir}/data")).await? {
-        Some(len) => Some(len.saturating_sub(record.header)),
-        None if record.header > 0 => None,
-        None => Some(0),
-    })
+    let name = format!("{dir}/data");
+    if record.header == 0 {
+        return Ok(Some(staging.appended_len(&name).await?));
+    }
+    Ok(staging
+        .len(&name)
+        .await?
+        .map(|len| len.saturating_sub(record.header)))
 }
 
 /// Marks a session whose data was adopted before a crash as done.

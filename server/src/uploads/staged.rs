@@ -48,7 +48,7 @@ impl StagedUpload {
 
     /// Streams the payload: the blob without its header.
     pub async fn payload(&self) -> io::Result<PayloadStream> {
-        let stream = self.staging.open(&self.name).await?;
+        let stream = self.staging.open_appended(&self.name).await?;
         if self.header_len == 0 {
             return Ok(stream);
         }

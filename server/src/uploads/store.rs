@@ -1,6 +1,7 @@
 //! Where unfinished uploads live until they commit: multipart parts and resumable
-//! session bytes, on disk beside a filesystem backend's data or in memory beside the
-//! memory backend.
+//! session bytes, on disk beside a filesystem backend's data, in memory beside the
+//! memory backend, or as objects under a reserved prefix of an `s3compatible` bucket
+//! (shared by every pod, see [`super::bucket`]).
 //!
 //! Names are relative paths built only from server-generated ids (never from client
 //! input), so nothing here can be steered outside the staging root. Writes that are
@@ -16,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
+use super::bucket::BucketStaging;
 use crate::backend::PayloadStream;
 
 /// Read size when streaming a staged blob out (publishing a session or assembling parts):
@@ -35,6 +37,8 @@ pub enum Staging {
     Dir(PathBuf),
     /// Process memory (lost at exit, like the memory backend's objects).
     Memory(Arc<Mutex<Blobs>>),
+    /// Objects in the backend's own bucket, visible to every pod sharing it.
+    Bucket(BucketStaging),
 }
 
 fn lock(map: &Mutex<Blobs>) -> std::sync::MutexGuard<'_, Blobs> {
@@ -86,7 +90,7 @@ impl Staging {
     fn path(&self, name: &str) -> PathBuf {
         match self {
             Staging::Dir(root) => root.join(name),
-            Staging::Memory(_) => PathBuf::from(name),
+            Staging::Memory(_) | Staging::Bucket(_) => PathBuf::from(name),
         }
     }
 
@@ -94,6 +98,7 @@ impl Staging {
     /// A failing stream leaves the previous blob, if any, in place.
     pub async fn put(&self, name: &str, stream: PayloadStream) -> io::Result<u64> {
         match self {
+            Staging::Bucket(bucket) => bucket.put(name, stream).await,
             Staging::Memory(map) => {
                 let body = stream
                     .try_fold(BytesMut::new(), |mut acc, chunk| async move {
@@ -135,6 +140,9 @@ impl Staging {
 
     /// Stores small bytes (JSON records) atomically.
     pub async fn put_bytes(&self, name: &str, bytes: Vec<u8>) -> io::Result<()> {
+        if let Staging::Bucket(bucket) = self {
+            return bucket.put_bytes(name, bytes).await;
+        }
         let stream = futures::stream::once(async move { Ok(Bytes::from(bytes)) }).boxed();
         self.put(name, stream).await.map(|_| ())
     }
@@ -143,6 +151,7 @@ impl Staging {
     /// stored afterwards (so concurrent callers all agree on one value).
     pub async fn put_if_absent(&self, name: &str, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
         match self {
+            Staging::Bucket(bucket) => bucket.put_if_absent(name, bytes).await,
             Staging::Memory(map) => Ok(lock(map)
                 .entry(name.to_owned())
                 .or_insert_with(|| (bytes, SystemTime::now()))
@@ -178,6 +187,7 @@ impl Staging {
     /// Reads a whole blob; `None` when missing.
     pub async fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         match self {
+            Staging::Bucket(bucket) => bucket.read(name).await,
             Staging::Memory(map) => Ok(lock(map).get(name).map(|(b, _)| b.clone())),
             Staging::Dir(_) => match tokio::fs::read(self.path(name)).await {
                 Ok(bytes) => Ok(Some(bytes)),
@@ -190,6 +200,7 @@ impl Staging {
     /// Streams a blob.
     pub async fn open(&self, name: &str) -> io::Result<PayloadStream> {
         match self {
+            Staging::Bucket(bucket) => bucket.open(name).await,
             Staging::Memory(map) => {
                 let bytes = lock(map)
                     .get(name)
@@ -207,6 +218,7 @@ impl Staging {
     /// Size of a blob; `None` when missing.
     pub async fn len(&self, name: &str) -> io::Result<Option<u64>> {
         match self {
+            Staging::Bucket(bucket) => bucket.len(name).await,
             Staging::Memory(map) => Ok(lock(map).get(name).map(|(b, _)| b.len() as u64)),
             Staging::Dir(_) => match tokio::fs::metadata(self.path(name)).await {
                 Ok(meta) => Ok(Some(meta.len())),
@@ -229,6 +241,7 @@ impl Staging {
         limit: u64,
     ) -> io::Result<Result<u64, AppendError>> {
         match self {
+            Staging::Bucket(bucket) => bucket.append(name, at, stream, limit).await,
             Staging::Memory(map) => {
                 let mut buf = Vec::new();
                 let (_, failed) = copy_limited(&mut stream, &mut buf, limit).await?;
@@ -282,9 +295,34 @@ impl Staging {
         }
     }
 
+    /// Length of a blob written with [`Staging::append`] (0 when missing).
+    pub async fn appended_len(&self, name: &str) -> io::Result<u64> {
+        match self {
+            Staging::Bucket(bucket) => bucket.appended_len(name).await,
+            _ => Ok(self.len(name).await?.unwrap_or(0)),
+        }
+    }
+
+    /// Streams a blob written with [`Staging::append`].
+    pub async fn open_appended(&self, name: &str) -> io::Result<PayloadStream> {
+        match self {
+            Staging::Bucket(bucket) => bucket.open_appended(name).await,
+            _ => self.open(name).await,
+        }
+    }
+
+    /// Removes a blob written with [`Staging::append`]; a missing blob is fine.
+    pub async fn remove_appended(&self, name: &str) -> io::Result<()> {
+        match self {
+            Staging::Bucket(bucket) => bucket.remove_appended(name).await,
+            _ => self.remove(name).await,
+        }
+    }
+
     /// Names directly below `dir` (one path level).
     pub async fn list(&self, dir: &str) -> io::Result<Vec<String>> {
         match self {
+            Staging::Bucket(bucket) => bucket.list(dir).await,
             Staging::Memory(map) => {
                 let prefix = format!("{dir}/");
                 let mut out: Vec<String> = lock(map)
@@ -316,6 +354,7 @@ impl Staging {
     /// Last modification time of a blob; `None` when missing.
     pub async fn modified(&self, name: &str) -> io::Result<Option<SystemTime>> {
         match self {
+            Staging::Bucket(bucket) => bucket.modified(name).await,
             Staging::Memory(map) => Ok(lock(map).get(name).map(|(_, t)| *t)),
             Staging::Dir(_) => match tokio::fs::metadata(self.path(name)).await {
                 Ok(meta) => Ok(Some(meta.modified()?)),
@@ -328,6 +367,7 @@ impl Staging {
     /// Removes one blob; a missing blob is fine.
     pub async fn remove(&self, name: &str) -> io::Result<()> {
         match self {
+            Staging::Bucket(bucket) => bucket.remove(name).await,
             Staging::Memory(map) => {
                 lock(map).remove(name);
                 Ok(())
@@ -342,6 +382,7 @@ impl Staging {
     /// Removes everything under `dir`; a missing directory is fine.
     pub async fn remove_all(&self, dir: &str) -> io::Result<()> {
         match self {
+            Staging::Bucket(bucket) => bucket.remove_all(dir).await,
             Staging::Memory(map) => {
                 let prefix = format!("{dir}/");
                 lock(map).retain(|k, _| !k.starts_with(&prefix));
@@ -364,6 +405,9 @@ impl Staging {
         now: SystemTime,
         keep: impl Fn(&str) -> bool,
     ) -> io::Result<u64> {
+        if let Staging::Bucket(bucket) = self {
+            return bucket.remove_untouched(root, max_age, now, keep).await;
+        }
         let mut removed = 0;
         for name in self.list(root).await? {
             if keep(&name) {
@@ -425,9 +469,9 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(long, Err(AppendError::TooLong)));
-        assert_eq!(staging.len("u/b/data").await.unwrap(), Some(3));
+        assert_eq!(staging.appended_len("u/b/data").await.unwrap(), 3);
         let body: Vec<Bytes> = staging
-            .open("u/b/data")
+            .open_appended("u/b/data")
             .await
             .unwrap()
             .try_collect()
@@ -440,8 +484,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn memory_and_dir_behave_alike() {
+    async fn memory_dir_and_bucket_behave_alike() {
         exercise(Staging::memory()).await;
+        exercise(Staging::Bucket(BucketStaging::new(
+            Arc::new(object_store::memory::InMemory::new()),
+            ".staging",
+        )))
+        .await;
         let dir = tempfile::tempdir().unwrap();
         exercise(Staging::Dir(dir.path().to_owned())).await;
     }

@@ -13,13 +13,11 @@ import zstandard
 from objectstore_client import Session
 from objectstore_client.multipart import CompletePart, MultipartCompleteError
 
-from conftest import PAIR, Raw
+from conftest import Raw
 
-# Uploads are staged on the server's own disk, which the shared (tiered) pair does not
-# have: it answers 501 until multipart lands on s3compatible/tiered (issue #13 notes).
-pytestmark = pytest.mark.skipif(
-    PAIR, reason="multipart/resumable uploads are not implemented on shared storage yet"
-)
+# In pair mode (tiered: Bigtable + S3) uploads are staged in the shared bucket, and
+# consecutive requests alternate between the two servers: every upload is continued by
+# the server that did not start it.
 
 
 def mp_path(kind: str, org: int, key: str) -> str:

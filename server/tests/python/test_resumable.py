@@ -15,11 +15,9 @@ from objectstore_client import Session
 
 from conftest import PAIR, Raw
 
-# Uploads are staged on the server's own disk, which the shared (tiered) pair does not
-# have: it answers 501 until multipart lands on s3compatible/tiered (issue #13 notes).
-pytestmark = pytest.mark.skipif(
-    PAIR, reason="multipart/resumable uploads are not implemented on shared storage yet"
-)
+# In pair mode (tiered: Bigtable + S3) sessions are staged in the shared bucket, and
+# consecutive requests alternate between the two servers: every session is continued
+# by the server that did not create it.
 
 
 @dataclass
@@ -45,25 +43,31 @@ def wire(session: Session, monkeypatch: pytest.MonkeyPatch) -> list[Seen]:
     return seen
 
 
-def metric(raw: Raw, operation: str, outcome: str = "ok") -> int:
-    """`strata_service_operations_total{operation, outcome}` from the server's /metrics."""
-    text = raw.request("GET", "/metrics").data.decode()
+def metric(server, operation: str, outcome: str = "ok") -> int:
+    """`strata_service_operations_total{operation, outcome}` from /metrics, summed over
+    both servers in pair mode (each request may land on either)."""
     want = f'strata_service_operations_total{{operation="{operation}",outcome="{outcome}"}} '
-    for line in text.splitlines():
-        if line.startswith(want):
-            return int(float(line[len(want):]))
-    raise AssertionError(f"{want!r} not exported")
+    total, found = 0, False
+    for one in server.servers if PAIR else [server]:
+        text = Raw(one.url).request("GET", "/metrics").data.decode()
+        for line in text.splitlines():
+            if line.startswith(want):
+                total += int(float(line[len(want):]))
+                found = True
+    if not found:
+        raise AssertionError(f"{want!r} not exported")
+    return total
 
 
 @pytest.mark.parametrize("compress", ["zstd", "none"])
 def test_resumable_put_above_threshold_uses_a_session(
-    session: Session, wire: list[Seen], raw: Raw, compress: str
+    session: Session, wire: list[Seen], server, compress: str
 ):
     payload = os.urandom(3 * 1024 * 1024) + b"tail" * 1000
     key = f"resumable-{compress}"
-    creates_before = metric(raw, "resumable_create")
-    chunks_before = metric(raw, "resumable_chunk")
-    inserts_before = metric(raw, "insert")
+    creates_before = metric(server, "resumable_create")
+    chunks_before = metric(server, "resumable_chunk")
+    inserts_before = metric(server, "insert")
     assert (
         session.put(payload, key=key, compress=compress, resumable_threshold_bytes=1024 * 1024)
         == key
@@ -75,9 +79,9 @@ def test_resumable_put_above_threshold_uses_a_session(
     assert chunks and chunks[-1].status == 201, wire
     assert not [s for s in wire if s.method == "PUT" and "?" not in s.url], "no fallback PUT"
     # Server side: a session was created and written, no plain insert happened.
-    assert metric(raw, "resumable_create") == creates_before + 1
-    assert metric(raw, "resumable_chunk") >= chunks_before + 1
-    assert metric(raw, "insert") == inserts_before
+    assert metric(server, "resumable_create") == creates_before + 1
+    assert metric(server, "resumable_chunk") >= chunks_before + 1
+    assert metric(server, "insert") == inserts_before
 
     got = session.get(key)
     assert got is not None and got.payload.read() == payload

@@ -187,18 +187,6 @@ pub(super) struct Log {
     metrics: StorageMetrics,
 }
 
-/// Whether a valid record that began a commit starts at or after `from`: proof that
-/// whatever is damaged before it had already been acknowledged.
-/// Candidates are checked with the segment's nonce, so bytes a client wrote (payloads)
-/// cannot pose as one.
-fn later_commit(bytes: &Bytes, from: usize, nonce: &Nonce) -> bool {
-    let magic = MAGIC.to_le_bytes();
-    (from..bytes.len().saturating_sub(PREFIX)).any(|at| {
-        bytes[at..at + 4] == magic
-            && matches!(decode(&bytes.slice(at..), nonce), Ok((record, _)) if record.commit_start)
-    })
-}
-
 fn key_of(digest: &Digest) -> u64 {
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
@@ -247,48 +235,49 @@ impl Log {
         for (n, &id) in ids.iter().enumerate() {
             let segment = Arc::new(Segment::open(segment_path(&dir, id), id, false)?);
             let bytes = segment.read_all()?;
-            let mut offset = segment.start as usize;
-            while offset < bytes.len() {
-                match decode(&bytes.slice(offset..), &segment.nonce) {
-                    Ok((record, len)) => {
-                        next_seq = next_seq.max(record.seq + 1);
-                        segment.min_seq.fetch_min(record.seq, Ordering::Relaxed);
-                        segment.note([key_of(&digest_of(&record.id_bytes))]);
-                        let location = Location {
-                            segment: segment.clone(),
-                            offset: offset as u64,
-                            len: len as u32,
-                            seq: record.seq,
-                        };
-                        visit(record, location);
-                        offset += len;
-                    }
-                    Err(err)
-                        if n + 1 == ids.len()
-                            && !later_commit(&bytes, offset + 1, &segment.nonce) =>
-                    {
-                        // A crash mid-commit leaves a torn tail; it was never acknowledged.
-                        tracing::warn!(
-                            segment = %segment.path.display(),
-                            offset,
-                            error = ?err,
-                            "truncating a torn log tail"
-                        );
-                        segment.file.set_len(offset as u64)?;
-                        segment.file.sync_all()?;
-                        break;
-                    }
-                    Err(err) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!(
-                                "log segment {} is corrupt at offset {offset}: {err:?}",
-                                segment.path.display()
-                            ),
-                        ));
-                    }
-                }
+            let newest = n + 1 == ids.len();
+            let scan = scan(&bytes, segment.start as usize, &segment.nonce, newest);
+            for Scanned {
+                record,
+                offset,
+                len,
+            } in scan.records
+            {
+                next_seq = next_seq.max(record.seq + 1);
+                segment.min_seq.fetch_min(record.seq, Ordering::Relaxed);
+                segment.note([key_of(&digest_of(&record.id_bytes))]);
+                let location = Location {
+                    segment: segment.clone(),
+                    offset: offset as u64,
+                    len: len as u32,
+                    seq: record.seq,
+                };
+                visit(record, location);
             }
+            let offset = match scan.end {
+                ScanEnd::Clean => bytes.len(),
+                ScanEnd::Torn { at, error } => {
+                    // A crash mid-commit leaves a torn tail; it was never acknowledged.
+                    tracing::warn!(
+                        segment = %segment.path.display(),
+                        offset = at,
+                        error = ?error,
+                        "truncating a torn log tail"
+                    );
+                    segment.file.set_len(at as u64)?;
+                    segment.file.sync_all()?;
+                    at
+                }
+                ScanEnd::Corrupt { at, error } => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "log segment {} is corrupt at offset {at}: {error:?}",
+                            segment.path.display()
+                        ),
+                    ));
+                }
+            };
             segment.size.store(offset as u64, Ordering::Relaxed);
             segments.insert(id, segment);
         }

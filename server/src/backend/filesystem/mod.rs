@@ -40,6 +40,7 @@ mod index;
 mod log;
 mod record;
 mod recovery;
+mod scan_check;
 mod store;
 mod sweep;
 
@@ -47,6 +48,7 @@ use compaction::compact_forever;
 use index::Entry;
 pub use record::decode_segment;
 use recovery::recover;
+pub use scan_check::{check_scan, CaseRecord, Damage, ScanCase};
 use store::{blocking, digest_of, id_bytes, Shared};
 
 /// SHA-256 of an object id's canonical bytes: the object's name on disk and in the index.

@@ -58,15 +58,85 @@ pub(super) fn parse_header(bytes: &[u8]) -> (Nonce, usize) {
 /// panics, whatever the bytes.
 pub fn decode_segment(bytes: &[u8]) -> Result<usize, String> {
     let bytes = Bytes::copy_from_slice(bytes);
-    let (nonce, mut offset) = parse_header(&bytes);
-    let mut records = 0;
-    while offset < bytes.len() {
-        let (_, len) = decode(&bytes.slice(offset..), &nonce)
-            .map_err(|e| format!("record at offset {offset}: {e:?}"))?;
-        offset += len;
-        records += 1;
+    let (nonce, start) = parse_header(&bytes);
+    let scan = scan(&bytes, start, &nonce, false);
+    match scan.end {
+        ScanEnd::Clean => Ok(scan.records.len()),
+        ScanEnd::Torn { at, error } | ScanEnd::Corrupt { at, error } => {
+            Err(format!("record at offset {at}: {error:?}"))
+        }
     }
-    Ok(records)
+}
+
+/// A record found by [`scan`], with where it sits in the segment.
+#[derive(Debug)]
+pub(super) struct Scanned {
+    pub(super) record: Record,
+    pub(super) offset: usize,
+    pub(super) len: usize,
+}
+
+/// How a segment's records ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum ScanEnd {
+    /// Every byte up to the end was a record.
+    Clean,
+    /// The newest segment ends in bytes of a commit that never completed (a crash
+    /// mid-write): nothing after `at` was acknowledged, so it may be cut off.
+    Torn { at: usize, error: DecodeError },
+    /// Bad bytes at `at` that a crash cannot explain: an older segment, or a valid later
+    /// commit follows them, so acknowledged data would be lost by cutting there.
+    Corrupt { at: usize, error: DecodeError },
+}
+
+/// The records of one segment from `start`, and how they ended: what recovery reads.
+/// Only the newest segment (`newest`) can end torn, and only when no valid commit start
+/// (sealed with this segment's nonce, so payload bytes cannot pose as one) follows the
+/// damage.
+pub(super) fn scan(bytes: &Bytes, start: usize, nonce: &Nonce, newest: bool) -> Scan {
+    let mut records = Vec::new();
+    let mut offset = start;
+    while offset < bytes.len() {
+        match decode(&bytes.slice(offset..), nonce) {
+            Ok((record, len)) => {
+                records.push(Scanned {
+                    record,
+                    offset,
+                    len,
+                });
+                offset += len;
+            }
+            Err(error) => {
+                let end = if newest && !later_commit(bytes, offset + 1, nonce) {
+                    ScanEnd::Torn { at: offset, error }
+                } else {
+                    ScanEnd::Corrupt { at: offset, error }
+                };
+                return Scan { records, end };
+            }
+        }
+    }
+    Scan {
+        records,
+        end: ScanEnd::Clean,
+    }
+}
+
+/// The outcome of [`scan`].
+#[derive(Debug)]
+pub(super) struct Scan {
+    pub(super) records: Vec<Scanned>,
+    pub(super) end: ScanEnd,
+}
+
+/// Whether a valid record that began a commit starts at or after `from`: proof that
+/// whatever is damaged before it had already been acknowledged.
+fn later_commit(bytes: &Bytes, from: usize, nonce: &Nonce) -> bool {
+    let magic = MAGIC.to_le_bytes();
+    (from..bytes.len().saturating_sub(PREFIX)).any(|at| {
+        bytes[at..at + 4] == magic
+            && matches!(decode(&bytes.slice(at..), nonce), Ok((record, _)) if record.commit_start)
+    })
 }
 
 /// What a record says about its key.

@@ -1,0 +1,604 @@
+//! Multipart uploads (api §2.7 M1–M6) and resumable sessions (api-newest §2.9) on shared
+//! storage: `s3compatible` (a real S3 server, `moto_server`) and `tiered` (Bigtable
+//! emulator + S3). Two server instances share one bucket, as the pods of a
+//! StorageService do: an upload started on one continues and completes on the other, a
+//! session survives a restart, and an abandoned upload's staged objects leave the bucket.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use strata_server::app::{self, RunningServer};
+use strata_server::backend::s3::STAGING_PREFIX;
+use strata_server::config::{Config, StorageConfig};
+use support::Service;
+use tempfile::TempDir;
+
+const BUCKET: &str = "uploads";
+
+/// The shared services and the storage section every server instance uses.
+struct Shared {
+    s3: Service,
+    _bigtable: Option<Service>,
+    storage: StorageConfig,
+}
+
+async fn shared(tiered: bool) -> Shared {
+    support::s3_credentials();
+    let s3 = support::s3_server(BUCKET).await;
+    let s3_section = support::s3_config(&s3.addr, BUCKET);
+    if !tiered {
+        return Shared {
+            storage: s3_section,
+            s3,
+            _bigtable: None,
+        };
+    }
+    let bigtable = support::bigtable_emulator().await;
+    Shared {
+        storage: StorageConfig::Tiered {
+            high_volume: Box::new(support::bigtable_config(&bigtable.addr, "objects")),
+            long_term: Box::new(s3_section),
+        },
+        s3,
+        _bigtable: Some(bigtable),
+    }
+}
+
+async fn start(shared: &Shared, dir: &TempDir, adjust: impl FnOnce(&mut Config)) -> RunningServer {
+    let mut config = Config::default();
+    config.auth = strata_server::config::AuthConfig::disabled();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.drain_file = dir
+        .path()
+        .join(format!("down-{}", uuid::Uuid::new_v4().simple()));
+    config.storage = shared.storage.clone();
+    adjust(&mut config);
+    app::start(config).await.expect("server starts")
+}
+
+/// Object names under the staging prefix of the bucket, read straight from S3.
+async fn staged(shared: &Shared) -> Vec<String> {
+    let store = AmazonS3Builder::from_env()
+        .with_endpoint(format!("http://{}", shared.s3.addr))
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let listed: Vec<_> = store
+        .list(Some(&Path::from(STAGING_PREFIX)))
+        .try_collect()
+        .await
+        .unwrap();
+    listed
+        .into_iter()
+        .map(|meta| meta.location.to_string())
+        .collect()
+}
+
+/// Staged names of uploads and sessions (the resumable token secret is not one).
+async fn staged_uploads(shared: &Shared) -> Vec<String> {
+    staged(shared)
+        .await
+        .into_iter()
+        .filter(|name| !name.ends_with("resumable/secret"))
+        .collect()
+}
+
+fn url(server: &RunningServer, route: &str, key: &str, query: &str) -> String {
+    format!("http://{}/v1/{route}/up/org=1/{key}{query}", server.addr())
+}
+
+fn noise(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+async fn initiate(http: &reqwest::Client, server: &RunningServer, key: &str) -> String {
+    let r = http
+        .put(url(server, "objects:multipart", key, ""))
+        .header("content-type", "application/x-test")
+        .header("x-snme-tag", "shared")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["upload_id"].as_str().unwrap().to_owned()
+}
+
+async fn part(
+    http: &reqwest::Client,
+    server: &RunningServer,
+    key: &str,
+    upload: &str,
+    n: u32,
+    body: Vec<u8>,
+) -> String {
+    let r = http
+        .put(url(
+            server,
+            "objects:multipart:parts",
+            key,
+            &format!("?upload_id={upload}&part_number={n}"),
+        ))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["etag"].as_str().unwrap().to_owned()
+}
+
+async fn list(
+    http: &reqwest::Client,
+    server: &RunningServer,
+    key: &str,
+    query: &str,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = http
+        .get(url(server, "objects:multipart:parts", key, query))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+async fn complete(
+    http: &reqwest::Client,
+    server: &RunningServer,
+    key: &str,
+    upload: &str,
+    parts: &[(u32, &str)],
+) -> serde_json::Value {
+    let parts: Vec<serde_json::Value> = parts
+        .iter()
+        .map(|(n, e)| serde_json::json!({"part_number": n, "etag": e}))
+        .collect();
+    let r = http
+        .post(url(
+            server,
+            "objects:multipart:complete",
+            key,
+            &format!("?upload_id={upload}"),
+        ))
+        .json(&serde_json::json!({ "parts": parts }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    serde_json::from_str(text.trim_start_matches(' ')).unwrap()
+}
+
+async fn get(http: &reqwest::Client, server: &RunningServer, key: &str) -> reqwest::Response {
+    http.get(url(server, "objects", key, ""))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn multipart_across_two_servers(tiered: bool) {
+    let shared = shared(tiered).await;
+    let dir = tempfile::tempdir().unwrap();
+    let one = start(&shared, &dir, |_| {}).await;
+    let two = start(&shared, &dir, |_| {}).await;
+    let http = reqwest::Client::new();
+    let key = "big/object";
+
+    // M1 on one server; parts on both, the second above the tiered threshold.
+    let upload = initiate(&http, &one, key).await;
+    let first = noise(700 * 1024, 1);
+    let second = noise(9 * 1024 * 1024 + 17, 2);
+    let e1 = part(&http, &one, key, &upload, 1, b"stale".to_vec()).await;
+    let e1b = part(&http, &two, key, &upload, 1, first.clone()).await;
+    assert_ne!(e1, e1b, "a re-uploaded part replaces the old one");
+    let e2 = part(&http, &two, key, &upload, 2, second.clone()).await;
+    let e3 = part(&http, &one, key, &upload, 3, b"tail".to_vec()).await;
+    // A part beyond the staging buffer goes up as S3 multipart; a wrong Content-MD5
+    // aborts it and keeps the part it would have replaced.
+    let r = http
+        .put(url(
+            &two,
+            "objects:multipart:parts",
+            key,
+            &format!("?upload_id={upload}&part_number=2"),
+        ))
+        .header("content-md5", "1B2M2Y8AsgTpgAmY7PhCfg==")
+        .body(noise(9 * 1024 * 1024, 9))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        staged(&shared)
+            .await
+            .iter()
+            .any(|name| name.contains(&upload)),
+        "parts are staged in the shared bucket"
+    );
+
+    // M4 paging, answered by the other server.
+    let (status, page) = list(
+        &http,
+        &two,
+        key,
+        &format!("?upload_id={upload}&max_parts=2"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["is_truncated"], true);
+    assert_eq!(page["next_part_number_marker"], 2);
+    assert_eq!(page["parts"][0]["etag"], e1b);
+    assert_eq!(page["parts"][1]["size"], second.len());
+    let (_, rest) = list(
+        &http,
+        &one,
+        key,
+        &format!("?upload_id={upload}&part_number_marker=2"),
+    )
+    .await;
+    assert_eq!(rest["is_truncated"], false);
+    assert_eq!(rest["parts"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["parts"][0]["part_number"], 3);
+
+    // M5: a stale etag is InvalidPart; the right list publishes the concatenation.
+    let wrong = complete(&http, &one, key, &upload, &[(1, &e1), (2, &e2)]).await;
+    assert_eq!(wrong["error"]["code"], "InvalidPart", "{wrong}");
+    let missing = complete(&http, &two, key, &upload, &[(1, &e1b), (9, &e2)]).await;
+    assert_eq!(missing["error"]["code"], "InvalidPart", "{missing}");
+    let done = complete(&http, &two, key, &upload, &[(1, &e1b), (2, &e2), (3, &e3)]).await;
+    assert_eq!(done, serde_json::json!({ "key": key }));
+    let got = get(&http, &one, key).await;
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.headers()["content-type"], "application/x-test");
+    assert_eq!(got.headers()["x-snme-tag"], "shared");
+    let body = got.bytes().await.unwrap();
+    assert_eq!(body.len(), first.len() + second.len() + 4);
+    assert!(body == [first, second, b"tail".to_vec()].concat());
+    assert!(
+        staged_uploads(&shared).await.is_empty(),
+        "completion removes the staged parts"
+    );
+    let after = complete(&http, &one, key, &upload, &[(1, &e1b)]).await;
+    assert_eq!(
+        after["error"]["code"], "internal error",
+        "the upload is gone"
+    );
+
+    // M6 on the other server than the one that started it.
+    let aborted = initiate(&http, &two, "gone").await;
+    part(&http, &two, "gone", &aborted, 1, b"x".to_vec()).await;
+    let r = http
+        .delete(url(
+            &one,
+            "objects:multipart",
+            "gone",
+            &format!("?upload_id={aborted}"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (status, _) = list(&http, &two, "gone", &format!("?upload_id={aborted}")).await;
+    assert!(!status.is_success(), "an aborted upload is unknown");
+    assert!(staged_uploads(&shared).await.is_empty());
+    // Staging never shows up as objects to a sweep.
+    assert_eq!(get(&http, &two, "gone").await.status(), 404);
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
+#[tokio::test]
+async fn s3compatible_multipart_started_on_one_server_completes_on_another() {
+    multipart_across_two_servers(false).await;
+}
+
+#[tokio::test]
+async fn tiered_multipart_started_on_one_server_completes_on_another() {
+    multipart_across_two_servers(true).await;
+}
+
+async fn chunk(
+    http: &reqwest::Client,
+    server: &RunningServer,
+    key: &str,
+    token: &str,
+    offset: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    http.put(url(server, "objects", key, &format!("?session={token}")))
+        .header("upload-offset", offset)
+        .header("content-length", body.len())
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn resumable_across_servers_and_a_restart(tiered: bool) {
+    let shared = shared(tiered).await;
+    let dir = tempfile::tempdir().unwrap();
+    let one = start(&shared, &dir, |_| {}).await;
+    let two = start(&shared, &dir, |_| {}).await;
+    let http = reqwest::Client::new();
+    let key = "resumed";
+    let data = noise(2 * 1024 * 1024 + 5, 7);
+
+    let r = http
+        .put(url(&one, "objects", key, "?upload_type=resumable"))
+        .header("upload-length", data.len())
+        .header("content-type", "application/x-resumed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let token = created["session"].as_str().unwrap().to_owned();
+
+    // First chunk on the other server; a wrong offset there is 409 with the real one.
+    let split = 1024 * 1024 + 3;
+    let r = chunk(&http, &two, key, &token, "0", data[..split].to_vec()).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["upload-offset"], split.to_string());
+    let r = chunk(&http, &one, key, &token, "5", b"xx".to_vec()).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.headers()["upload-offset"], split.to_string());
+
+    // Server one restarts; the session and every acknowledged byte survive it.
+    one.shutdown().await;
+    let one = start(&shared, &dir, |_| {}).await;
+    let r = chunk(&http, &one, key, &token, "*", Vec::new()).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["upload-offset"], split.to_string());
+    let r = chunk(
+        &http,
+        &one,
+        key,
+        &token,
+        &split.to_string(),
+        data[split..].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let got = get(&http, &two, key).await;
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.headers()["content-type"], "application/x-resumed");
+    assert!(got.bytes().await.unwrap() == data);
+    assert!(
+        staged_uploads(&shared)
+            .await
+            .iter()
+            .all(|name| name.ends_with("/done")),
+        "publishing drops the staged bytes"
+    );
+    let r = chunk(
+        &http,
+        &two,
+        key,
+        &token,
+        &data.len().to_string(),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status(), 410, "a completed session is gone");
+
+    // Cancel on one server; the session is unknown to both and its bytes are gone.
+    let r = http
+        .put(url(&two, "objects", "cancelled", "?upload_type=resumable"))
+        .header("upload-length", "10")
+        .send()
+        .await
+        .unwrap();
+    let created: serde_json::Value = r.json().await.unwrap();
+    let token = created["session"].as_str().unwrap().to_owned();
+    let r = chunk(&http, &two, "cancelled", &token, "0", b"01234".to_vec()).await;
+    assert_eq!(r.status(), 204);
+    let r = http
+        .delete(url(
+            &one,
+            "objects",
+            "cancelled",
+            &format!("?session={token}"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = chunk(&http, &two, "cancelled", &token, "*", Vec::new()).await;
+    assert_eq!(r.status(), 404);
+    assert!(
+        !staged(&shared)
+            .await
+            .iter()
+            .any(|name| name.contains("/data/")),
+        "cancelling drops the staged bytes"
+    );
+    assert_eq!(get(&http, &one, "cancelled").await.status(), 404);
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
+#[tokio::test]
+async fn s3compatible_resumable_session_continues_across_servers_and_a_restart() {
+    resumable_across_servers_and_a_restart(false).await;
+}
+
+#[tokio::test]
+async fn tiered_resumable_session_continues_across_servers_and_a_restart() {
+    resumable_across_servers_and_a_restart(true).await;
+}
+
+fn client_session(server: &RunningServer) -> objectstore_client::Session {
+    let client = objectstore_client::Client::builder(format!("http://{}", server.addr()))
+        .build()
+        .unwrap();
+    objectstore_client::Usecase::new("upload")
+        .unwrap()
+        .for_organization(1)
+        .session(&client)
+        .unwrap()
+}
+
+/// The real Rust client's resumable API: created through one server, resumed by token
+/// through the other, cancelled through the first.
+#[tokio::test]
+async fn rust_client_resumes_a_session_through_another_server() {
+    use objectstore_client::UploadProgress;
+    let shared = shared(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let one = start(&shared, &dir, |_| {}).await;
+    let two = start(&shared, &dir, |_| {}).await;
+    let (s1, s2) = (client_session(&one), client_session(&two));
+    let data = noise(1536 * 1024, 4);
+    let upload = s1
+        .create_upload(data.len() as u64)
+        .key("client")
+        .content_type("text/x-client")
+        .send()
+        .await
+        .unwrap()
+        .expect("supported, not 501");
+    assert_eq!(
+        upload.put(0, data[..1000].to_vec()).send().await.unwrap(),
+        UploadProgress::Incomplete { offset: 1000 }
+    );
+    let resumed = s2.resume_upload("client", upload.token().clone());
+    assert_eq!(
+        resumed.progress().send().await.unwrap(),
+        UploadProgress::Incomplete { offset: 1000 }
+    );
+    assert_eq!(
+        resumed
+            .put(1000, data[1000..].to_vec())
+            .send()
+            .await
+            .unwrap(),
+        UploadProgress::Complete
+    );
+    let got = s1.get("client").send().await.unwrap().unwrap();
+    assert_eq!(got.metadata.content_type, "text/x-client");
+    assert!(got.payload().await.unwrap() == data);
+
+    let doomed = s2
+        .create_upload(10)
+        .key("doomed")
+        .send()
+        .await
+        .unwrap()
+        .unwrap();
+    doomed.put(0, b"0123".to_vec()).send().await.unwrap();
+    s1.resume_upload("doomed", doomed.token().clone())
+        .cancel()
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        doomed.progress().send().await.is_err(),
+        "cancelled everywhere"
+    );
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
+/// An upload and a session left behind by one server are collected by another whose
+/// `upload_max_age` they exceed; the cleanup runs when that server starts.
+async fn abandoned_uploads_are_collected(tiered: bool) {
+    let shared = shared(tiered).await;
+    let dir = tempfile::tempdir().unwrap();
+    let one = start(&shared, &dir, |_| {}).await;
+    let http = reqwest::Client::new();
+    let upload = initiate(&http, &one, "abandoned").await;
+    part(&http, &one, "abandoned", &upload, 1, noise(1000, 3)).await;
+    let r = http
+        .put(url(&one, "objects", "left", "?upload_type=resumable"))
+        .header("upload-length", "10")
+        .send()
+        .await
+        .unwrap();
+    let created: serde_json::Value = r.json().await.unwrap();
+    let token = created["session"].as_str().unwrap().to_owned();
+    let r = chunk(&http, &one, "left", &token, "0", b"0123".to_vec()).await;
+    assert_eq!(r.status(), 204);
+    one.shutdown().await;
+    assert!(!staged_uploads(&shared).await.is_empty());
+
+    // S3 times have whole seconds: let the staged objects age past the limit.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let two = start(&shared, &dir, |c| {
+        c.service.upload_max_age = Duration::from_secs(1)
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !staged_uploads(&shared).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "abandoned uploads were not collected: {:?}",
+            staged_uploads(&shared).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        staged(&shared)
+            .await
+            .iter()
+            .any(|n| n.ends_with("resumable/secret")),
+        "the token secret is never collected"
+    );
+    let (status, _) = list(&http, &two, "abandoned", &format!("?upload_id={upload}")).await;
+    assert!(!status.is_success());
+    let r = chunk(&http, &two, "left", &token, "*", Vec::new()).await;
+    assert_eq!(r.status(), 404);
+    two.shutdown().await;
+}
+
+#[tokio::test]
+async fn s3compatible_abandoned_uploads_are_collected_from_the_bucket() {
+    abandoned_uploads_are_collected(false).await;
+}
+
+#[tokio::test]
+async fn tiered_abandoned_uploads_are_collected_from_the_bucket() {
+    abandoned_uploads_are_collected(true).await;
+}
+
+/// Staged objects are not objects: a sweep and the orphan reconciliation skip them.
+#[tokio::test]
+async fn sweeps_and_listings_skip_the_staging_prefix() {
+    let shared = shared(false).await;
+    let backend = strata_server::backend::s3::S3Backend::open(&shared.storage)
+        .await
+        .unwrap();
+    let staging = strata_server::backend::Backend::upload_staging(&backend).unwrap();
+    let id = strata_server::object::ObjectId::new(
+        "up",
+        strata_server::object::Scopes::parse("org=1").unwrap(),
+        "k",
+    )
+    .unwrap();
+    strata_server::uploads::multipart::initiate(&staging, id, Default::default())
+        .await
+        .unwrap();
+    assert!(!staged(&shared).await.is_empty());
+    let ids = strata_server::backend::Backend::list_ids(&backend)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ids.is_empty(), "{ids:?}");
+    let removed = strata_server::backend::Backend::sweep_expired(
+        &backend,
+        std::time::SystemTime::now() + Duration::from_secs(86400 * 365),
+    )
+    .await
+    .unwrap();
+    assert_eq!(removed, 0);
+    assert!(!staged(&shared).await.is_empty());
+}
