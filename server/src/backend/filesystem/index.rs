@@ -116,6 +116,23 @@ impl Index {
         old
     }
 
+    /// Sets a logged entry for `digest` unless the current entry is a later record of
+    /// the key (a higher sequence number): same-key puts finish out of log order, and a
+    /// reader must never see a version that an older one then replaces. Returns
+    /// `Some(replaced)` when it was set, `None` when it lost.
+    pub(super) fn insert_newer(&self, digest: Digest, entry: Entry) -> Option<Option<Entry>> {
+        let seq = entry.record().map_or(0, |location| location.seq);
+        let mut shard = self.shard(&digest);
+        if matches!(shard.get(&digest), Some(Entry::Logged { location, .. }) if location.seq > seq)
+        {
+            return None;
+        }
+        self.account(Some(&entry), true);
+        let old = shard.insert(digest, entry);
+        self.account(old.as_ref(), false);
+        Some(old)
+    }
+
     /// Forgets `digest`; returns the entry it had.
     pub(super) fn remove(&self, digest: &Digest) -> Option<Entry> {
         let old = self.shard(digest).remove(digest);
@@ -159,6 +176,45 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A logged entry at `seq` in a segment of its own (the index only compares `seq`).
+    fn logged(dir: &std::path::Path, seq: u64) -> Entry {
+        Entry::Logged {
+            location: super::super::log::tests::location(dir, seq),
+            expires: None,
+        }
+    }
+
+    fn seq_of(entry: Option<Entry>) -> Option<u64> {
+        entry.and_then(|e| e.record().map(|l| l.seq))
+    }
+
+    #[test]
+    fn a_logged_entry_never_replaces_a_later_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::new(StorageMetrics::unregistered());
+        let digest = [3; 32];
+        assert!(index.insert_newer(digest, logged(dir.path(), 5)).is_some());
+        assert!(
+            index.insert_newer(digest, logged(dir.path(), 4)).is_none(),
+            "an earlier record finishing late loses"
+        );
+        assert_eq!(seq_of(index.get(&digest)), Some(5));
+        let replaced = index.insert_newer(digest, logged(dir.path(), 9)).unwrap();
+        assert_eq!(seq_of(replaced), Some(5));
+        assert_eq!(seq_of(index.get(&digest)), Some(9));
+        // A file entry was set by an exclusive writer before any put in flight was
+        // queued, so a logged entry always replaces it.
+        index.insert(
+            digest,
+            Entry::File {
+                expires: None,
+                meta: None,
+            },
+        );
+        assert!(index.insert_newer(digest, logged(dir.path(), 7)).is_some());
+        assert_eq!(seq_of(index.get(&digest)), Some(7));
+    }
 
     #[test]
     fn a_panic_while_a_shard_is_locked_leaves_it_usable() {

@@ -365,12 +365,21 @@ impl Log {
         self.submit(records, lengths, false).await
     }
 
-    async fn submit(
+    /// Queues one fresh record without waiting: records queued one after another get
+    /// increasing sequence numbers and commit in that order, so a caller can fix a
+    /// write's place in the log under a key's lock and wait for durability after
+    /// releasing it (same-key writes then share group commits).
+    pub(super) fn enqueue(&self, record: Vec<u8>) -> io::Result<Pending> {
+        let len = record.len();
+        self.send(record, vec![len], true).map(Pending)
+    }
+
+    fn send(
         &self,
         record: Vec<u8>,
         lengths: Vec<usize>,
         fresh: bool,
-    ) -> io::Result<Vec<Location>> {
+    ) -> io::Result<tokio::sync::oneshot::Receiver<io::Result<Vec<Location>>>> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.tx
             .send(Message::Append(Append {
@@ -380,8 +389,16 @@ impl Log {
                 lengths,
             }))
             .map_err(|_| io::Error::other("log writer stopped"))?;
-        rx.await
-            .unwrap_or_else(|_| Err(io::Error::other("log writer stopped")))
+        Ok(rx)
+    }
+
+    async fn submit(
+        &self,
+        record: Vec<u8>,
+        lengths: Vec<usize>,
+        fresh: bool,
+    ) -> io::Result<Vec<Location>> {
+        wait(self.send(record, lengths, fresh)?).await
     }
 
     /// Whether the writer thread still runs; when it does not, nothing can be written
@@ -411,6 +428,25 @@ impl Log {
         std::fs::remove_file(&segment.path)?;
         fsync_dir(&self.dir)
     }
+}
+
+/// A record queued by [`Log::enqueue`]: its place in the log is fixed, its commit is not
+/// yet known.
+pub(super) struct Pending(tokio::sync::oneshot::Receiver<io::Result<Vec<Location>>>);
+
+impl Pending {
+    /// Waits until the record is durable; returns where it lives.
+    pub(super) async fn durable(self) -> io::Result<Location> {
+        let mut locations = wait(self.0).await?;
+        Ok(locations.pop().expect("one record, one location"))
+    }
+}
+
+async fn wait(
+    rx: tokio::sync::oneshot::Receiver<io::Result<Vec<Location>>>,
+) -> io::Result<Vec<Location>> {
+    rx.await
+        .unwrap_or_else(|_| Err(io::Error::other("log writer stopped")))
 }
 
 /// Reports the writer thread's end, however it ends (a panic included): the flag that
@@ -603,8 +639,20 @@ impl Writer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// A location of sequence number `seq` in a fresh segment under `dir` (for tests of
+    /// what only looks at locations).
+    pub(in super::super) fn location(dir: &Path, seq: u64) -> Location {
+        let segment = Segment::open(segment_path(dir, seq), seq, true).unwrap();
+        Location {
+            segment: Arc::new(segment),
+            offset: SEGMENT_HEADER as u64,
+            len: 1,
+            seq,
+        }
+    }
 
     /// Opens a log, ignoring what it replays.
     fn open_quietly(path: PathBuf, segment_bytes: u64) -> Log {

@@ -8,13 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::Mutex;
-
 use super::files::FileId;
 use super::index::{Entry, FileMeta, Index};
 use super::log::{Location, Log};
 use super::record::Kind;
-use super::store::{digest_of, CacheWeight, Shared};
+use super::store::{digest_of, CacheWeight, Shared, Stripe};
 use super::{codec, files, format, Digest, CACHE_BYTES, LOCK_STRIPES};
 use crate::backend::{BackendError, IoContext as _};
 use crate::metrics::StorageMetrics;
@@ -200,7 +198,7 @@ pub(super) fn recover(
             CACHE_BYTES,
             CacheWeight,
         ),
-        stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        stripes: (0..LOCK_STRIPES).map(|_| Stripe::default()).collect(),
         metrics,
         _lock: lock,
     })
