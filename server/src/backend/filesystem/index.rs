@@ -24,11 +24,14 @@ const SHARDS: usize = 64;
 /// Where an object's current version lives.
 #[derive(Debug, Clone)]
 pub(super) enum Entry {
-    /// A `Put` record in the log.
+    /// A `Put` record in the log, or a `MetaRef` record and the `Put` holding its payload.
     Logged {
         location: Location,
         /// The deadline from its metadata, so the sweep needs no reads.
         expires: Option<SystemTime>,
+        /// When `location` is a `MetaRef`: the earlier `Put` record whose payload it
+        /// keeps (live too, so compaction moves it).
+        payload: Option<Location>,
     },
     /// A file of its own (a large object).
     File {
@@ -83,7 +86,11 @@ impl Index {
     fn account(&self, entry: Option<&Entry>, add: bool) {
         let Some(entry) = entry else { return };
         let sign = if add { 1 } else { -1 };
-        if let Some(location) = entry.record() {
+        let payload = match entry {
+            Entry::Logged { payload, .. } => payload.as_ref(),
+            Entry::File { .. } => None,
+        };
+        for location in entry.record().into_iter().chain(payload) {
             let bytes = u64::from(location.len);
             if add {
                 location.segment.live.fetch_add(bytes, Ordering::Relaxed);
@@ -182,6 +189,7 @@ mod tests {
         Entry::Logged {
             location: super::super::log::tests::location(dir, seq),
             expires: None,
+            payload: None,
         }
     }
 

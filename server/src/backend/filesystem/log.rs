@@ -30,7 +30,8 @@
 //!
 //! Every record carries a sequence number, unique and increasing in commit order; a copy
 //! made by compaction keeps the original's. For each key the record with the highest
-//! sequence number is the truth, wherever it sits in the log.
+//! sequence number is the truth, wherever it sits in the log (on a tie, which only a
+//! `MetaRef` and its rewrite by compaction share, the later one).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};

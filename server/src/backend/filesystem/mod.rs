@@ -177,13 +177,21 @@ impl Backend for FilesystemBackend {
         let _lock = shared.stripe(&digest).lock().await;
         match shared.index.get(&digest) {
             None => Ok(false),
-            Some(Entry::Logged { location, .. }) => {
-                let current = shared.load(&location, &id_bytes).await?;
+            Some(Entry::Logged {
+                location, payload, ..
+            }) => {
+                let current = shared.load(&location, payload.as_ref(), &id_bytes).await?;
                 if !same_version(&current.metadata, expected) {
                     return Ok(false);
                 }
                 shared
-                    .put_logged(digest, &id_bytes, metadata, current.payload.clone())
+                    .update_logged_metadata(
+                        digest,
+                        &id_bytes,
+                        (location, payload),
+                        &current,
+                        metadata,
+                    )
                     .await?;
                 Ok(true)
             }
@@ -214,9 +222,15 @@ impl Backend for FilesystemBackend {
         // Under the stripe lock the current version cannot change.
         let current = match shared.index.get(&digest) {
             None => None,
-            Some(Entry::Logged { location, .. }) => {
-                Some(shared.load(&location, &id_bytes).await?.metadata.clone())
-            }
+            Some(Entry::Logged {
+                location, payload, ..
+            }) => Some(
+                shared
+                    .load(&location, payload.as_ref(), &id_bytes)
+                    .await?
+                    .metadata
+                    .clone(),
+            ),
             Some(Entry::File { meta, .. }) => shared
                 .file_metadata(&digest, id, meta)
                 .await?
@@ -987,6 +1001,157 @@ mod tests {
         assert_eq!(reread.origin.as_deref(), Some("changed"));
         assert_eq!(reread.size, Some(1000));
         assert_eq!(read(&backend, "k").await, Some(small(1)));
+    }
+
+    /// Bytes the log's segments hold.
+    fn log_bytes(backend: &FilesystemBackend) -> u64 {
+        backend
+            .shared
+            .log
+            .segments()
+            .iter()
+            .map(|s| s.size.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Swaps `key`'s metadata for one with `origin`; asserts the swap happened.
+    async fn patch(backend: &FilesystemBackend, key: &str, origin: &str) {
+        let current = backend.head(&id(key)).await.unwrap().unwrap();
+        let mut updated = current.clone();
+        updated.origin = Some(origin.to_owned());
+        assert!(backend
+            .update_metadata(&id(key), &current, &updated)
+            .await
+            .unwrap());
+    }
+
+    /// Asserts `key` has metadata of `origin` over a payload of 5 000 bytes.
+    async fn expect(backend: &FilesystemBackend, key: &str, origin: &str) {
+        let head = backend.head(&id(key)).await.unwrap().unwrap();
+        assert_eq!(head.origin.as_deref(), Some(origin), "{key}");
+        assert_eq!(head.size, Some(5_000), "{key}");
+    }
+
+    #[tokio::test]
+    async fn a_metadata_change_of_a_logged_object_refers_to_its_payload_not_copies_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = 64 * 1024;
+        let payload = |byte: u8| vec![byte; 5_000];
+        let mut backend = open_segmented(dir.path(), segment).await;
+        put(&backend, "k", payload(1)).await;
+        put(&backend, "other", payload(2)).await;
+        let before = log_bytes(&backend);
+        patch(&backend, "k", "first").await;
+        let grown = log_bytes(&backend) - before;
+        assert!(grown < 1000, "a metadata change appended {grown} bytes");
+        // A second change refers to the same payload, not to the first change.
+        patch(&backend, "k", "second").await;
+        assert!(log_bytes(&backend) - before < 2000);
+        expect(&backend, "k", "second").await;
+        assert_eq!(read(&backend, "k").await, Some(payload(1)));
+
+        drop(backend);
+        backend = open_segmented(dir.path(), segment).await;
+        expect(&backend, "k", "second").await;
+        assert_eq!(read(&backend, "k").await, Some(payload(1)));
+        patch(&backend, "other", "other-first").await;
+
+        // Churn until the segments holding the payloads are mostly dead and compacted:
+        // the pairs become single records and still read back, also after a reopen.
+        for round in 0..20u8 {
+            put(&backend, "churn", small(round)).await;
+            put(&backend, "churn-large", payload(round)).await;
+        }
+        let first_segment = backend.shared.log.segments()[0].id;
+        while backend.shared.compact_once().await.unwrap() {}
+        assert!(
+            backend.shared.log.segments()[0].id > first_segment,
+            "the segment holding the original payloads was compacted"
+        );
+        let digest = digest_of(&id_bytes(&id("k")));
+        assert!(
+            matches!(
+                backend.shared.index.get(&digest),
+                Some(Entry::Logged { payload: None, .. })
+            ),
+            "compaction rewrote the pair as one record"
+        );
+        expect(&backend, "k", "second").await;
+        expect(&backend, "other", "other-first").await;
+        assert_eq!(read(&backend, "k").await, Some(payload(1)));
+        assert_eq!(read(&backend, "other").await, Some(payload(2)));
+        drop(backend);
+        backend = open_segmented(dir.path(), segment).await;
+        expect(&backend, "k", "second").await;
+        expect(&backend, "other", "other-first").await;
+        assert_eq!(read(&backend, "k").await, Some(payload(1)));
+        assert_eq!(read(&backend, "other").await, Some(payload(2)));
+
+        // A change after compaction refers to the rewritten record; an overwrite and a
+        // delete replace the pair.
+        patch(&backend, "k", "third").await;
+        put(&backend, "other", payload(9)).await;
+        drop(backend);
+        backend = open_segmented(dir.path(), segment).await;
+        expect(&backend, "k", "third").await;
+        assert_eq!(read(&backend, "k").await, Some(payload(1)));
+        assert_eq!(read(&backend, "other").await, Some(payload(9)));
+        assert_eq!(
+            backend.head(&id("other")).await.unwrap().unwrap().origin,
+            None
+        );
+    }
+
+    /// Metadata changes race a compaction loop over segments holding the payloads they
+    /// refer to: every key keeps its payload and newest metadata, before and after a
+    /// reopen (a reference to a removed segment would fail the reopen).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn metadata_changes_racing_compaction_keep_their_payloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = 32 * 1024;
+        let backend = Arc::new(open_segmented(dir.path(), segment).await);
+        let payload = |k: u8| vec![k; 3000];
+        for k in 0..8u8 {
+            put(&backend, &format!("k{k}"), payload(k)).await;
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let compactor = {
+            let (backend, stop) = (backend.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if !backend.shared.compact_once().await.unwrap() {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        };
+        let writers: Vec<_> = (0..8u8)
+            .map(|k| {
+                let backend = backend.clone();
+                tokio::spawn(async move {
+                    for round in 0..40 {
+                        patch(&backend, &format!("k{k}"), &format!("{round}")).await;
+                        put(&backend, &format!("churn{k}"), vec![round as u8; 2000]).await;
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        compactor.await.unwrap();
+        let check = |backend: Arc<FilesystemBackend>| async move {
+            for k in 0..8u8 {
+                let key = format!("k{k}");
+                assert_eq!(read(&backend, &key).await, Some(payload(k)), "{key}");
+                let head = backend.head(&id(&key)).await.unwrap().unwrap();
+                assert_eq!(head.origin.as_deref(), Some("39"), "{key}");
+            }
+        };
+        check(backend.clone()).await;
+        drop(Arc::try_unwrap(backend).expect("sole owner"));
+        check(Arc::new(open_segmented(dir.path(), segment).await)).await;
     }
 
     #[tokio::test]

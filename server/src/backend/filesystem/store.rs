@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::index::{Entry, FileMeta, Index};
 use super::log::{Location, Log, Pending};
-use super::record::{self, Kind, Record};
+use super::record::{self, Kind, PayloadRef, Record};
 use super::{codec, files, Digest, LOCK_STRIPES, WRITE_CHUNK};
 use crate::backend::{
     same_version, BackendError, IoContext as _, Payload, PayloadStream, StoredObject,
@@ -136,10 +136,12 @@ impl Shared {
         files::object_path(&self.root, digest)
     }
 
-    /// Reads and decodes a logged object, from the cache when it is there.
+    /// Reads and decodes a logged object (its `Put` record, or its `MetaRef` record and
+    /// the `Put` holding the payload), from the cache when it is there.
     pub(super) async fn load(
         &self,
         location: &Location,
+        payload: Option<&Location>,
         id_bytes: &[u8],
     ) -> Result<Arc<Cached>, BackendError> {
         let key = (location.segment.id, location.offset);
@@ -147,20 +149,76 @@ impl Shared {
             return Ok(cached);
         }
         let record = self.read_record(location).await?;
-        if record.id_bytes != id_bytes {
+        let holder = match payload {
+            Some(payload) => self.read_record(payload).await?,
+            None => record.clone(),
+        };
+        if record.id_bytes != id_bytes || holder.id_bytes != id_bytes {
             return Err(BackendError::Corrupt(
                 "digest collision or misplaced record".to_owned(),
             ));
         }
         let mut metadata = codec::decode_metadata(&record.metadata_bytes)
             .map_err(|e| BackendError::Corrupt(format!("bad logged metadata: {e}")))?;
-        metadata.size = Some(record.payload.len() as u64);
+        metadata.size = Some(holder.payload.len() as u64);
         let cached = Arc::new(Cached {
             metadata,
-            payload: record.payload,
+            payload: holder.payload,
         });
         self.cache.insert(key, cached.clone());
         Ok(cached)
+    }
+
+    /// Changes a logged object's metadata by committing a `MetaRef` record that refers
+    /// to the `Put` holding its payload: the payload is not copied (one smaller than a
+    /// reference is, as a `Put`). Call with the key's stripe locked, `current` being
+    /// the key's current version at `location` (and `payload`).
+    pub(super) async fn update_logged_metadata(
+        &self,
+        digest: Digest,
+        id_bytes: &[u8],
+        (location, payload): (Location, Option<Location>),
+        current: &Cached,
+        metadata: &Metadata,
+    ) -> Result<(), BackendError> {
+        if current.payload.len() <= PayloadRef::BYTES {
+            self.put_logged(digest, id_bytes, metadata, current.payload.clone())
+                .await?;
+            return Ok(());
+        }
+        let holder = payload.unwrap_or(location);
+        let reference = PayloadRef {
+            segment: holder.segment.id,
+            offset: holder.offset,
+            len: holder.len,
+            seq: holder.seq,
+        };
+        let record = record::encode(
+            Kind::MetaRef,
+            id_bytes,
+            &metadata_bytes(metadata),
+            &reference.encode(),
+        );
+        let location = self.log.append(record).await?;
+        let mut metadata = metadata.clone();
+        metadata.size = Some(current.payload.len() as u64);
+        let expires = metadata.time_expires;
+        self.cache.insert(
+            (location.segment.id, location.offset),
+            Arc::new(Cached {
+                metadata,
+                payload: current.payload.clone(),
+            }),
+        );
+        self.evict(self.index.insert(
+            digest,
+            Entry::Logged {
+                location,
+                expires,
+                payload: Some(holder),
+            },
+        ));
+        Ok(())
     }
 
     pub(super) async fn read_record(&self, location: &Location) -> Result<Record, BackendError> {
@@ -233,10 +291,14 @@ impl Shared {
         metadata.size = Some(payload.len() as u64);
         let expires = metadata.time_expires;
         let key = (location.segment.id, location.offset);
-        let Some(old) = self
-            .index
-            .insert_newer(digest, Entry::Logged { location, expires })
-        else {
+        let Some(old) = self.index.insert_newer(
+            digest,
+            Entry::Logged {
+                location,
+                expires,
+                payload: None,
+            },
+        ) else {
             return Ok(seq);
         };
         self.cache
@@ -330,8 +392,10 @@ impl Shared {
         for _ in 0..3 {
             match self.index.get(&digest) {
                 None => return Ok(None),
-                Some(Entry::Logged { location, .. }) => {
-                    let cached = self.load(&location, &id_bytes).await?;
+                Some(Entry::Logged {
+                    location, payload, ..
+                }) => {
+                    let cached = self.load(&location, payload.as_ref(), &id_bytes).await?;
                     return Ok(Some(StoredObject {
                         metadata: cached.metadata.clone(),
                         payload: Payload::Bytes(cached.payload.clone()),
