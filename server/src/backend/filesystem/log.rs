@@ -685,6 +685,24 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_payload_reference_round_trips_and_only_at_its_exact_size() {
+        let reference = PayloadRef {
+            segment: 7,
+            offset: 1 << 33,
+            len: 70_000,
+            seq: u64::MAX - 1,
+        };
+        let bytes = reference.encode();
+        assert_eq!(PayloadRef::decode(&bytes), Some(reference));
+        assert_eq!(PayloadRef::decode(&bytes[1..]), None);
+        assert_eq!(PayloadRef::decode(&[bytes.as_slice(), &[0]].concat()), None);
+        let record = Bytes::from(sealed(Kind::MetaRef, 3, &bytes));
+        let (decoded, _) = decode(&record, &None).unwrap();
+        assert_eq!(decoded.kind, Kind::MetaRef);
+        assert_eq!(PayloadRef::decode(&decoded.payload), Some(reference));
+    }
+
+    #[test]
     fn every_truncation_is_incomplete_not_a_record() {
         let bytes = sealed(Kind::Put, 1, &[7; 100]);
         for cut in 0..bytes.len() {
