@@ -24,11 +24,14 @@ const SHARDS: usize = 64;
 /// Where an object's current version lives.
 #[derive(Debug, Clone)]
 pub(super) enum Entry {
-    /// A `Put` record in the log.
+    /// A `Put` record in the log, or a `MetaRef` record and the `Put` holding its payload.
     Logged {
         location: Location,
         /// The deadline from its metadata, so the sweep needs no reads.
         expires: Option<SystemTime>,
+        /// When `location` is a `MetaRef`: the earlier `Put` record whose payload it
+        /// keeps (live too, so compaction moves it).
+        payload: Option<Location>,
     },
     /// A file of its own (a large object).
     File {
@@ -83,7 +86,11 @@ impl Index {
     fn account(&self, entry: Option<&Entry>, add: bool) {
         let Some(entry) = entry else { return };
         let sign = if add { 1 } else { -1 };
-        if let Some(location) = entry.record() {
+        let payload = match entry {
+            Entry::Logged { payload, .. } => payload.as_ref(),
+            Entry::File { .. } => None,
+        };
+        for location in entry.record().into_iter().chain(payload) {
             let bytes = u64::from(location.len);
             if add {
                 location.segment.live.fetch_add(bytes, Ordering::Relaxed);
@@ -114,6 +121,23 @@ impl Index {
         let old = self.shard(&digest).insert(digest, entry);
         self.account(old.as_ref(), false);
         old
+    }
+
+    /// Sets a logged entry for `digest` unless the current entry is a later record of
+    /// the key (a higher sequence number): same-key puts finish out of log order, and a
+    /// reader must never see a version that an older one then replaces. Returns
+    /// `Some(replaced)` when it was set, `None` when it lost.
+    pub(super) fn insert_newer(&self, digest: Digest, entry: Entry) -> Option<Option<Entry>> {
+        let seq = entry.record().map_or(0, |location| location.seq);
+        let mut shard = self.shard(&digest);
+        if matches!(shard.get(&digest), Some(Entry::Logged { location, .. }) if location.seq > seq)
+        {
+            return None;
+        }
+        self.account(Some(&entry), true);
+        let old = shard.insert(digest, entry);
+        self.account(old.as_ref(), false);
+        Some(old)
     }
 
     /// Forgets `digest`; returns the entry it had.
@@ -159,6 +183,46 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A logged entry at `seq` in a segment of its own (the index only compares `seq`).
+    fn logged(dir: &std::path::Path, seq: u64) -> Entry {
+        Entry::Logged {
+            location: super::super::log::tests::location(dir, seq),
+            expires: None,
+            payload: None,
+        }
+    }
+
+    fn seq_of(entry: Option<Entry>) -> Option<u64> {
+        entry.and_then(|e| e.record().map(|l| l.seq))
+    }
+
+    #[test]
+    fn a_logged_entry_never_replaces_a_later_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::new(StorageMetrics::unregistered());
+        let digest = [3; 32];
+        assert!(index.insert_newer(digest, logged(dir.path(), 5)).is_some());
+        assert!(
+            index.insert_newer(digest, logged(dir.path(), 4)).is_none(),
+            "an earlier record finishing late loses"
+        );
+        assert_eq!(seq_of(index.get(&digest)), Some(5));
+        let replaced = index.insert_newer(digest, logged(dir.path(), 9)).unwrap();
+        assert_eq!(seq_of(replaced), Some(5));
+        assert_eq!(seq_of(index.get(&digest)), Some(9));
+        // A file entry was set by an exclusive writer before any put in flight was
+        // queued, so a logged entry always replaces it.
+        index.insert(
+            digest,
+            Entry::File {
+                expires: None,
+                meta: None,
+            },
+        );
+        assert!(index.insert_newer(digest, logged(dir.path(), 7)).is_some());
+        assert_eq!(seq_of(index.get(&digest)), Some(7));
+    }
 
     #[test]
     fn a_panic_while_a_shard_is_locked_leaves_it_usable() {

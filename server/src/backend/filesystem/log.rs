@@ -30,7 +30,8 @@
 //!
 //! Every record carries a sequence number, unique and increasing in commit order; a copy
 //! made by compaction keeps the original's. For each key the record with the highest
-//! sequence number is the truth, wherever it sits in the log.
+//! sequence number is the truth, wherever it sits in the log (on a tie, which only a
+//! `MetaRef` and its rewrite by compaction share, the later one).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -354,12 +355,21 @@ impl Log {
         self.submit(records, lengths, false).await
     }
 
-    async fn submit(
+    /// Queues one fresh record without waiting: records queued one after another get
+    /// increasing sequence numbers and commit in that order, so a caller can fix a
+    /// write's place in the log under a key's lock and wait for durability after
+    /// releasing it (same-key writes then share group commits).
+    pub(super) fn enqueue(&self, record: Vec<u8>) -> io::Result<Pending> {
+        let len = record.len();
+        self.send(record, vec![len], true).map(Pending)
+    }
+
+    fn send(
         &self,
         record: Vec<u8>,
         lengths: Vec<usize>,
         fresh: bool,
-    ) -> io::Result<Vec<Location>> {
+    ) -> io::Result<tokio::sync::oneshot::Receiver<io::Result<Vec<Location>>>> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.tx
             .send(Message::Append(Append {
@@ -369,8 +379,16 @@ impl Log {
                 lengths,
             }))
             .map_err(|_| io::Error::other("log writer stopped"))?;
-        rx.await
-            .unwrap_or_else(|_| Err(io::Error::other("log writer stopped")))
+        Ok(rx)
+    }
+
+    async fn submit(
+        &self,
+        record: Vec<u8>,
+        lengths: Vec<usize>,
+        fresh: bool,
+    ) -> io::Result<Vec<Location>> {
+        wait(self.send(record, lengths, fresh)?).await
     }
 
     /// Whether the writer thread still runs; when it does not, nothing can be written
@@ -400,6 +418,25 @@ impl Log {
         std::fs::remove_file(&segment.path)?;
         fsync_dir(&self.dir)
     }
+}
+
+/// A record queued by [`Log::enqueue`]: its place in the log is fixed, its commit is not
+/// yet known.
+pub(super) struct Pending(tokio::sync::oneshot::Receiver<io::Result<Vec<Location>>>);
+
+impl Pending {
+    /// Waits until the record is durable; returns where it lives.
+    pub(super) async fn durable(self) -> io::Result<Location> {
+        let mut locations = wait(self.0).await?;
+        Ok(locations.pop().expect("one record, one location"))
+    }
+}
+
+async fn wait(
+    rx: tokio::sync::oneshot::Receiver<io::Result<Vec<Location>>>,
+) -> io::Result<Vec<Location>> {
+    rx.await
+        .unwrap_or_else(|_| Err(io::Error::other("log writer stopped")))
 }
 
 /// Reports the writer thread's end, however it ends (a panic included): the flag that
@@ -592,8 +629,20 @@ impl Writer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// A location of sequence number `seq` in a fresh segment under `dir` (for tests of
+    /// what only looks at locations).
+    pub(in super::super) fn location(dir: &Path, seq: u64) -> Location {
+        let segment = Segment::open(segment_path(dir, seq), seq, true).unwrap();
+        Location {
+            segment: Arc::new(segment),
+            offset: SEGMENT_HEADER as u64,
+            len: 1,
+            seq,
+        }
+    }
 
     /// Opens a log, ignoring what it replays.
     fn open_quietly(path: PathBuf, segment_bytes: u64) -> Log {
@@ -622,6 +671,24 @@ mod tests {
         assert_eq!(&record.id_bytes[..], br#"{"k":"a"}"#);
         assert_eq!(&record.metadata_bytes[..], br#"{"m":1}"#);
         assert_eq!(&record.payload[..], b"payload");
+    }
+
+    #[test]
+    fn a_payload_reference_round_trips_and_only_at_its_exact_size() {
+        let reference = PayloadRef {
+            segment: 7,
+            offset: 1 << 33,
+            len: 70_000,
+            seq: u64::MAX - 1,
+        };
+        let bytes = reference.encode();
+        assert_eq!(PayloadRef::decode(&bytes), Some(reference));
+        assert_eq!(PayloadRef::decode(&bytes[1..]), None);
+        assert_eq!(PayloadRef::decode(&[bytes.as_slice(), &[0]].concat()), None);
+        let record = Bytes::from(sealed(Kind::MetaRef, 3, &bytes));
+        let (decoded, _) = decode(&record, &None).unwrap();
+        assert_eq!(decoded.kind, Kind::MetaRef);
+        assert_eq!(PayloadRef::decode(&decoded.payload), Some(reference));
     }
 
     #[test]

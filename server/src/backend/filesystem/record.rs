@@ -151,6 +151,11 @@ pub(super) enum Kind {
     /// New metadata for the object in its own file whose file id is the payload; it
     /// outranks the file's header, so a metadata change never copies the file.
     Meta = 4,
+    /// New metadata for a logged object whose payload stays where it is: the payload
+    /// field is a [`PayloadRef`] to the `Put` record that holds it, so a metadata change
+    /// (a PATCH, a TTI bump) never copies the payload. Compaction turns the pair back
+    /// into one `Put` (with this record's sequence number) when it moves either.
+    MetaRef = 5,
 }
 
 impl Kind {
@@ -160,8 +165,45 @@ impl Kind {
             2 => Some(Self::Delete),
             3 => Some(Self::External),
             4 => Some(Self::Meta),
+            5 => Some(Self::MetaRef),
             _ => None,
         }
+    }
+}
+
+/// Where a `MetaRef` record's payload is: the `Put` record holding it, by segment id,
+/// offset and length, and its sequence number (checked when it is read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PayloadRef {
+    pub(super) segment: u64,
+    pub(super) offset: u64,
+    pub(super) len: u32,
+    pub(super) seq: u64,
+}
+
+impl PayloadRef {
+    /// Encoded size: segment u64 | offset u64 | len u32 | seq u64, little-endian.
+    pub(super) const BYTES: usize = 8 + 8 + 4 + 8;
+
+    pub(super) fn encode(&self) -> [u8; Self::BYTES] {
+        let mut out = [0; Self::BYTES];
+        out[..8].copy_from_slice(&self.segment.to_le_bytes());
+        out[8..16].copy_from_slice(&self.offset.to_le_bytes());
+        out[16..20].copy_from_slice(&self.len.to_le_bytes());
+        out[20..].copy_from_slice(&self.seq.to_le_bytes());
+        out
+    }
+
+    /// `None` unless `bytes` is exactly one encoded reference.
+    pub(super) fn decode(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; Self::BYTES] = bytes.try_into().ok()?;
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8"));
+        Some(Self {
+            segment: u64_at(0),
+            offset: u64_at(8),
+            len: u32_at(bytes, 16),
+            seq: u64_at(20),
+        })
     }
 }
 

@@ -8,13 +8,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::Mutex;
-
 use super::files::FileId;
 use super::index::{Entry, FileMeta, Index};
+use super::log::Segment;
 use super::log::{Location, Log};
-use super::record::Kind;
-use super::store::{digest_of, CacheWeight, Shared};
+use super::record::{self, Kind, PayloadRef};
+use super::store::{digest_of, CacheWeight, Shared, Stripe};
 use super::{codec, files, format, Digest, CACHE_BYTES, LOCK_STRIPES};
 use crate::backend::{BackendError, IoContext as _};
 use crate::metrics::StorageMetrics;
@@ -29,6 +28,8 @@ struct Latest {
     expires: Option<Option<SystemTime>>,
     /// A `Meta` record's metadata and the file id it names.
     meta: Option<(Metadata, FileId)>,
+    /// A `MetaRef` record's reference to the `Put` holding its payload.
+    reference: Option<PayloadRef>,
 }
 
 /// Rebuilds the index: the highest sequence number per key wins; object files are kept
@@ -77,7 +78,7 @@ pub(super) fn recover(
             }
             let metadata = match record.kind {
                 Kind::External if record.metadata_bytes.is_empty() => None,
-                Kind::Put | Kind::External | Kind::Meta => {
+                Kind::Put | Kind::External | Kind::Meta | Kind::MetaRef => {
                     match codec::decode_metadata(&record.metadata_bytes) {
                         Ok(metadata) => Some(metadata),
                         Err(err) => {
@@ -99,6 +100,17 @@ pub(super) fn recover(
                 },
                 _ => None,
             };
+            let reference = match record.kind {
+                Kind::MetaRef => {
+                    let reference = PayloadRef::decode(&record.payload);
+                    if reference.is_none() {
+                        bad_metadata
+                            .get_or_insert("metadata record without a reference".to_owned());
+                    }
+                    reference
+                }
+                _ => None,
+            };
             latest.insert(
                 digest,
                 Latest {
@@ -106,6 +118,7 @@ pub(super) fn recover(
                     location,
                     expires,
                     meta,
+                    reference,
                 },
             );
         },
@@ -125,7 +138,7 @@ pub(super) fn recover(
         };
         match latest.get_mut(&digest) {
             Some(Latest {
-                kind: Kind::Put | Kind::Delete,
+                kind: Kind::Put | Kind::Delete | Kind::MetaRef,
                 ..
             }) => {
                 files::remove(&path, false).at("remove superseded object file", &path)?;
@@ -180,16 +193,21 @@ pub(super) fn recover(
             }
         }
     }
+    let segments: HashMap<u64, _> = log.segments().into_iter().map(|s| (s.id, s)).collect();
     for (digest, latest) in latest {
-        if latest.kind == Kind::Put {
-            index.insert(
-                digest,
-                Entry::Logged {
-                    location: latest.location,
-                    expires: latest.expires.flatten(),
-                },
-            );
-        }
+        let payload = match (latest.kind, latest.reference) {
+            (Kind::Put, _) => None,
+            (Kind::MetaRef, Some(reference)) => Some(resolve(&segments, &reference, &digest)?),
+            _ => continue,
+        };
+        index.insert(
+            digest,
+            Entry::Logged {
+                location: latest.location,
+                expires: latest.expires.flatten(),
+                payload,
+            },
+        );
     }
     Ok(Shared {
         root,
@@ -200,8 +218,45 @@ pub(super) fn recover(
             CACHE_BYTES,
             CacheWeight,
         ),
-        stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        stripes: (0..LOCK_STRIPES).map(|_| Stripe::default()).collect(),
         metrics,
         _lock: lock,
     })
+}
+
+/// The location of the `Put` a current `MetaRef` refers to, checked to be that very
+/// record of that key: compaction never drops a referenced `Put` before the pair is
+/// rewritten as one, so a reference that does not resolve is corruption.
+fn resolve(
+    segments: &HashMap<u64, Arc<Segment>>,
+    reference: &PayloadRef,
+    digest: &Digest,
+) -> Result<Location, BackendError> {
+    let missing = |why: &str| {
+        BackendError::Corrupt(format!(
+            "metadata record refers to a payload that is {why} (segment {}, offset {})",
+            reference.segment, reference.offset
+        ))
+    };
+    let segment = segments
+        .get(&reference.segment)
+        .ok_or_else(|| missing("in no segment"))?;
+    let bytes = segment
+        .read(reference.offset, reference.len as usize)
+        .map_err(|_| missing("beyond its segment"))?;
+    match record::decode(&bytes, &segment.nonce) {
+        Ok((held, _))
+            if held.kind == Kind::Put
+                && held.seq == reference.seq
+                && digest_of(&held.id_bytes) == *digest =>
+        {
+            Ok(Location {
+                segment: segment.clone(),
+                offset: reference.offset,
+                len: reference.len,
+                seq: reference.seq,
+            })
+        }
+        _ => Err(missing("not the record it names")),
+    }
 }

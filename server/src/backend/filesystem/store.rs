@@ -10,11 +10,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::index::{Entry, FileMeta, Index};
-use super::log::{Location, Log};
-use super::record::{self, Kind, Record};
+use super::log::{Location, Log, Pending};
+use super::record::{self, Kind, PayloadRef, Record};
 use super::{codec, files, Digest, LOCK_STRIPES, WRITE_CHUNK};
 use crate::backend::{
     same_version, BackendError, IoContext as _, Payload, PayloadStream, StoredObject,
@@ -44,8 +44,8 @@ pub(super) struct Shared {
     pub(super) index: Index,
     /// Keyed by record location, which never changes meaning, so it is never stale.
     pub(super) cache: quick_cache::sync::Cache<(u64, u64), Arc<Cached>, CacheWeight>,
-    /// Serialise mutations per key so index updates follow commit order.
-    pub(super) stripes: Vec<Mutex<()>>,
+    /// Order mutations per key so index updates follow commit order.
+    pub(super) stripes: Vec<Stripe>,
     pub(super) metrics: StorageMetrics,
     /// Held for the backend's lifetime: one process per root.
     pub(super) _lock: File,
@@ -56,6 +56,49 @@ impl std::fmt::Debug for Shared {
         f.debug_struct("Shared")
             .field("root", &self.root)
             .finish_non_exhaustive()
+    }
+}
+
+/// The per-key (hashed into stripes) ordering of mutations.
+///
+/// Why two locks: a logged put only needs its place in the log fixed under the key's
+/// lock, not its sync, so it holds `order` just while queueing its record and
+/// `in_flight` (shared) until it has updated the index; its sync then overlaps with the
+/// next same-key writes and they share group commits. Every other mutation (delete,
+/// compare-and-swap, metadata change, file writes, compaction, sweeps) decides from the
+/// current version, so [`Stripe::lock`] also waits until no put is in flight.
+#[derive(Debug, Default)]
+pub(super) struct Stripe {
+    order: Mutex<()>,
+    in_flight: RwLock<()>,
+}
+
+/// Exclusive hold of a stripe: no other mutation of its keys runs or is in flight.
+pub(super) struct StripeGuard<'a> {
+    _order: MutexGuard<'a, ()>,
+    _drained: RwLockWriteGuard<'a, ()>,
+}
+
+impl Stripe {
+    /// Takes the stripe exclusively, once every put in flight on it has updated the index.
+    pub(super) async fn lock(&self) -> StripeGuard<'_> {
+        let order = self.order.lock().await;
+        // Puts take `in_flight` only while holding `order`, so none can start now.
+        let drained = self.in_flight.write().await;
+        StripeGuard {
+            _order: order,
+            _drained: drained,
+        }
+    }
+
+    /// Orders a put: the first guard (held while queueing the record) keeps other
+    /// mutations out, the second (held until the index is updated) keeps exclusive
+    /// holders waiting for it.
+    async fn order(&self) -> (MutexGuard<'_, ()>, RwLockReadGuard<'_, ()>) {
+        let order = self.order.lock().await;
+        // Immediate: a writer of `in_flight` holds `order` for as long as it waits or holds.
+        let in_flight = self.in_flight.read().await;
+        (order, in_flight)
     }
 }
 
@@ -85,7 +128,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 impl Shared {
-    pub(super) fn stripe(&self, digest: &Digest) -> &Mutex<()> {
+    pub(super) fn stripe(&self, digest: &Digest) -> &Stripe {
         &self.stripes[usize::from(u16::from_le_bytes([digest[2], digest[3]])) % LOCK_STRIPES]
     }
 
@@ -93,10 +136,12 @@ impl Shared {
         files::object_path(&self.root, digest)
     }
 
-    /// Reads and decodes a logged object, from the cache when it is there.
+    /// Reads and decodes a logged object (its `Put` record, or its `MetaRef` record and
+    /// the `Put` holding the payload), from the cache when it is there.
     pub(super) async fn load(
         &self,
         location: &Location,
+        payload: Option<&Location>,
         id_bytes: &[u8],
     ) -> Result<Arc<Cached>, BackendError> {
         let key = (location.segment.id, location.offset);
@@ -104,20 +149,76 @@ impl Shared {
             return Ok(cached);
         }
         let record = self.read_record(location).await?;
-        if record.id_bytes != id_bytes {
+        let holder = match payload {
+            Some(payload) => self.read_record(payload).await?,
+            None => record.clone(),
+        };
+        if record.id_bytes != id_bytes || holder.id_bytes != id_bytes {
             return Err(BackendError::Corrupt(
                 "digest collision or misplaced record".to_owned(),
             ));
         }
         let mut metadata = codec::decode_metadata(&record.metadata_bytes)
             .map_err(|e| BackendError::Corrupt(format!("bad logged metadata: {e}")))?;
-        metadata.size = Some(record.payload.len() as u64);
+        metadata.size = Some(holder.payload.len() as u64);
         let cached = Arc::new(Cached {
             metadata,
-            payload: record.payload,
+            payload: holder.payload,
         });
         self.cache.insert(key, cached.clone());
         Ok(cached)
+    }
+
+    /// Changes a logged object's metadata by committing a `MetaRef` record that refers
+    /// to the `Put` holding its payload: the payload is not copied (one smaller than a
+    /// reference is, as a `Put`). Call with the key's stripe locked, `current` being
+    /// the key's current version at `location` (and `payload`).
+    pub(super) async fn update_logged_metadata(
+        &self,
+        digest: Digest,
+        id_bytes: &[u8],
+        (location, payload): (Location, Option<Location>),
+        current: &Cached,
+        metadata: &Metadata,
+    ) -> Result<(), BackendError> {
+        if current.payload.len() <= PayloadRef::BYTES {
+            self.put_logged(digest, id_bytes, metadata, current.payload.clone())
+                .await?;
+            return Ok(());
+        }
+        let holder = payload.unwrap_or(location);
+        let reference = PayloadRef {
+            segment: holder.segment.id,
+            offset: holder.offset,
+            len: holder.len,
+            seq: holder.seq,
+        };
+        let record = record::encode(
+            Kind::MetaRef,
+            id_bytes,
+            &metadata_bytes(metadata),
+            &reference.encode(),
+        );
+        let location = self.log.append(record).await?;
+        let mut metadata = metadata.clone();
+        metadata.size = Some(current.payload.len() as u64);
+        let expires = metadata.time_expires;
+        self.cache.insert(
+            (location.segment.id, location.offset),
+            Arc::new(Cached {
+                metadata,
+                payload: current.payload.clone(),
+            }),
+        );
+        self.evict(self.index.insert(
+            digest,
+            Entry::Logged {
+                location,
+                expires,
+                payload: Some(holder),
+            },
+        ));
+        Ok(())
     }
 
     pub(super) async fn read_record(&self, location: &Location) -> Result<Record, BackendError> {
@@ -149,26 +250,65 @@ impl Shared {
         id_bytes: &[u8],
         metadata: &Metadata,
         payload: Bytes,
-    ) -> Result<(), BackendError> {
+    ) -> Result<u64, BackendError> {
         let record = record::encode(Kind::Put, id_bytes, &metadata_bytes(metadata), &payload);
-        let location = self.log.append(record).await?;
+        let pending = self.log.enqueue(record)?;
+        self.publish_logged(digest, pending, metadata, payload)
+            .await
+    }
+
+    /// Like [`Shared::put_logged`], taking the key's place in the log itself: the stripe
+    /// is held only while the record is queued, so same-key puts share group commits.
+    /// Returns the record's sequence number (its place among the key's writes).
+    pub(super) async fn put_ordered(
+        &self,
+        digest: Digest,
+        id_bytes: &[u8],
+        metadata: &Metadata,
+        payload: Bytes,
+    ) -> Result<u64, BackendError> {
+        let record = record::encode(Kind::Put, id_bytes, &metadata_bytes(metadata), &payload);
+        let (order, _in_flight) = self.stripe(&digest).order().await;
+        let pending = self.log.enqueue(record)?;
+        drop(order);
+        self.publish_logged(digest, pending, metadata, payload)
+            .await
+    }
+
+    /// Waits for a queued `Put` record to be durable, then makes it the key's current
+    /// version unless a later record of the key already is (same-key puts finish in any
+    /// order; the index only ever moves forward in log order). Returns its sequence number.
+    async fn publish_logged(
+        &self,
+        digest: Digest,
+        pending: Pending,
+        metadata: &Metadata,
+        payload: Bytes,
+    ) -> Result<u64, BackendError> {
+        let location = pending.durable().await?;
+        let seq = location.seq;
         let mut metadata = metadata.clone();
         metadata.size = Some(payload.len() as u64);
         let expires = metadata.time_expires;
-        self.cache.insert(
-            (location.segment.id, location.offset),
-            Arc::new(Cached { metadata, payload }),
-        );
-        let old = self.evict(
-            self.index
-                .insert(digest, Entry::Logged { location, expires }),
-        );
-        if let Some(Entry::File { .. }) = old {
+        let key = (location.segment.id, location.offset);
+        let Some(old) = self.index.insert_newer(
+            digest,
+            Entry::Logged {
+                location,
+                expires,
+                payload: None,
+            },
+        ) else {
+            return Ok(seq);
+        };
+        self.cache
+            .insert(key, Arc::new(Cached { metadata, payload }));
+        if let Some(Entry::File { .. }) = self.evict(old) {
             // The log now outranks the file; recovery would remove it too.
             let path = self.object_path(&digest);
             blocking(move || files::remove(&path, false).at("remove object file", &path)).await?;
         }
-        Ok(())
+        Ok(seq)
     }
 
     /// Writes a large object's file and makes it the key's current version.
@@ -298,8 +438,10 @@ impl Shared {
         for _ in 0..3 {
             match self.index.get(&digest) {
                 None => return Ok(None),
-                Some(Entry::Logged { location, .. }) => {
-                    let cached = self.load(&location, &id_bytes).await?;
+                Some(Entry::Logged {
+                    location, payload, ..
+                }) => {
+                    let cached = self.load(&location, payload.as_ref(), &id_bytes).await?;
                     return Ok(Some(StoredObject {
                         metadata: cached.metadata.clone(),
                         payload: Payload::Bytes(cached.payload.clone()),

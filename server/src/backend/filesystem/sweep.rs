@@ -18,6 +18,7 @@ impl Shared {
             let Some(Entry::Logged {
                 location,
                 expires: Some(deadline),
+                ..
             }) = self.index.get(&digest)
             else {
                 continue;
