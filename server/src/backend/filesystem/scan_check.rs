@@ -81,7 +81,13 @@ pub enum Damage {
 }
 
 fn kind_of(pick: u8) -> Kind {
-    [Kind::Put, Kind::Delete, Kind::External, Kind::Meta][usize::from(pick % 4)]
+    [
+        Kind::Put,
+        Kind::Delete,
+        Kind::External,
+        Kind::Meta,
+        Kind::MetaRef,
+    ][usize::from(pick % 5)]
 }
 
 fn clipped(bytes: &[u8]) -> &[u8] {
