@@ -191,4 +191,3 @@ async fn shutdown_stops_the_endpoints() {
     .await
     .expect("the port stops accepting connections after shutdown");
 }
-

@@ -437,6 +437,113 @@ async fn tiered_resumable_session_continues_across_servers_and_a_restart() {
     resumable_across_servers_and_a_restart(true).await;
 }
 
+/// Two servers (two pods behind a round-robin Service) receive a chunk at the same offset
+/// at once, with different lengths, round after round: a client retrying a chunk whose
+/// response it lost while the first request is still being written. Exactly one is
+/// acknowledged, the other is 409 with the acknowledged end, the bucket still holds every
+/// acknowledged offset, and the object is the acknowledged bytes.
+#[tokio::test]
+async fn s3compatible_racing_writes_of_one_chunk_keep_every_acknowledged_offset() {
+    let shared = shared(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let one = start(&shared, &dir, |_| {}).await;
+    let two = start(&shared, &dir, |_| {}).await;
+    let http = reqwest::Client::new();
+    let key = "raced";
+    let rounds = 24;
+    let data = noise(rounds * 90 * 1024, 5);
+    let r = http
+        .put(url(&one, "objects", key, "?upload_type=resumable"))
+        .header("upload-length", data.len())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let token = created["session"].as_str().unwrap().to_owned();
+    let offset_of = |r: &reqwest::Response| -> usize {
+        r.headers()["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+
+    let mut at = 0usize;
+    for round in 0..rounds {
+        let long = 40 * 1024 + round * 1031;
+        let short = 8 * 1024 + round * 517;
+        assert!(at + long < data.len());
+        let (first, second) = if round % 2 == 0 {
+            (&one, &two)
+        } else {
+            (&two, &one)
+        };
+        let offset = at.to_string();
+        let (a, b) = tokio::join!(
+            chunk(
+                &http,
+                first,
+                key,
+                &token,
+                &offset,
+                data[at..at + long].to_vec()
+            ),
+            chunk(
+                &http,
+                second,
+                key,
+                &token,
+                &offset,
+                data[at..at + short].to_vec()
+            ),
+        );
+        let (acked, refused) = match (a.status().as_u16(), b.status().as_u16()) {
+            (204, 409) => (a, b),
+            (409, 204) => (b, a),
+            other => panic!("round {round}: one write must win, got {other:?}"),
+        };
+        let end = offset_of(&acked);
+        assert!(
+            end == at + long || end == at + short,
+            "round {round}: {end}"
+        );
+        assert_eq!(offset_of(&refused), end, "the loser learns the real offset");
+        for server in [&one, &two] {
+            let r = chunk(&http, server, key, &token, "*", Vec::new()).await;
+            assert_eq!(r.status(), 204);
+            assert_eq!(
+                offset_of(&r),
+                end,
+                "round {round}: acknowledged offset lost"
+            );
+        }
+        at = end;
+    }
+    let r = chunk(
+        &http,
+        &two,
+        key,
+        &token,
+        &at.to_string(),
+        data[at..].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let got = get(&http, &one, key).await;
+    assert_eq!(got.status(), 200);
+    assert!(got.bytes().await.unwrap() == data);
+    assert!(
+        staged_uploads(&shared)
+            .await
+            .iter()
+            .all(|name| name.ends_with("/done")),
+        "no chunk body is left behind"
+    );
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
 fn client_session(server: &RunningServer) -> objectstore_client::Session {
     let client = objectstore_client::Client::builder(format!("http://{}", server.addr()))
         .build()
