@@ -786,8 +786,8 @@ fn peak_rss_mib(pid: u32) -> f64 {
 /// Benchmark, not a CI test: a 1 GiB resumable session (4 × 256 MiB chunks) and a 1 GiB
 /// multipart upload (8 × 128 MiB parts) staged in the `s3compatible` bucket (moto) by a
 /// separate `strata-server` process (`STRATA_SERVER_BIN`, default: this build's), bodies
-/// generated as they are sent; prints the server's peak RSS after each step and checks
-/// both objects byte for byte. Figures: BENCHMARKS.md. Run with
+/// generated as they are sent; prints the server's peak RSS after each step, checks it
+/// stays below one chunk's size, and checks both objects byte for byte. Figures: BENCHMARKS.md. Run with
 /// `cargo nextest run -p strata-server --test shared_uploads --run-ignored only --no-capture`.
 #[tokio::test]
 #[ignore = "benchmark: streams 2 GiB through moto"]
@@ -940,10 +940,16 @@ async fn s3compatible_1gib_staged_uploads_peak_memory() {
         peak_rss_mib(pid),
         started_at.elapsed().as_secs_f64()
     ));
+    let peak = peak_rss_mib(pid);
     let _ = child.kill();
     let _ = child.wait();
     println!("strata-server peak RSS (VmHWM), {bin}:");
     for line in report {
         println!("  {line}");
     }
+    // Holding one whole 256 MiB chunk, let alone 1 GiB, would pass this.
+    assert!(
+        peak < 256.0,
+        "peak RSS {peak:.1} MiB: bodies are not streamed"
+    );
 }
