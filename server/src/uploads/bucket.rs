@@ -458,7 +458,11 @@ impl BucketStaging {
         // An error here may hide a claim that was made: the body stays (collected if
         // unclaimed), so a made claim never points at nothing.
         if !self.claim(name, at, &file).await? {
-            self.remove(&body).await?;
+            // Another writer's chunk is at `at`: drop this body (or leave it to the
+            // cleanup) and report the real length.
+            if let Err(err) = self.remove(&body).await {
+                tracing::warn!(%err, "cannot remove a chunk body that lost its claim");
+            }
             return Ok(Err(AppendError::Offset(self.appended_len(name).await?)));
         }
         Ok(match failed {
