@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -437,6 +437,113 @@ async fn tiered_resumable_session_continues_across_servers_and_a_restart() {
     resumable_across_servers_and_a_restart(true).await;
 }
 
+/// Two servers (two pods behind a round-robin Service) receive a chunk at the same offset
+/// at once, with different lengths, round after round: a client retrying a chunk whose
+/// response it lost while the first request is still being written. Exactly one is
+/// acknowledged, the other is 409 with the acknowledged end, the bucket still holds every
+/// acknowledged offset, and the object is the acknowledged bytes.
+#[tokio::test]
+async fn s3compatible_racing_writes_of_one_chunk_keep_every_acknowledged_offset() {
+    let shared = shared(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let one = start(&shared, &dir, |_| {}).await;
+    let two = start(&shared, &dir, |_| {}).await;
+    let http = reqwest::Client::new();
+    let key = "raced";
+    let rounds = 24;
+    let data = noise(rounds * 90 * 1024, 5);
+    let r = http
+        .put(url(&one, "objects", key, "?upload_type=resumable"))
+        .header("upload-length", data.len())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let token = created["session"].as_str().unwrap().to_owned();
+    let offset_of = |r: &reqwest::Response| -> usize {
+        r.headers()["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+
+    let mut at = 0usize;
+    for round in 0..rounds {
+        let long = 40 * 1024 + round * 1031;
+        let short = 8 * 1024 + round * 517;
+        assert!(at + long < data.len());
+        let (first, second) = if round % 2 == 0 {
+            (&one, &two)
+        } else {
+            (&two, &one)
+        };
+        let offset = at.to_string();
+        let (a, b) = tokio::join!(
+            chunk(
+                &http,
+                first,
+                key,
+                &token,
+                &offset,
+                data[at..at + long].to_vec()
+            ),
+            chunk(
+                &http,
+                second,
+                key,
+                &token,
+                &offset,
+                data[at..at + short].to_vec()
+            ),
+        );
+        let (acked, refused) = match (a.status().as_u16(), b.status().as_u16()) {
+            (204, 409) => (a, b),
+            (409, 204) => (b, a),
+            other => panic!("round {round}: one write must win, got {other:?}"),
+        };
+        let end = offset_of(&acked);
+        assert!(
+            end == at + long || end == at + short,
+            "round {round}: {end}"
+        );
+        assert_eq!(offset_of(&refused), end, "the loser learns the real offset");
+        for server in [&one, &two] {
+            let r = chunk(&http, server, key, &token, "*", Vec::new()).await;
+            assert_eq!(r.status(), 204);
+            assert_eq!(
+                offset_of(&r),
+                end,
+                "round {round}: acknowledged offset lost"
+            );
+        }
+        at = end;
+    }
+    let r = chunk(
+        &http,
+        &two,
+        key,
+        &token,
+        &at.to_string(),
+        data[at..].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let got = get(&http, &one, key).await;
+    assert_eq!(got.status(), 200);
+    assert!(got.bytes().await.unwrap() == data);
+    assert!(
+        staged_uploads(&shared)
+            .await
+            .iter()
+            .all(|name| name.ends_with("/done")),
+        "no chunk body is left behind"
+    );
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
 fn client_session(server: &RunningServer) -> objectstore_client::Session {
     let client = objectstore_client::Client::builder(format!("http://{}", server.addr()))
         .build()
@@ -601,4 +708,248 @@ async fn sweeps_and_listings_skip_the_staging_prefix() {
     .unwrap();
     assert_eq!(removed, 0);
     assert!(!staged(&shared).await.is_empty());
+}
+
+/// Bytes per generated piece of a benchmark body; each piece starts with its index.
+const PIECE: usize = 1024 * 1024;
+
+/// Piece `index` of a generated body: a fixed pattern stamped with its index, so bytes
+/// out of order or from another piece do not compare equal.
+fn piece(base: &[u8], index: u64) -> bytes::Bytes {
+    let mut piece = base.to_vec();
+    piece[..8].copy_from_slice(&index.to_le_bytes());
+    bytes::Bytes::from(piece)
+}
+
+/// A request body of pieces `from..to`, generated as it is sent (about one piece in
+/// memory), with its exact `content-length`.
+fn generated(base: &std::sync::Arc<Vec<u8>>, from: u64, to: u64) -> (reqwest::Body, u64) {
+    let base = base.clone();
+    let stream = futures::stream::iter(from..to)
+        .map(move |index| Ok::<_, std::io::Error>(piece(&base, index)));
+    (
+        reqwest::Body::wrap_stream(stream),
+        (to - from) * PIECE as u64,
+    )
+}
+
+/// Streams object `key` back and checks it is pieces `0..pieces` in order.
+async fn check_generated(
+    http: &reqwest::Client,
+    base_url: &str,
+    key: &str,
+    base: &[u8],
+    pieces: u64,
+) {
+    let r = http
+        .get(format!("{base_url}/v1/objects/up/org=1/{key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut pos = 0u64;
+    let mut expected = piece(base, 0);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.unwrap();
+        while !chunk.is_empty() {
+            let index = pos / PIECE as u64;
+            assert!(index < pieces, "{key}: longer than {pieces} pieces");
+            let at = (pos % PIECE as u64) as usize;
+            if at == 0 {
+                expected = piece(base, index);
+            }
+            let n = chunk.len().min(PIECE - at);
+            assert!(
+                chunk[..n] == expected[at..at + n],
+                "{key}: differs at {pos}"
+            );
+            pos += n as u64;
+            let _ = chunk.split_to(n);
+        }
+    }
+    assert_eq!(pos, pieces * PIECE as u64, "{key}: length");
+}
+
+/// The peak resident set (`VmHWM`) of process `pid`, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kib / 1024.0
+}
+
+/// Benchmark, not a CI test: a 1 GiB resumable session (4 × 256 MiB chunks) and a 1 GiB
+/// multipart upload (8 × 128 MiB parts) staged in the `s3compatible` bucket (moto) by a
+/// separate `strata-server` process (`STRATA_SERVER_BIN`, default: this build's), bodies
+/// generated as they are sent; prints the server's peak RSS after each step, checks it
+/// stays below one chunk's size, and checks both objects byte for byte. Figures: BENCHMARKS.md. Run with
+/// `cargo nextest run -p strata-server --test shared_uploads --run-ignored only --no-capture`.
+#[tokio::test]
+#[ignore = "benchmark: streams 2 GiB through moto"]
+async fn s3compatible_1gib_staged_uploads_peak_memory() {
+    use std::io::BufRead;
+    let s3 = support::s3_server(BUCKET).await;
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("bench.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "http: {{addr: \"127.0.0.1:0\", drain_file: {}}}\nauth: {{enforce: false}}\n\
+             storage: {{type: s3compatible, endpoint: \"http://{}\", bucket: {BUCKET}}}\n\
+             logging: {{level: warn}}\n",
+            work.path().join("down").display(),
+            s3.addr,
+        ),
+    )
+    .unwrap();
+    let bin = std::env::var("STRATA_SERVER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_strata-server").to_owned());
+    let mut child = std::process::Command::new(&bin)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", support::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", support::SECRET_KEY)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    // Reads the address, then keeps draining the server's stdout.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr);
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server prints its address");
+    let base_url = format!("http://{addr}");
+    let pid = child.id();
+    let http = reqwest::Client::new();
+    let base = std::sync::Arc::new(noise(PIECE, 11));
+    let gib = 1024u64;
+    let started_at = Instant::now();
+    let mut report = vec![format!("at start: {:.1} MiB", peak_rss_mib(pid))];
+
+    // Resumable: one session, four 256 MiB chunks.
+    let r = http
+        .put(format!(
+            "{base_url}/v1/objects/up/org=1/resumable?upload_type=resumable"
+        ))
+        .header("upload-length", gib * PIECE as u64)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let token = created["session"].as_str().unwrap().to_owned();
+    for n in 0..4u64 {
+        let (body, len) = generated(&base, n * 256, (n + 1) * 256);
+        let r = http
+            .put(format!(
+                "{base_url}/v1/objects/up/org=1/resumable?session={token}"
+            ))
+            .header("upload-offset", n * 256 * PIECE as u64)
+            .header("content-length", len)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), if n == 3 { 201 } else { 204 });
+        if n == 0 {
+            report.push(format!(
+                "after the first 256 MiB chunk (staged only): {:.1} MiB",
+                peak_rss_mib(pid)
+            ));
+        }
+    }
+    report.push(format!(
+        "after 1 GiB resumable (4 x 256 MiB chunks): {:.1} MiB ({:.0} s)",
+        peak_rss_mib(pid),
+        started_at.elapsed().as_secs_f64()
+    ));
+
+    // Multipart: eight 128 MiB parts.
+    let mp = |route: &str, query: &str| format!("{base_url}/v1/{route}/up/org=1/multipart{query}");
+    let r = http.put(mp("objects:multipart", "")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let initiated: serde_json::Value = r.json().await.unwrap();
+    let upload = initiated["upload_id"].as_str().unwrap().to_owned();
+    let mut parts = Vec::new();
+    for n in 0..8u64 {
+        let (body, len) = generated(&base, n * 128, (n + 1) * 128);
+        let r = http
+            .put(mp(
+                "objects:multipart:parts",
+                &format!("?upload_id={upload}&part_number={}", n + 1),
+            ))
+            .header("content-length", len)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let part: serde_json::Value = r.json().await.unwrap();
+        parts.push(serde_json::json!({"part_number": n + 1, "etag": part["etag"]}));
+        if n == 7 {
+            report.push(format!(
+                "after staging all 8 parts: {:.1} MiB",
+                peak_rss_mib(pid)
+            ));
+        }
+    }
+    let r = http
+        .post(mp(
+            "objects:multipart:complete",
+            &format!("?upload_id={upload}"),
+        ))
+        .json(&serde_json::json!({ "parts": parts }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let done = r.text().await.unwrap();
+    assert!(done.contains("\"key\""), "{done}");
+    report.push(format!(
+        "after 1 GiB multipart (8 x 128 MiB parts): {:.1} MiB ({:.0} s)",
+        peak_rss_mib(pid),
+        started_at.elapsed().as_secs_f64()
+    ));
+
+    check_generated(&http, &base_url, "resumable", &base, gib).await;
+    check_generated(&http, &base_url, "multipart", &base, gib).await;
+    report.push(format!(
+        "after downloading both: {:.1} MiB ({:.0} s)",
+        peak_rss_mib(pid),
+        started_at.elapsed().as_secs_f64()
+    ));
+    let peak = peak_rss_mib(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("strata-server peak RSS (VmHWM), {bin}:");
+    for line in report {
+        println!("  {line}");
+    }
+    // Holding one whole 256 MiB chunk, let alone 1 GiB, would pass this.
+    assert!(
+        peak < 256.0,
+        "peak RSS {peak:.1} MiB: bodies are not streamed"
+    );
 }

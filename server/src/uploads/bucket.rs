@@ -9,14 +9,20 @@
 //! failed write leaves the previous blob in place.
 //!
 //! Objects cannot be appended to, so an appendable blob `name` (a resumable session's
-//! bytes) is a series of segment objects `name/<offset, 20 digits>`, one per chunk. Its
-//! length is the end of the contiguous run of segments from offset 0: a segment that a
-//! racing writer left elsewhere is ignored, never read as data. The per-session lock
-//! only spans one process, so two pods may write a chunk at the same offset at once
-//! (a client retrying a chunk whose response it lost); the last commit wins whole.
-//! Every segment holds the object's bytes at its own offset, so the run stays a correct
-//! prefix, and a client whose acknowledged offset lost the race learns the real one
-//! from the next 409.
+//! bytes) is a series of chunks, each two objects: its body `name/<offset>.<uuid>`
+//! (offset 20 digits, so names sort by offset), written first under a name no other
+//! writer uses, then its claim `name/<offset>`, created conditionally (`PutMode::Create`,
+//! `If-None-Match: *`) and holding the body's name. The per-session lock only spans one
+//! server, so two pods may write a chunk at the same offset at once (a client retrying a
+//! chunk whose response it lost); exactly one claim wins, the loser removes its body and
+//! reports the real length (409), so every acknowledged offset stays in the bucket. The
+//! blob's length is the end of the contiguous run of claimed chunks from offset 0; only
+//! claimed bodies are ever read. A body is complete before its claim exists and is only
+//! removed with its whole blob, so when the listing shows a single body at a claimed
+//! offset it is the claimed one, and the claim is read only when several are listed.
+//! A crash between the steps leaves an unclaimed body, never a claim without its body:
+//! the session stays at its acknowledged offset, and [`BucketStaging::remove_unclaimed`]
+//! collects such leftovers once they are older than the upload age limit.
 //!
 //! Why not map M1–M6 onto native S3 multipart (UploadPart into the final object): S3
 //! rejects parts under 5 MiB except the last at completion, while the API accepts parts
@@ -65,10 +71,53 @@ fn is_not_found(err: &object_store::Error) -> bool {
     matches!(err, object_store::Error::NotFound { .. })
 }
 
-/// The name of segment `offset` of an appendable blob: fixed width, so names sort by
-/// offset.
+/// The claim name of the chunk at `offset` of an appendable blob: fixed width, so names
+/// sort by offset.
 fn segment_name(offset: u64) -> String {
     format!("{offset:020}")
+}
+
+/// Width of a segment (claim) name.
+const SEGMENT_WIDTH: usize = 20;
+
+/// The offset a chunk's claim name (`<offset>`) stands for.
+fn claim_offset(file: &str) -> Option<u64> {
+    if file.len() != SEGMENT_WIDTH || !file.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    file.parse().ok()
+}
+
+/// The offset a chunk's body name (`<offset>.<uuid>`) stands for.
+fn body_offset(file: &str) -> Option<u64> {
+    let (offset, tag) = file.split_once('.')?;
+    if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    claim_offset(offset)
+}
+
+/// A listed chunk body: its file name, size and last modification.
+#[derive(Debug, Clone)]
+struct Body {
+    file: String,
+    size: u64,
+    modified: SystemTime,
+}
+
+/// The listing of one appendable blob: claimed offsets and the bodies at each offset.
+#[derive(Debug, Default)]
+struct Chunks {
+    claims: std::collections::BTreeSet<u64>,
+    bodies: BTreeMap<u64, Vec<Body>>,
+}
+
+/// Is this put error a failed conditional create (the name exists)?
+fn lost_create(err: &object_store::Error) -> bool {
+    matches!(
+        err,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+    )
 }
 
 impl BucketStaging {
@@ -78,6 +127,12 @@ impl BucketStaging {
             store,
             root: Path::from(root),
         }
+    }
+
+    /// Identifies the store this staging writes through (one per opened backend, so
+    /// one per server); see [`super::Staging::lock_scope`].
+    pub fn scope(&self) -> usize {
+        Arc::as_ptr(&self.store) as *const () as usize
     }
 
     /// The object path of a staging name (`/`-separated, server-generated parts).
@@ -233,58 +288,127 @@ impl BucketStaging {
             .await
     }
 
-    /// The segments of appendable blob `name`, by offset, with their sizes.
-    async fn segments(&self, name: &str) -> io::Result<BTreeMap<u64, u64>> {
+    /// The chunks of appendable blob `name`: its claims and bodies, from one listing.
+    async fn chunks(&self, name: &str) -> io::Result<Chunks> {
         let listed: Vec<_> = self
             .store
             .list(Some(&self.path(name)))
             .try_collect()
             .await
             .map_err(io_error)?;
-        Ok(listed
-            .iter()
-            .filter_map(|meta| {
-                let offset = meta.location.filename()?.parse::<u64>().ok()?;
-                Some((offset, meta.size))
-            })
-            .collect())
-    }
-
-    /// The offsets of the contiguous segments from 0, and the length they add up to.
-    fn contiguous(segments: &BTreeMap<u64, u64>) -> (Vec<u64>, u64) {
-        let mut offsets = Vec::new();
-        let mut end = 0u64;
-        while let Some(&size) = segments.get(&end).filter(|size| **size > 0) {
-            offsets.push(end);
-            end += size;
+        let mut chunks = Chunks::default();
+        for meta in listed {
+            let Some(file) = meta.location.filename() else {
+                continue;
+            };
+            if let Some(offset) = claim_offset(file) {
+                chunks.claims.insert(offset);
+            } else if let Some(offset) = body_offset(file) {
+                chunks.bodies.entry(offset).or_default().push(Body {
+                    file: file.to_owned(),
+                    size: meta.size,
+                    modified: SystemTime::from(meta.last_modified),
+                });
+            }
         }
-        (offsets, end)
+        Ok(chunks)
     }
 
-    /// Length of appendable blob `name` (0 when it has no segments).
+    /// The body file claimed at `offset` of blob `name`, among the `listed` bodies there.
+    /// A claim exists only once its body is complete, and the body outlives it, so a
+    /// single listed body is the claimed one; with several, the claim says which.
+    async fn claimed<'a>(
+        &self,
+        name: &str,
+        offset: u64,
+        listed: &'a [Body],
+    ) -> io::Result<&'a Body> {
+        if let [only] = listed {
+            return Ok(only);
+        }
+        let claim = format!("{name}/{}", segment_name(offset));
+        let file = self
+            .read(&claim)
+            .await?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, claim.clone()))?;
+        listed
+            .iter()
+            .find(|body| body.file.as_bytes() == file.as_slice())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("claim {claim} names a body that is not there"),
+                )
+            })
+    }
+
+    /// The claimed bodies of the contiguous run from offset 0, in order, and the length
+    /// they add up to.
+    async fn contiguous(&self, name: &str) -> io::Result<(Vec<String>, u64)> {
+        let chunks = self.chunks(name).await?;
+        let mut files = Vec::new();
+        let mut end = 0u64;
+        while chunks.claims.contains(&end) {
+            let listed = chunks.bodies.get(&end).map(Vec::as_slice).unwrap_or(&[]);
+            let body = self.claimed(name, end, listed).await?;
+            if body.size == 0 {
+                break;
+            }
+            files.push(body.file.clone());
+            end += body.size;
+        }
+        Ok((files, end))
+    }
+
+    /// Length of appendable blob `name` (0 when it has no chunks).
     pub async fn appended_len(&self, name: &str) -> io::Result<u64> {
-        Ok(Self::contiguous(&self.segments(name).await?).1)
+        Ok(self.contiguous(name).await?.1)
     }
 
-    /// Streams appendable blob `name`: its contiguous segments in order.
+    /// Streams appendable blob `name`: its contiguous claimed chunks in order.
     pub async fn open_appended(&self, name: &str) -> io::Result<PayloadStream> {
-        let (offsets, _) = Self::contiguous(&self.segments(name).await?);
+        let (files, _) = self.contiguous(name).await?;
         let this = self.clone();
         let name = name.to_owned();
-        Ok(futures::stream::iter(offsets)
-            .then(move |offset| {
+        Ok(futures::stream::iter(files)
+            .then(move |file| {
                 let this = this.clone();
-                let segment = format!("{name}/{}", segment_name(offset));
-                async move { this.open(&segment).await }
+                let body = format!("{name}/{file}");
+                async move { this.open(&body).await }
             })
             .try_flatten()
             .boxed())
     }
 
-    /// Appends `stream` to appendable blob `name` as a new segment at `at`, which must
-    /// be its current length; at most `limit` bytes. A broken stream keeps the bytes
-    /// received before the break as a segment (a correct prefix); an over-long one
-    /// stores nothing.
+    /// Claims offset `at` of blob `name` for the complete body `file`; `false` when
+    /// another writer's claim is there. A retried create whose first attempt won finds
+    /// its own claim, so it reads the claim before conceding.
+    async fn claim(&self, name: &str, at: u64, file: &str) -> io::Result<bool> {
+        let claim = format!("{name}/{}", segment_name(at));
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let payload = PutPayload::from(file.as_bytes().to_vec());
+        match self
+            .store
+            .put_opts(&self.path(&claim), payload, options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if lost_create(&err) => {
+                Ok(self.read(&claim).await?.as_deref() == Some(file.as_bytes()))
+            }
+            Err(err) => Err(io_error(err)),
+        }
+    }
+
+    /// Appends `stream` to appendable blob `name` as a new chunk at `at`, which must be
+    /// its current length; at most `limit` bytes. The body streams to a name of its own
+    /// and is then claimed; when another writer (another pod) claimed `at` first, the
+    /// body is removed and the result is the blob's real length as an offset error. A
+    /// broken stream keeps the bytes received before the break as a chunk (a correct
+    /// prefix); an over-long one stores nothing.
     pub async fn append(
         &self,
         name: &str,
@@ -296,7 +420,9 @@ impl BucketStaging {
         if have != at {
             return Ok(Err(AppendError::Offset(have)));
         }
-        let mut writer = self.writer(self.path(&format!("{name}/{}", segment_name(at))));
+        let file = format!("{}.{}", segment_name(at), uuid::Uuid::new_v4().simple());
+        let body = format!("{name}/{file}");
+        let mut writer = self.writer(self.path(&body));
         let mut written = 0u64;
         let mut failed = None;
         while let Some(chunk) = stream.next().await {
@@ -319,12 +445,25 @@ impl BucketStaging {
             }
         }
         if written == 0 || matches!(failed, Some(AppendError::TooLong)) {
-            // Nothing to keep: no empty segments, never bytes beyond the declared length.
+            // Nothing to keep: no empty chunks, never bytes beyond the declared length.
             if let Err(abort) = writer.abort().await {
                 tracing::warn!(%abort, "cannot abort staged s3 multipart upload");
             }
-        } else {
-            writer.shutdown().await?;
+            return Ok(match failed {
+                Some(err) => Err(err),
+                None => Ok(at),
+            });
+        }
+        writer.shutdown().await?;
+        // An error here may hide a claim that was made: the body stays (collected if
+        // unclaimed), so a made claim never points at nothing.
+        if !self.claim(name, at, &file).await? {
+            // Another writer's chunk is at `at`: drop this body (or leave it to the
+            // cleanup) and report the real length.
+            if let Err(err) = self.remove(&body).await {
+                tracing::warn!(%err, "cannot remove a chunk body that lost its claim");
+            }
+            return Ok(Err(AppendError::Offset(self.appended_len(name).await?)));
         }
         Ok(match failed {
             Some(err) => Err(err),
@@ -335,6 +474,78 @@ impl BucketStaging {
     /// Removes appendable blob `name` (all its segments).
     pub async fn remove_appended(&self, name: &str) -> io::Result<()> {
         self.remove_all(name).await
+    }
+
+    /// Removes chunk bodies anywhere below `root` that no claim names and that are older
+    /// than `max_age` at `now`: what a writer that lost a claim race, or crashed between
+    /// writing a body and claiming it, left behind in a session that is still open.
+    /// Younger bodies may be about to be claimed and stay. Returns how many it removed.
+    pub async fn remove_unclaimed(
+        &self,
+        root: &str,
+        max_age: Duration,
+        now: SystemTime,
+    ) -> io::Result<u64> {
+        let prefix = self.path(root);
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(io_error)?;
+        // Per appendable blob (the parent of its chunks): its chunk listing.
+        let mut blobs: BTreeMap<String, Chunks> = BTreeMap::new();
+        for meta in listed {
+            let (Some(file), Some(rest)) = (
+                meta.location.filename(),
+                meta.location.prefix_match(&self.root),
+            ) else {
+                continue;
+            };
+            let parts: Vec<_> = rest.map(|part| part.as_ref().to_owned()).collect();
+            let parent = parts[..parts.len().saturating_sub(1)].join("/");
+            if let Some(offset) = claim_offset(file) {
+                blobs.entry(parent).or_default().claims.insert(offset);
+            } else if let Some(offset) = body_offset(file) {
+                blobs
+                    .entry(parent)
+                    .or_default()
+                    .bodies
+                    .entry(offset)
+                    .or_default()
+                    .push(Body {
+                        file: file.to_owned(),
+                        size: meta.size,
+                        modified: SystemTime::from(meta.last_modified),
+                    });
+            }
+        }
+        let old = |body: &Body| now.duration_since(body.modified).unwrap_or_default() > max_age;
+        let mut removed = 0;
+        for (name, chunks) in blobs {
+            for (offset, bodies) in &chunks.bodies {
+                if !bodies.iter().any(old) {
+                    continue;
+                }
+                let keep = if chunks.claims.contains(offset) {
+                    match self.claimed(&name, *offset, bodies).await {
+                        Ok(body) => Some(body.file.clone()),
+                        // The blob went away meanwhile; its owner removes the rest.
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                        Err(err) => return Err(err),
+                    }
+                } else {
+                    None
+                };
+                for body in bodies {
+                    if old(body) && keep.as_deref() != Some(body.file.as_str()) {
+                        self.remove(&format!("{name}/{}", body.file)).await?;
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes each directory directly below `root` whose newest object anywhere below
@@ -417,9 +628,21 @@ mod tests {
                 .unwrap(),
             Err(AppendError::TooLong)
         ));
-        // A segment off the contiguous run (a racing writer's) is not data.
+        // An unclaimed body at the offset (a crashed writer's) and a claimed chunk off
+        // the contiguous run are not data.
         staging
-            .put_bytes(&format!("r/s/data/{}", segment_name(9)), b"zz".to_vec())
+            .put_bytes(
+                &format!("r/s/data/{}.ab12", segment_name(3)),
+                b"zzz".to_vec(),
+            )
+            .await
+            .unwrap();
+        staging
+            .put_bytes(&format!("r/s/data/{}.cd", segment_name(9)), b"zz".to_vec())
+            .await
+            .unwrap();
+        staging
+            .put_bytes(&format!("r/s/data/{}", segment_name(9)), b"cd".to_vec())
             .await
             .unwrap();
         staging
@@ -441,6 +664,117 @@ mod tests {
         staging.remove_appended("r/s/data").await.unwrap();
         assert_eq!(staging.appended_len("r/s/data").await.unwrap(), 0);
         assert_eq!(staging.list("r").await.unwrap(), Vec::<String>::new());
+    }
+
+    /// A stream that reports `started` when first polled (its writer passed the offset
+    /// check) and yields `bytes` once `go` fires, so a test can hold a writer between its
+    /// offset check and its claim.
+    fn gated(
+        bytes: &'static [u8],
+        started: tokio::sync::oneshot::Sender<()>,
+        go: tokio::sync::oneshot::Receiver<()>,
+    ) -> PayloadStream {
+        futures::stream::once(async move {
+            let _ = started.send(());
+            let _ = go.await;
+            Ok(Bytes::from_static(bytes))
+        })
+        .boxed()
+    }
+
+    async fn read_all(staging: &BucketStaging, name: &str) -> Vec<u8> {
+        let parts: Vec<Bytes> = staging
+            .open_appended(name)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        parts.concat()
+    }
+
+    #[tokio::test]
+    async fn two_writers_of_one_offset_one_claim_wins_and_the_loser_learns_its_end() {
+        let staging = BucketStaging::new(Arc::new(InMemory::new()), ".staging");
+        staging
+            .append("d", 0, once(b"ab"), 10)
+            .await
+            .unwrap()
+            .unwrap();
+        // The slow writer passes the offset check, then the fast one writes and claims.
+        let (go, gate) = tokio::sync::oneshot::channel();
+        let (started, checked) = tokio::sync::oneshot::channel();
+        let slow = tokio::spawn({
+            let staging = staging.clone();
+            async move {
+                staging
+                    .append("d", 2, gated(b"cdefgh", started, gate), 10)
+                    .await
+            }
+        });
+        checked.await.unwrap();
+        assert_eq!(
+            staging
+                .append("d", 2, once(b"cde"), 10)
+                .await
+                .unwrap()
+                .unwrap(),
+            5
+        );
+        go.send(()).unwrap();
+        assert!(matches!(
+            slow.await.unwrap().unwrap(),
+            Err(AppendError::Offset(5))
+        ));
+        assert_eq!(staging.appended_len("d").await.unwrap(), 5);
+        assert_eq!(read_all(&staging, "d").await, b"abcde");
+        // The loser removed its body: one body per claimed offset is left.
+        let chunks = staging.chunks("d").await.unwrap();
+        assert_eq!(chunks.claims.len(), 2);
+        assert!(chunks.bodies.values().all(|bodies| bodies.len() == 1));
+    }
+
+    #[tokio::test]
+    async fn garbage_collection_removes_only_old_unclaimed_bodies() {
+        let staging = BucketStaging::new(Arc::new(InMemory::new()), ".staging");
+        staging
+            .append("r/s/data", 0, once(b"abc"), 10)
+            .await
+            .unwrap()
+            .unwrap();
+        // A crashed loser's body beside the claimed one, and an unclaimed one further on.
+        for stray in [
+            format!("{}.ee", segment_name(0)),
+            format!("{}.ff", segment_name(3)),
+        ] {
+            staging
+                .put_bytes(&format!("r/s/data/{stray}"), b"x".to_vec())
+                .await
+                .unwrap();
+        }
+        let max_age = Duration::from_secs(60);
+        let now = SystemTime::now();
+        assert_eq!(
+            staging.remove_unclaimed("r", max_age, now).await.unwrap(),
+            0
+        );
+        let later = now + Duration::from_secs(120);
+        assert_eq!(
+            staging.remove_unclaimed("r", max_age, later).await.unwrap(),
+            2
+        );
+        let chunks = staging.chunks("r/s/data").await.unwrap();
+        assert_eq!(chunks.bodies.len(), 1);
+        assert_eq!(chunks.bodies[&0].len(), 1);
+        assert_eq!(read_all(&staging, "r/s/data").await, b"abc");
+        assert_eq!(
+            staging
+                .append("r/s/data", 3, once(b"d"), 10)
+                .await
+                .unwrap()
+                .unwrap(),
+            4
+        );
     }
 
     #[tokio::test]

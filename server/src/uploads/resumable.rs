@@ -101,18 +101,25 @@ pub enum Progress {
     Complete,
 }
 
-/// Per-session write locks, so concurrent chunks for one session never interleave.
-static LOCKS: LazyLock<Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>> =
+/// A session lock's key: the staging's lock scope and the session directory.
+type LockKey = (usize, String);
+
+/// Per-session write locks, so concurrent chunks for one session never interleave within
+/// one server. Servers sharing a bucket (pods) are kept apart by the bucket's conditional
+/// chunk claims instead ([`super::bucket`]); each keys its locks by its own store, so two
+/// servers in one process race as two pods would.
+static LOCKS: LazyLock<Mutex<HashMap<LockKey, Weak<tokio::sync::Mutex<()>>>>> =
     LazyLock::new(Default::default);
 
-fn session_lock(sid: &str) -> Arc<tokio::sync::Mutex<()>> {
+fn session_lock(staging: &Staging, sid: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let key = (staging.lock_scope(), sid.to_owned());
     let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
     locks.retain(|_, weak| weak.strong_count() > 0);
-    if let Some(lock) = locks.get(sid).and_then(Weak::upgrade) {
+    if let Some(lock) = locks.get(&key).and_then(Weak::upgrade) {
         return lock;
     }
     let lock = Arc::new(tokio::sync::Mutex::new(()));
-    locks.insert(sid.to_owned(), Arc::downgrade(&lock));
+    locks.insert(key, Arc::downgrade(&lock));
     lock
 }
 
@@ -293,7 +300,7 @@ pub async fn put_chunk(
     payload: PayloadStream,
 ) -> Result<Progress, ResumableError> {
     let dir = open_token(staging, token, id).await?;
-    let lock = session_lock(&dir);
+    let lock = session_lock(staging, &dir);
     let _held = lock.lock().await;
     let record = load(staging, &dir, id).await?;
     let end = offset
@@ -329,6 +336,11 @@ pub async fn put_chunk(
             std::io::ErrorKind::UnexpectedEof,
             "chunk shorter than its content-length",
         ))),
+        // Another server claimed this offset first. If that completed the session, its
+        // bytes may already be going away: the session is gone rather than at `expected`.
+        Err(AppendError::Offset(_)) if staging.read(&format!("{dir}/done")).await?.is_some() => {
+            Err(ResumableError::Gone)
+        }
         Err(AppendError::Offset(expected)) => Err(ResumableError::OffsetMismatch {
             sent: offset,
             expected: expected.saturating_sub(header),
@@ -358,23 +370,27 @@ pub async fn query_offset(
 /// R5: cancels a session and drops its bytes.
 pub async fn cancel(staging: &Staging, token: &str, id: &ObjectId) -> Result<(), ResumableError> {
     let dir = open_token(staging, token, id).await?;
-    let lock = session_lock(&dir);
+    let lock = session_lock(staging, &dir);
     let _held = lock.lock().await;
     load(staging, &dir, id).await?;
     staging.remove_all(&dir).await?;
     Ok(())
 }
 
-/// Removes sessions (open or done) untouched for longer than `max_age`.
+/// Removes sessions (open or done) untouched for longer than `max_age`, and unclaimed
+/// chunk leftovers of that age inside open ones; returns how many sessions it removed.
 pub async fn collect_garbage(
     staging: &Staging,
     max_age: Duration,
     now: SystemTime,
 ) -> Result<u64, ResumableError> {
     // The token-signing secret lives beside the sessions and is never swept.
-    Ok(staging
+    let sessions = staging
         .remove_untouched(ROOT, max_age, now, |name| name == "secret")
-        .await?)
+        .await?;
+    // Chunk bodies of open sessions that lost a claim race or were never claimed.
+    staging.remove_unclaimed(ROOT, max_age, now).await?;
+    Ok(sessions)
 }
 
 #[cfg(test)]

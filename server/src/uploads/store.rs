@@ -395,6 +395,33 @@ impl Staging {
         }
     }
 
+    /// Removes appended-chunk leftovers below `root` older than `max_age` that no claim
+    /// names (bucket staging only: elsewhere an append never leaves any); returns how
+    /// many it removed.
+    pub async fn remove_unclaimed(
+        &self,
+        root: &str,
+        max_age: Duration,
+        now: SystemTime,
+    ) -> io::Result<u64> {
+        match self {
+            Staging::Bucket(bucket) => bucket.remove_unclaimed(root, max_age, now).await,
+            Staging::Memory(_) | Staging::Dir(_) => Ok(0),
+        }
+    }
+
+    /// Which writers [`Staging::append`] callers must serialize among in this process:
+    /// those sharing the same store. Bucket staging is shared with other servers, which
+    /// its conditional claims guard against, so each server (each opened store) is its
+    /// own scope, as it would be in its own pod.
+    pub fn lock_scope(&self) -> usize {
+        match self {
+            Staging::Bucket(bucket) => bucket.scope(),
+            Staging::Memory(map) => Arc::as_ptr(map) as usize,
+            Staging::Dir(_) => 0,
+        }
+    }
+
     /// Removes each directory directly below `root` whose newest entry is older than
     /// `max_age` at `now` (or which is empty), except names `keep` accepts; returns how
     /// many it removed.
