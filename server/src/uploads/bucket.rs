@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime};
 use futures::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::io::AsyncWriteExt;
 
 use super::store::AppendError;
@@ -214,7 +214,7 @@ impl BucketStaging {
         Ok(result.into_stream().map_err(io_error).boxed())
     }
 
-    async fn head(&self, name: &str) -> io::Result<Option<object_store::ObjectMeta>> {
+    async fn head(&self, name: &str) -> io::Result<Option<ObjectMeta>> {
         match self.store.head(&self.path(name)).await {
             Ok(meta) => Ok(Some(meta)),
             Err(err) if is_not_found(&err) => Ok(None),
@@ -270,6 +270,15 @@ impl BucketStaging {
             .await
     }
 
+    /// Every object below `dir`, in one listing.
+    async fn list_below(&self, dir: &str) -> io::Result<Vec<ObjectMeta>> {
+        self.store
+            .list(Some(&self.path(dir)))
+            .try_collect()
+            .await
+            .map_err(io_error)
+    }
+
     async fn remove_paths(
         &self,
         paths: impl futures::Stream<Item = object_store::Result<Path>> + Send,
@@ -290,12 +299,7 @@ impl BucketStaging {
 
     /// The chunks of appendable blob `name`: its claims and bodies, from one listing.
     async fn chunks(&self, name: &str) -> io::Result<Chunks> {
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&self.path(name)))
-            .try_collect()
-            .await
-            .map_err(io_error)?;
+        let listed = self.list_below(name).await?;
         let mut chunks = Chunks::default();
         for meta in listed {
             let Some(file) = meta.location.filename() else {
@@ -486,13 +490,7 @@ impl BucketStaging {
         max_age: Duration,
         now: SystemTime,
     ) -> io::Result<u64> {
-        let prefix = self.path(root);
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(io_error)?;
+        let listed = self.list_below(root).await?;
         // Per appendable blob (the parent of its chunks): its chunk listing.
         let mut blobs: BTreeMap<String, Chunks> = BTreeMap::new();
         for meta in listed {
@@ -559,12 +557,7 @@ impl BucketStaging {
         keep: impl Fn(&str) -> bool,
     ) -> io::Result<u64> {
         let prefix = self.path(root);
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(io_error)?;
+        let listed = self.list_below(root).await?;
         let mut newest: BTreeMap<String, (SystemTime, Vec<Path>)> = BTreeMap::new();
         for meta in listed {
             let Some(top) = meta
