@@ -228,9 +228,9 @@ pub async fn create(
 }
 
 /// Publishes a fully received session and marks it finished: a session staged with a
-/// header is finished once its `data` is gone (the backend adopted it, or it is removed
-/// here after a copy), which one sync of the session directory makes durable; any other
-/// session gets a `done` marker and loses `session.json`.
+/// header is finished once its `data` is gone (an adopting backend removes it durably
+/// under the key's lock, otherwise it is removed here with one sync of the session
+/// directory); any other session gets a `done` marker and loses `session.json`.
 async fn publish(
     staging: &Staging,
     backend: &dyn Backend,
@@ -242,8 +242,12 @@ async fn publish(
         .put_staged(&record.id, &record.metadata, &data)
         .await?;
     if record.header > 0 {
-        staging.remove_appended(&format!("{dir}/data")).await?;
-        staging.sync_dir(dir).await?;
+        // An adopting backend removed `data` durably; after a copy it is removed here.
+        let name = format!("{dir}/data");
+        if staging.len(&name).await?.is_some() {
+            staging.remove_appended(&name).await?;
+            staging.sync_dir(dir).await?;
+        }
         return Ok(Progress::Complete);
     }
     staging
