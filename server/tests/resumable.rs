@@ -279,14 +279,40 @@ async fn a_large_session_on_the_filesystem_is_adopted_not_copied() {
         !files_under(&sessions).iter().any(|p| p.ends_with("data")),
         "nothing left in staging"
     );
-    // The session reports completion and refuses more bytes, as before.
+    // The session reports completion and refuses more bytes, as before, with no
+    // `done` marker: `session.json` without `data` is the finished record.
     assert_eq!(
         resumed.progress().send().await.unwrap(),
         UploadProgress::Complete
     );
+    let left = files_under(&sessions);
+    assert!(
+        left.iter()
+            .all(|p| p.ends_with("session.json") || p.ends_with("secret")),
+        "{left:?}"
+    );
+    assert!(left.iter().any(|p| p.ends_with("session.json")), "{left:?}");
     server.shutdown().await;
     let server = start(&dir).await;
     assert_eq!(read(&session(&server), "big").await.unwrap(), data);
+    let http = reqwest::Client::new();
+    let url = format!("{}?session={token}", object_url(&server, "big"));
+    let r = http
+        .put(&url)
+        .header("upload-offset", "0")
+        .body("more")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410, "a finished session takes no bytes");
+    let r = http.delete(&url).send().await.unwrap();
+    assert_eq!(r.status(), 410, "nor is it cancelled");
+    let resumed =
+        session(&server).resume_upload("big", SessionToken::from_base64url(&token).unwrap());
+    assert_eq!(
+        resumed.progress().send().await.unwrap(),
+        UploadProgress::Complete
+    );
     server.shutdown().await;
 }
 

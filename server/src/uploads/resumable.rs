@@ -5,14 +5,16 @@
 //! one segment object per chunk), each append synced or committed before it is
 //! acknowledged, so a crash or restart keeps every acknowledged byte.
 //! When the last byte arrives the data is published through the backend's `put_staged`
-//! (by default a copy through `put`) and the session becomes `done`: writes to it answer
-//! 410 and offset queries report completion again, until it is collected.
+//! (by default a copy through `put`) and the session is finished: writes to it answer
+//! 410 and offset queries report completion again, until it is collected. A session
+//! without a header is marked by a `done` file; one with a header is finished once its
+//! `data` is gone (`session.json` stays as the record of it).
 //!
 //! A backend may ask for a header at the start of `data` ([`Backend::staged_header`],
 //! written at create: metadata is fixed then), so that the finished file is already one
 //! of its object files and is adopted rather than copied. Offsets then count from the
 //! end of that header (`SessionRecord::header`). Such a backend removes `data` only once
-//! the object is committed, so `data` missing from an open session means it was adopted.
+//! the object is committed, so `data` missing from such a session means it finished.
 //!
 //! The token handed to clients is canonical unpadded base64url of
 //! `version ‖ sid ‖ HMAC-SHA256(secret, version ‖ sid ‖ object id)[..16]`: it names no
@@ -212,25 +214,14 @@ pub async fn create(
         length,
         header: header.as_ref().map_or(0, |h| h.len() as u64),
     };
-    // Before `session.json`: a session exists only with its header in place. Appended
-    // (synced) rather than put atomically: until `session.json` exists (whose write
-    // syncs this directory) nothing reads `data`, and a crash in between leaves an
-    // orphan that the collector removes.
-    if let Some(header) = header {
-        let len = header.len() as u64;
-        let body: PayloadStream = Box::pin(futures::stream::once(async move { Ok(header.into()) }));
-        match staging.append(&format!("{dir}/data"), 0, body, len).await? {
-            Ok(written) if written == len => {}
-            _ => {
-                return Err(ResumableError::Io(std::io::Error::other(
-                    "could not stage the object header",
-                )))
-            }
-        }
-    }
+    // Both names (and `session.json`'s bytes) are durable before the token is handed
+    // out; the header's bytes are synced by the first chunk's append (see `current`).
     staging
-        .put_bytes(
-            &format!("{dir}/session.json"),
+        .create_dir_with(
+            &dir,
+            "data",
+            header,
+            "session.json",
             serde_json::to_vec(&record).expect("serializable"),
         )
         .await?;
@@ -243,7 +234,10 @@ pub async fn create(
     })
 }
 
-/// Publishes a fully received session and marks it done.
+/// Publishes a fully received session and marks it finished: a session staged with a
+/// header is finished once its `data` is gone (an adopting backend removes it durably
+/// under the key's lock, otherwise it is removed here with one sync of the session
+/// directory); any other session gets a `done` marker and loses `session.json`.
 async fn publish(
     staging: &Staging,
     backend: &dyn Backend,
@@ -254,6 +248,15 @@ async fn publish(
     backend
         .put_staged(&record.id, &record.metadata, &data)
         .await?;
+    if record.header > 0 {
+        // An adopting backend removed `data` durably; after a copy it is removed here.
+        let name = format!("{dir}/data");
+        if staging.len(&name).await?.is_some() {
+            staging.remove_appended(&name).await?;
+            staging.sync_dir(dir).await?;
+        }
+        return Ok(Progress::Complete);
+    }
     staging
         .put_bytes(&format!("{dir}/done"), Vec::new())
         .await?;
@@ -263,9 +266,14 @@ async fn publish(
 }
 
 /// The payload bytes received; `None` when a header-carrying session's data is gone,
-/// which means the backend adopted it (a crash before the session was marked done).
+/// which means the session finished (its data was adopted or removed after a copy).
+/// `data` shorter than its header (a crash after create, before the first chunk's sync
+/// covered the header) gets its header again: no byte of it was acknowledged. A header
+/// whose bytes were lost but whose length survived is caught when the backend checks it
+/// at publication (and the payload is copied instead).
 async fn current(
     staging: &Staging,
+    backend: &dyn Backend,
     dir: &str,
     record: &SessionRecord,
 ) -> Result<Option<u64>, ResumableError> {
@@ -273,19 +281,19 @@ async fn current(
     if record.header == 0 {
         return Ok(Some(staging.appended_len(&name).await?));
     }
-    Ok(staging
-        .len(&name)
-        .await?
-        .map(|len| len.saturating_sub(record.header)))
-}
-
-/// Marks a session whose data was adopted before a crash as done.
-async fn finish_adopted(staging: &Staging, dir: &str) -> Result<Progress, ResumableError> {
-    staging
-        .put_bytes(&format!("{dir}/done"), Vec::new())
-        .await?;
-    staging.remove(&format!("{dir}/session.json")).await?;
-    Ok(Progress::Complete)
+    match staging.len(&name).await? {
+        None => Ok(None),
+        Some(len) if len < record.header => {
+            let header = backend
+                .staged_header(&record.id, &record.metadata, record.length)
+                .filter(|h| h.len() as u64 == record.header)
+                // Never adopted (the backend's check fails), only skipped when copying.
+                .unwrap_or_else(|| vec![0; record.header as usize]);
+            staging.put_bytes(&name, header).await?;
+            Ok(Some(0))
+        }
+        Some(len) => Ok(Some(len - record.header)),
+    }
 }
 
 /// R3: appends `len` bytes at `offset`. A zero-length chunk never conflicts: it reports
@@ -307,8 +315,8 @@ pub async fn put_chunk(
         .checked_add(len)
         .filter(|end| *end <= record.length)
         .ok_or(ResumableError::ChunkExceedsUploadLength(record.length))?;
-    let Some(have) = current(staging, &dir, &record).await? else {
-        return finish_adopted(staging, &dir).await;
+    let Some(have) = current(staging, backend, &dir, &record).await? else {
+        return Err(ResumableError::Gone);
     };
     if len == 0 || have == record.length {
         return if have == record.length {
@@ -372,7 +380,10 @@ pub async fn cancel(staging: &Staging, token: &str, id: &ObjectId) -> Result<(),
     let dir = open_token(staging, token, id).await?;
     let lock = session_lock(staging, &dir);
     let _held = lock.lock().await;
-    load(staging, &dir, id).await?;
+    let record = load(staging, &dir, id).await?;
+    if record.header > 0 && staging.len(&format!("{dir}/data")).await?.is_none() {
+        return Err(ResumableError::Gone);
+    }
     staging.remove_all(&dir).await?;
     Ok(())
 }

@@ -184,6 +184,76 @@ impl Staging {
         }
     }
 
+    /// Creates the new directory `dir` holding the appended blob `data` (starting with
+    /// `header`, if any) and the record `record`, durably: when this returns both names
+    /// and the record's bytes survive a crash. The header's bytes are written but not
+    /// synced: the first append's sync covers them, and until then a crash may leave
+    /// `data` shorter than `header`, which the caller rewrites. On disk this is one
+    /// blocking-pool round trip with one file sync and one sync per directory (the new
+    /// directory's covers both names, its parent's the directory itself); the record is
+    /// written in place, not through a temp name, because nothing reads it before this
+    /// returns.
+    pub async fn create_dir_with(
+        &self,
+        dir: &str,
+        data: &str,
+        header: Option<Vec<u8>>,
+        record: &str,
+        bytes: Vec<u8>,
+    ) -> io::Result<()> {
+        let Staging::Dir(_) = self else {
+            if let Some(header) = header {
+                let len = header.len() as u64;
+                let body: PayloadStream =
+                    futures::stream::once(async move { Ok(Bytes::from(header)) }).boxed();
+                match self.append(&format!("{dir}/{data}"), 0, body, len).await? {
+                    Ok(written) if written == len => {}
+                    _ => return Err(io::Error::other("could not stage the header")),
+                }
+            }
+            return self.put_bytes(&format!("{dir}/{record}"), bytes).await;
+        };
+        let path = self.path(dir);
+        let (data, record) = (path.join(data), path.join(record));
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let parent = path.parent().expect("names have a parent");
+            std::fs::create_dir_all(parent)?;
+            std::fs::create_dir(&path)?;
+            let written = (|| {
+                let create = |name: &PathBuf| {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(name)
+                };
+                if let Some(header) = header {
+                    create(&data)?.write_all(&header)?;
+                }
+                let mut file = create(&record)?;
+                file.write_all(&bytes)?;
+                file.sync_data()?;
+                std::fs::File::open(&path)?.sync_all()?;
+                std::fs::File::open(parent)?.sync_all()
+            })();
+            if written.is_err() {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            written
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Makes the removals and creations of names directly in `dir` durable (a no-op
+    /// where every change already is).
+    pub async fn sync_dir(&self, dir: &str) -> io::Result<()> {
+        match self {
+            Staging::Dir(_) => sync_dir(self.path(dir)).await,
+            Staging::Memory(_) | Staging::Bucket(_) => Ok(()),
+        }
+    }
+
     /// Reads a whole blob; `None` when missing.
     pub async fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         match self {
@@ -263,14 +333,20 @@ impl Staging {
             }
             Staging::Dir(_) => {
                 let path = self.path(name);
-                if let Some(dir) = path.parent() {
-                    tokio::fs::create_dir_all(dir).await?;
-                }
-                let file = tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .await?;
+                let mut options = tokio::fs::OpenOptions::new();
+                options.create(true).append(true);
+                let open = || options.open(&path);
+                // The directory exists for every append but a session's first: only
+                // then is it created (saving a blocking-pool round trip per chunk).
+                let file = match open().await {
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                        if let Some(dir) = path.parent() {
+                            tokio::fs::create_dir_all(dir).await?;
+                        }
+                        open().await?
+                    }
+                    other => other?,
+                };
                 let len = file.metadata().await?.len();
                 if len != at {
                     return Ok(Err(AppendError::Offset(len)));
@@ -441,7 +517,12 @@ impl Staging {
                 continue;
             }
             let dir = format!("{root}/{name}");
-            let mut newest = None;
+            // A directory's own time changes when an entry is removed: a finished
+            // session whose data was adopted counts from its completion.
+            let mut newest = match self {
+                Staging::Dir(_) => self.modified(&dir).await?,
+                _ => None,
+            };
             for entry in self.list(&dir).await? {
                 if let Some(t) = self.modified(&format!("{dir}/{entry}")).await? {
                     newest = Some(newest.map_or(t, |n: SystemTime| n.max(t)));

@@ -270,7 +270,12 @@ pub(super) fn adopt(
 ) -> Result<Result<u64, NotAdoptable>, BackendError> {
     use std::os::unix::fs::MetadataExt as _;
     let mut file = File::open(staged)?;
-    let (header, offset) = read_header(&mut file)?;
+    // The header is synced with the session's first chunk, not at create: bytes lost
+    // in a crash before then are not an object header, and the payload is copied.
+    let (header, offset) = match read_header(&mut file) {
+        Ok(read) => read,
+        Err(err) => return Ok(Err(NotAdoptable::Header(err.to_string()))),
+    };
     if header.id != codec::encode_id(id) {
         return Ok(Err(NotAdoptable::Header("another object id".to_owned())));
     }

@@ -1331,7 +1331,7 @@ mod tests {
         AfterMarker,
         /// Like `AfterMarker`, and the upload collector runs before the client retries.
         AfterMarkerThenCollected,
-        /// Staged name removed, session not yet marked done.
+        /// Staged name removed (and the removal synced): the session is finished.
         AfterUnlink,
     }
 
@@ -1478,6 +1478,43 @@ mod tests {
                         .await
                         .unwrap();
                     assert_eq!(progress, Progress::Complete, "{context}");
+                    // Finished without a `done` marker: `session.json` without `data`.
+                    assert!(matches!(
+                        resumable::put_chunk(
+                            &staging,
+                            &backend,
+                            &token,
+                            &id("k"),
+                            0,
+                            3,
+                            body(b"abc".to_vec())
+                        )
+                        .await,
+                        Err(resumable::ResumableError::Gone)
+                    ));
+                    assert!(matches!(
+                        resumable::cancel(&staging, &token, &id("k")).await,
+                        Err(resumable::ResumableError::Gone)
+                    ));
+                    let session = staged.parent().unwrap();
+                    assert!(!session.join("done").exists(), "{context}");
+                    assert!(session.join("session.json").exists(), "{context}");
+                    // The finished session counts from its completion, not its creation.
+                    let collected = resumable::collect_garbage(
+                        &staging,
+                        Duration::from_secs(600),
+                        SystemTime::now(),
+                    )
+                    .await
+                    .unwrap();
+                    assert_eq!(collected, 0, "{context}");
+                    assert_eq!(
+                        resumable::query_offset(&staging, &backend, &token, &id("k"))
+                            .await
+                            .unwrap(),
+                        Progress::Complete,
+                        "{context}"
+                    );
                 }
                 assert_eq!(read(&backend, "k").await, Some(data.clone()), "{context}");
                 let head = backend.head(&id("k")).await.unwrap().unwrap();
@@ -1494,6 +1531,76 @@ mod tests {
                 assert_eq!(read(&backend, "k").await, Some(data.clone()), "{context}");
                 assert_eq!(inode(&target), staged_inode, "{context}");
             }
+        }
+    }
+
+    /// The header written at create is synced only with the first chunk: a crash in
+    /// between may leave `data` shorter than the header (it is written again and the
+    /// file still adopted) or the header's length with other bytes (the payload is
+    /// copied). Either way the session resumes at 0 and the object reads back whole.
+    #[tokio::test]
+    async fn a_header_lost_before_the_first_chunk_is_rewritten_or_copied() {
+        use crate::uploads::resumable::{self, Progress, ResumableError};
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i * 7 + i / 313) as u8).collect();
+        for truncate in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            let backend = FilesystemBackend::open(root.into()).await.unwrap();
+            let staging = backend.upload_staging().unwrap();
+            let token =
+                resumable::create(&staging, &backend, id("k"), Metadata::default(), 150_000)
+                    .await
+                    .unwrap()
+                    .token;
+            let staged = staged_data(root);
+            let header_len = std::fs::metadata(&staged).unwrap().len();
+            assert!(header_len > 0);
+            if truncate {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&staged)
+                    .unwrap()
+                    .set_len(5)
+                    .unwrap();
+            } else {
+                std::fs::write(&staged, vec![0u8; header_len as usize]).unwrap();
+            }
+            drop(backend);
+            let backend = FilesystemBackend::open(root.into()).await.unwrap();
+            assert_eq!(
+                resumable::query_offset(&staging, &backend, &token, &id("k"))
+                    .await
+                    .unwrap(),
+                Progress::Incomplete(0),
+                "truncated {truncate}"
+            );
+            assert_eq!(std::fs::metadata(&staged).unwrap().len(), header_len);
+            let staged_inode = inode(&staged);
+            let progress = resumable::put_chunk(
+                &staging,
+                &backend,
+                &token,
+                &id("k"),
+                0,
+                150_000,
+                body(data.clone()),
+            )
+            .await
+            .unwrap();
+            assert_eq!(progress, Progress::Complete, "truncated {truncate}");
+            assert_eq!(read(&backend, "k").await, Some(data.clone()));
+            let target = backend.shared.object_path(&digest_of(&id_bytes(&id("k"))));
+            // A rewritten header is this object's: adopted. Zeros are not: copied.
+            assert_eq!(inode(&target) == staged_inode, truncate);
+            assert!(!staged.exists(), "nothing left staged");
+            assert!(matches!(
+                resumable::put_chunk(&staging, &backend, &token, &id("k"), 0, 0, body(vec![]))
+                    .await,
+                Err(ResumableError::Gone)
+            ));
+            drop(backend);
+            let backend = FilesystemBackend::open(root.into()).await.unwrap();
+            assert_eq!(read(&backend, "k").await, Some(data.clone()));
         }
     }
 

@@ -418,10 +418,11 @@ impl Shared {
             Err(why) => return Ok(Err(why)),
         };
         self.mark_external(digest, id_bytes, metadata).await?;
-        // Not synced: should a crash undo the removal, the staged name reappears beside a
-        // committed object and the session's next query adopts it again (already in
-        // place, only the marker is repeated) and removes it once more.
-        blocking(move || files::remove(&staged, false).at("remove adopted staged file", &staged))
+        // Synced under the key's lock: once the session is told it finished (the staged
+        // name gone), no crash brings `data` back to be adopted again over a version
+        // written after this one. This one directory sync is the session's whole
+        // completion record: it needs no `done` marker.
+        blocking(move || files::remove(&staged, true).at("remove adopted staged file", &staged))
             .await?;
         Ok(Ok(size))
     }
