@@ -38,6 +38,20 @@ step "dependency policy (deny.toml: bans, licenses, sources)"
 # Advisories need the RustSec database from the network: see RELIABILITY.md, Security.
 cargo deny check bans licenses sources
 
+step "dependency direction (operator: no storage server, axum or hyper server; dashboard: neither crate)"
+# The architecture contract (docs/architecture.md): the operator and the dashboard link only
+# the contracts crate, and the operator answers its probes without an HTTP server stack.
+operator_tree="$(cargo tree -p strata-operator --locked)"
+dashboard_tree="$(cargo tree -p strata-dashboard --locked)"
+hyper_features="$(cargo tree -p strata-operator --locked -e features -i hyper)"
+if grep -E ' (strata-server|axum) v' <<<"$operator_tree" \
+  || grep -F 'hyper feature "server"' <<<"$hyper_features" \
+  || grep -E ' (strata-server|strata-operator) v' <<<"$dashboard_tree"; then
+  echo "a crate links what the architecture keeps out of it (lines above)" >&2
+  exit 1
+fi
+echo "operator and dashboard link neither strata-server nor an HTTP server stack"
+
 step "build"
 strata_build
 
