@@ -1076,6 +1076,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn tiny_and_empty_payloads_are_referred_to_as_well() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut backend = open_segmented(dir.path(), 64 * 1024).await;
+        put(&backend, "empty", Vec::new()).await;
+        put(&backend, "tiny", b"abc".to_vec()).await;
+        patch(&backend, "empty", "e1").await;
+        patch(&backend, "tiny", "t1").await;
+        patch(&backend, "tiny", "t2").await;
+        let digest = digest_of(&id_bytes(&id("tiny")));
+        assert!(
+            matches!(
+                backend.shared.index.get(&digest),
+                Some(Entry::Logged {
+                    payload: Some(_),
+                    ..
+                })
+            ),
+            "the change refers to the put holding the payload"
+        );
+        drop(backend);
+        backend = open_segmented(dir.path(), 64 * 1024).await;
+        for (key, origin, size) in [("empty", "e1", 0), ("tiny", "t2", 3)] {
+            let head = backend.head(&id(key)).await.unwrap().unwrap();
+            assert_eq!(head.origin.as_deref(), Some(origin), "{key}");
+            assert_eq!(head.size, Some(size), "{key}");
+        }
+        assert_eq!(read(&backend, "empty").await, Some(Vec::new()));
+        assert_eq!(read(&backend, "tiny").await, Some(b"abc".to_vec()));
+    }
+
+    #[tokio::test]
     async fn a_metadata_change_of_a_logged_object_refers_to_its_payload_not_copies_it() {
         let dir = tempfile::tempdir().unwrap();
         let segment = 64 * 1024;

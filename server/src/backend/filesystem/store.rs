@@ -170,8 +170,7 @@ impl Shared {
     }
 
     /// Changes a logged object's metadata by committing a `MetaRef` record that refers
-    /// to the `Put` holding its payload: the payload is not copied (one smaller than a
-    /// reference is, as a `Put`). Call with the key's stripe locked, `current` being
+    /// to the `Put` holding its payload: the payload is never copied. Call with the key's stripe locked, `current` being
     /// the key's current version at `location` (and `payload`).
     pub(super) async fn update_logged_metadata(
         &self,
@@ -181,11 +180,6 @@ impl Shared {
         current: &Cached,
         metadata: &Metadata,
     ) -> Result<(), BackendError> {
-        if current.payload.len() <= PayloadRef::BYTES {
-            self.put_logged(digest, id_bytes, metadata, current.payload.clone())
-                .await?;
-            return Ok(());
-        }
         let holder = payload.unwrap_or(location);
         let reference = PayloadRef {
             segment: holder.segment.id,
