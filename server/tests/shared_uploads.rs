@@ -9,11 +9,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use strata_server::app::{self, RunningServer};
 use strata_server::backend::s3::STAGING_PREFIX;
+use strata_server::backend::NativeUpload;
 use strata_server::config::{Config, StorageConfig};
 use support::Service;
 use tempfile::TempDir;
@@ -61,16 +63,20 @@ async fn start(shared: &Shared, dir: &TempDir, adjust: impl FnOnce(&mut Config))
     app::start(config).await.expect("server starts")
 }
 
-/// Object names under the staging prefix of the bucket, read straight from S3.
-async fn staged(shared: &Shared) -> Vec<String> {
-    let store = AmazonS3Builder::from_env()
+/// A client of the shared bucket, to look at it straight from S3.
+fn bucket(shared: &Shared) -> AmazonS3 {
+    AmazonS3Builder::from_env()
         .with_endpoint(format!("http://{}", shared.s3.addr))
         .with_bucket_name(BUCKET)
         .with_region("us-east-1")
         .with_allow_http(true)
         .build()
-        .unwrap();
-    let listed: Vec<_> = store
+        .unwrap()
+}
+
+/// Object names under the staging prefix of the bucket, read straight from S3.
+async fn staged(shared: &Shared) -> Vec<String> {
+    let listed: Vec<_> = bucket(shared)
         .list(Some(&Path::from(STAGING_PREFIX)))
         .try_collect()
         .await
@@ -79,6 +85,52 @@ async fn staged(shared: &Shared) -> Vec<String> {
         .into_iter()
         .map(|meta| meta.location.to_string())
         .collect()
+}
+
+/// The S3 objects of the bucket outside staging (for `tiered`, the long-term ones).
+async fn s3_objects(shared: &Shared) -> Vec<object_store::ObjectMeta> {
+    let staging = Path::from(STAGING_PREFIX);
+    let listed: Vec<object_store::ObjectMeta> =
+        bucket(shared).list(None).try_collect().await.unwrap();
+    listed
+        .into_iter()
+        .filter(|meta| !meta.location.prefix_matches(&staging))
+        .collect()
+}
+
+/// The one S3 object holding `len` bytes; its ETag ends in `-<parts>` when S3 assembled
+/// it from that many parts of a multipart upload.
+async fn s3_parts_of(shared: &Shared, len: usize) -> Option<String> {
+    let objects = s3_objects(shared).await;
+    let object = objects
+        .iter()
+        .find(|meta| meta.size == len as u64)
+        .unwrap_or_else(|| panic!("no S3 object of {len} bytes in {objects:?}"));
+    let etag = object.e_tag.as_deref().unwrap().trim_matches('"');
+    etag.split_once('-').map(|(_, parts)| parts.to_owned())
+}
+
+/// The S3 multipart upload an API upload started, as recorded in staging.
+async fn native_of(shared: &Shared, upload: &str) -> NativeUpload {
+    let path = Path::from(format!("{STAGING_PREFIX}/multipart/{upload}/native.json"));
+    let bytes = bucket(shared)
+        .get(&path)
+        .await
+        .expect("the upload has a native upload")
+        .bytes()
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Whether S3 still takes parts for a native upload (an aborted one is gone).
+async fn native_alive(shared: &Shared, native: &NativeUpload) -> bool {
+    let path = strata_server::backend::s3::path_of(&native.target);
+    let payload = object_store::PutPayload::from_static(b"probe");
+    bucket(shared)
+        .put_part(&path, &native.upload_id, 9_998, payload)
+        .await
+        .is_ok()
 }
 
 /// Staged names of uploads and sessions (the resumable token secret is not one).
@@ -194,17 +246,31 @@ async fn multipart_across_two_servers(tiered: bool) {
     let http = reqwest::Client::new();
     let key = "big/object";
 
-    // M1 on one server; parts on both, the second above the tiered threshold.
+    // M1 on one server; parts on both. Parts of S3's minimum part size and more stream
+    // into S3's own multipart upload of the object; a smaller one is staged.
     let upload = initiate(&http, &one, key).await;
-    let first = noise(700 * 1024, 1);
+    let first = noise(5 * 1024 * 1024 + 5, 1);
     let second = noise(9 * 1024 * 1024 + 17, 2);
     let e1 = part(&http, &one, key, &upload, 1, b"stale".to_vec()).await;
     let e1b = part(&http, &two, key, &upload, 1, first.clone()).await;
     assert_ne!(e1, e1b, "a re-uploaded part replaces the old one");
     let e2 = part(&http, &two, key, &upload, 2, second.clone()).await;
     let e3 = part(&http, &one, key, &upload, 3, b"tail".to_vec()).await;
-    // A part beyond the staging buffer goes up as S3 multipart; a wrong Content-MD5
-    // aborts it and keeps the part it would have replaced.
+    let parts_dir = format!("multipart/{upload}/");
+    let staged_parts: Vec<String> = staged(&shared)
+        .await
+        .into_iter()
+        .filter_map(|name| Some(name.split_once(&parts_dir)?.1.to_owned()))
+        .filter(|name| name.ends_with(".part"))
+        .collect();
+    assert_eq!(
+        staged_parts,
+        ["3.part"],
+        "large parts are not staged (the replaced small part 1 is gone too)"
+    );
+    assert!(native_alive(&shared, &native_of(&shared, &upload).await).await);
+    // A wrong Content-MD5 fails a native part before its last byte and keeps the part
+    // it would have replaced.
     let r = http
         .put(url(
             &two,
@@ -218,12 +284,10 @@ async fn multipart_across_two_servers(tiered: bool) {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    let refused: serde_json::Value = r.json().await.unwrap();
     assert!(
-        staged(&shared)
-            .await
-            .iter()
-            .any(|name| name.contains(&upload)),
-        "parts are staged in the shared bucket"
+        refused["detail"].as_str().unwrap().contains("Content-MD5"),
+        "{refused}"
     );
 
     // M4 paging, answered by the other server.
@@ -262,8 +326,14 @@ async fn multipart_across_two_servers(tiered: bool) {
     assert_eq!(got.headers()["content-type"], "application/x-test");
     assert_eq!(got.headers()["x-snme-tag"], "shared");
     let body = got.bytes().await.unwrap();
-    assert_eq!(body.len(), first.len() + second.len() + 4);
+    let total = first.len() + second.len() + 4;
+    assert_eq!(body.len(), total);
     assert!(body == [first, second, b"tail".to_vec()].concat());
+    assert_eq!(
+        s3_parts_of(&shared, total).await.as_deref(),
+        Some("3"),
+        "S3 assembled the object from the three API parts"
+    );
     assert!(
         staged_uploads(&shared).await.is_empty(),
         "completion removes the staged parts"
@@ -305,6 +375,91 @@ async fn s3compatible_multipart_started_on_one_server_completes_on_another() {
 #[tokio::test]
 async fn tiered_multipart_started_on_one_server_completes_on_another() {
     multipart_across_two_servers(true).await;
+}
+
+/// Staged parts between native ones join into one S3 part each; a listing S3 cannot
+/// assemble (a small part before a native one) is refused with S3's code and leaves
+/// the upload usable; an abort drops the S3 upload too.
+async fn native_assembly(tiered: bool) {
+    let shared = shared(tiered).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&shared, &dir, |_| {}).await;
+    let http = reqwest::Client::new();
+    let mib = 1024 * 1024;
+
+    let key = "joined";
+    let upload = initiate(&http, &server, key).await;
+    let bodies = [
+        noise(3 * mib, 1),
+        noise(2 * mib + 1, 2),
+        noise(5 * mib, 3),
+        b"end".to_vec(),
+    ];
+    let mut listed = Vec::new();
+    for (n, body) in (1..).zip(&bodies) {
+        listed.push((n, part(&http, &server, key, &upload, n, body.clone()).await));
+    }
+    let listed: Vec<(u32, &str)> = listed.iter().map(|(n, e)| (*n, e.as_str())).collect();
+    let done = complete(&http, &server, key, &upload, &listed).await;
+    assert_eq!(done, serde_json::json!({ "key": key }));
+    let whole = bodies.concat();
+    let got = get(&http, &server, key).await.bytes().await.unwrap();
+    assert!(got == whole, "the object is the concatenation of its parts");
+    assert_eq!(
+        s3_parts_of(&shared, whole.len()).await.as_deref(),
+        Some("3"),
+        "parts 1 and 2 joined into one S3 part, then part 3, then part 4"
+    );
+
+    let key = "refused";
+    let upload = initiate(&http, &server, key).await;
+    let small = part(&http, &server, key, &upload, 1, noise(1024, 4)).await;
+    let large_body = noise(5 * mib + 3, 5);
+    let large = part(&http, &server, key, &upload, 2, large_body.clone()).await;
+    let refused = complete(&http, &server, key, &upload, &[(1, &small), (2, &large)]).await;
+    assert_eq!(refused["error"]["code"], "EntityTooSmall", "{refused}");
+    assert_eq!(get(&http, &server, key).await.status(), 404);
+    let done = complete(&http, &server, key, &upload, &[(2, &large)]).await;
+    assert_eq!(
+        done,
+        serde_json::json!({ "key": key }),
+        "the upload survived"
+    );
+    let got = get(&http, &server, key).await.bytes().await.unwrap();
+    assert!(got == large_body);
+
+    let key = "dropped";
+    let upload = initiate(&http, &server, key).await;
+    part(&http, &server, key, &upload, 1, noise(5 * mib, 6)).await;
+    let native = native_of(&shared, &upload).await;
+    assert!(native_alive(&shared, &native).await);
+    let r = http
+        .delete(url(
+            &server,
+            "objects:multipart",
+            key,
+            &format!("?upload_id={upload}"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(
+        !native_alive(&shared, &native).await,
+        "abort drops the S3 upload"
+    );
+    assert!(staged_uploads(&shared).await.is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn s3compatible_native_assembly_joins_staged_runs_and_refuses_what_s3_cannot_hold() {
+    native_assembly(false).await;
+}
+
+#[tokio::test]
+async fn tiered_native_assembly_joins_staged_runs_and_refuses_what_s3_cannot_hold() {
+    native_assembly(true).await;
 }
 
 async fn chunk(
@@ -625,6 +780,16 @@ async fn abandoned_uploads_are_collected(tiered: bool) {
     let http = reqwest::Client::new();
     let upload = initiate(&http, &one, "abandoned").await;
     part(&http, &one, "abandoned", &upload, 1, noise(1000, 3)).await;
+    part(
+        &http,
+        &one,
+        "abandoned",
+        &upload,
+        2,
+        noise(5 * 1024 * 1024, 4),
+    )
+    .await;
+    let native = native_of(&shared, &upload).await;
     let r = http
         .put(url(&one, "objects", "left", "?upload_type=resumable"))
         .header("upload-length", "10")
@@ -662,6 +827,10 @@ async fn abandoned_uploads_are_collected(tiered: bool) {
     );
     let (status, _) = list(&http, &two, "abandoned", &format!("?upload_id={upload}")).await;
     assert!(!status.is_success());
+    assert!(
+        !native_alive(&shared, &native).await,
+        "the S3 upload of an abandoned upload is aborted"
+    );
     let r = chunk(&http, &two, "left", &token, "*", Vec::new()).await;
     assert_eq!(r.status(), 404);
     two.shutdown().await;

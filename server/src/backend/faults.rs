@@ -122,4 +122,8 @@ impl Backend for FaultyBackend {
     fn upload_staging(&self) -> Option<crate::uploads::Staging> {
         self.inner.upload_staging()
     }
+
+    fn native_multipart(&self) -> Option<&dyn super::NativeMultipart> {
+        self.inner.native_multipart()
+    }
 }

@@ -19,10 +19,13 @@ pub mod bigtable;
 pub mod faults;
 pub mod filesystem;
 pub mod memory;
+pub mod native;
 pub mod payload;
 pub mod s3;
+mod s3_native;
 pub mod tiered;
 
+pub use native::{NativeMultipart, NativeUpload, PartLimits};
 pub use payload::Payload;
 
 /// A payload travelling into or out of a backend, chunk by chunk.
@@ -78,6 +81,18 @@ pub enum BackendError {
     /// The backend is misconfigured: a missing table or bucket, a bad endpoint.
     #[error("{0}")]
     Config(String),
+    /// The storage service refused a request as invalid, with its own error code (an
+    /// S3 code such as `InvalidPart` or `EntityTooSmall`), which multipart completion
+    /// reports to the client.
+    #[error("{backend} refused the request: {code}: {message}")]
+    Rejected {
+        /// The backend kind.
+        backend: &'static str,
+        /// The service's error code.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
     /// The object exceeds what this backend can hold in one piece.
     #[error("object larger than the {backend} backend's limit of {limit} bytes")]
     TooLarge {
@@ -176,6 +191,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// published with [`Backend::put`]; `None` when this backend cannot hold them, which
     /// the API answers with 501.
     fn upload_staging(&self) -> Option<crate::uploads::Staging> {
+        None
+    }
+
+    /// The backend's own multipart upload, which large parts stream into directly;
+    /// `None` (the default): every part is staged and copied into place at completion.
+    fn native_multipart(&self) -> Option<&dyn NativeMultipart> {
         None
     }
 

@@ -5,9 +5,11 @@
 //! along as the user-metadata header `x-amz-meta-strata` (percent-encoded JSON), so a
 //! HEAD needs one request and a GET streams the payload straight through. Uploads go
 //! through a bounded buffer that switches to multipart beyond [`PART_SIZE`]: a 1 GiB
-//! body never sits in memory. Unfinished multipart uploads and resumable sessions are
-//! staged as objects under [`STAGING_PREFIX`] in the same bucket, so any pod can continue
-//! an upload another pod started; listings of objects skip that prefix. Credentials come from the standard AWS environment
+//! body never sits in memory. API multipart parts that meet S3's part limits stream
+//! straight into an S3 multipart upload of the object ([`super::s3_native`]); smaller
+//! parts and resumable sessions are staged as objects under [`STAGING_PREFIX`] in the
+//! same bucket, so any pod can continue an upload another pod started; listings of
+//! objects skip that prefix. Credentials come from the standard AWS environment
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, web identity,
 //! instance metadata) and never appear in logs or errors.
 
@@ -18,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::buffered::BufWriter;
 use object_store::path::{Path, PathPart};
 use object_store::{
@@ -51,10 +53,14 @@ const META_ESCAPE: &AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%');
 #[derive(Debug, Clone)]
 pub struct S3Backend {
     store: Arc<dyn ObjectStore>,
+    /// The same client, for S3's own multipart calls and signed requests.
+    pub(super) s3: Arc<AmazonS3>,
+    /// Streams native multipart parts to signed URLs (object_store buffers part bodies).
+    pub(super) http: reqwest::Client,
     shown: String,
 }
 
-fn unavailable(err: impl std::fmt::Display) -> BackendError {
+pub(super) fn unavailable(err: impl std::fmt::Display) -> BackendError {
     BackendError::Unavailable {
         backend: NAME,
         message: err.to_string(),
@@ -63,7 +69,7 @@ fn unavailable(err: impl std::fmt::Display) -> BackendError {
 
 /// The S3 path of an object: usecase, scopes (`_` when none) and the whole key as one
 /// percent-encoded part.
-fn path_of(id: &ObjectId) -> Path {
+pub fn path_of(id: &ObjectId) -> Path {
     Path::from_iter([
         PathPart::from(id.usecase.as_str()),
         PathPart::from(id.scopes.to_wire().as_str()),
@@ -108,7 +114,7 @@ fn decode_metadata(attributes: &Attributes, size: u64) -> Result<Metadata, Backe
     Ok(metadata)
 }
 
-fn attributes_for(metadata: &Metadata) -> Attributes {
+pub(super) fn attributes_for(metadata: &Metadata) -> Attributes {
     let mut attributes = Attributes::new();
     attributes.insert(
         Attribute::Metadata(Cow::Borrowed(META_KEY)),
@@ -136,11 +142,13 @@ impl S3Backend {
             ));
         };
         let shown = format!("bucket {bucket} at {endpoint}");
+        let connect_timeout = Duration::from_secs(5);
+        // Covers a whole request including its body: long enough for 1 GiB streams.
+        let timeout = Duration::from_secs(900);
         let options = ClientOptions::new()
             .with_allow_http(endpoint.starts_with("http://"))
-            .with_connect_timeout(Duration::from_secs(5))
-            // Covers a whole request including its body: long enough for 1 GiB streams.
-            .with_timeout(Duration::from_secs(900));
+            .with_connect_timeout(connect_timeout)
+            .with_timeout(timeout);
         let retry = RetryConfig {
             max_retries: 2,
             retry_timeout: Duration::from_secs(15),
@@ -155,8 +163,16 @@ impl S3Backend {
             .with_retry(retry)
             .build()
             .map_err(|err| BackendError::Config(format!("s3compatible {shown}: {err}")))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .build()
+            .map_err(|err| BackendError::Config(format!("s3compatible {shown}: {err}")))?;
+        let s3 = Arc::new(store);
         let backend = Self {
-            store: Arc::new(store),
+            store: s3.clone(),
+            s3,
+            http,
             shown,
         };
         backend.probe().await.map_err(|err| match err {
@@ -442,6 +458,10 @@ impl Backend for S3Backend {
                 .filter_map(|o| Some((id_of(&o.location)?, SystemTime::from(o.last_modified))))
                 .collect(),
         ))
+    }
+
+    fn native_multipart(&self) -> Option<&dyn super::NativeMultipart> {
+        Some(self)
     }
 
     fn upload_staging(&self) -> Option<crate::uploads::Staging> {

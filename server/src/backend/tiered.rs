@@ -31,7 +31,10 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio_util::task::TaskTracker;
 
-use super::{matches_expected, same_version, Backend, BackendError, PayloadStream, StoredObject};
+use super::{
+    matches_expected, same_version, Backend, BackendError, NativeMultipart, NativeUpload,
+    PartLimits, PayloadStream, StoredObject,
+};
 use crate::metrics::BackgroundJob;
 use crate::object::{Metadata, ObjectId};
 use crate::service::background::{work, BackgroundSink};
@@ -80,6 +83,12 @@ fn entry_of(id: &ObjectId, raw: &Metadata) -> Entry {
         Some(key) => Entry::Redirect(long_term_id(id, key)),
         None => Entry::Small,
     }
+}
+
+/// A fresh long-term id for a large write of `id`, so readers of the tombstone it
+/// replaces keep their data.
+fn fresh_target(id: &ObjectId) -> ObjectId {
+    long_term_id(id, &format!("{}/{}", uuid::Uuid::now_v7(), id.key))
 }
 
 fn long_term_id(id: &ObjectId, key: &str) -> ObjectId {
@@ -215,6 +224,34 @@ impl TieredBackend {
         Ok(removed)
     }
 
+    /// Runs `write`, which stores a large object of `id` at the fresh long-term
+    /// `target`, then swaps its tombstone in; a failure, panic or cancellation before
+    /// the swap leaves the target to the orphan guard.
+    async fn publish_large(
+        &self,
+        id: &ObjectId,
+        metadata: &Metadata,
+        target: ObjectId,
+        write: impl std::future::Future<Output = Result<u64, BackendError>>,
+    ) -> Result<u64, BackendError> {
+        let mut guard = OrphanGuard {
+            backend: self,
+            target: Some(target.clone()),
+        };
+        let size = write.await?;
+        let raw = tombstone(metadata, &target.key, size);
+        self.swap_in(id, Some((&raw, Bytes::new()))).await?;
+        guard.target = None;
+        Ok(size)
+    }
+
+    /// The long-term store's native multipart, which tiered ones run through.
+    fn long_term_native(&self) -> Result<&dyn NativeMultipart, BackendError> {
+        self.long_term
+            .native_multipart()
+            .ok_or_else(|| BackendError::Config("the long-term store has no multipart".into()))
+    }
+
     /// Swaps the high-volume entry from whatever it is now to `new`, retrying on
     /// contention; the replaced tombstone's target is deleted afterwards.
     async fn swap_in(
@@ -268,21 +305,13 @@ impl Backend for TieredBackend {
                 }
             }
         }
-        // Large: a fresh long-term key, so readers of the old tombstone keep their data.
-        let key = format!("{}/{}", uuid::Uuid::now_v7(), id.key);
-        let target = long_term_id(id, &key);
-        let mut guard = OrphanGuard {
-            backend: self,
-            target: Some(target.clone()),
-        };
+        let target = fresh_target(id);
         let body = futures::stream::once(async move { Ok(head.freeze()) })
             .chain(payload)
             .boxed();
-        let size = self.long_term.put(&target, metadata, body).await?;
-        let raw = tombstone(metadata, &key, size);
-        self.swap_in(id, Some((&raw, Bytes::new()))).await?;
-        guard.target = None;
-        Ok(size)
+        let write = self.long_term.put(&target, metadata, body);
+        self.publish_large(id, metadata, target.clone(), write)
+            .await
     }
 
     async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>, BackendError> {
@@ -408,6 +437,13 @@ impl Backend for TieredBackend {
             .or_else(|| self.high_volume.upload_staging())
     }
 
+    /// Multipart uploads with native parts go to a fresh long-term object (they are
+    /// larger than [`THRESHOLD`], S3's smallest part alone is) and swap a tombstone in
+    /// at completion, like a large `put`.
+    fn native_multipart(&self) -> Option<&dyn NativeMultipart> {
+        self.long_term.native_multipart().map(|_| self as _)
+    }
+
     async fn probe(&self) -> Result<(), BackendError> {
         self.high_volume.probe().await?;
         self.long_term.probe().await
@@ -425,6 +461,67 @@ impl Backend for TieredBackend {
         self.cleanup.reopen();
         self.high_volume.shutdown().await;
         self.long_term.shutdown().await;
+    }
+}
+
+#[async_trait]
+impl NativeMultipart for TieredBackend {
+    fn part_limits(&self) -> PartLimits {
+        self.long_term_native().map_or(
+            PartLimits {
+                min_size: u64::MAX,
+                max_size: 0,
+                max_number: 0,
+            },
+            |native| native.part_limits(),
+        )
+    }
+
+    async fn create(
+        &self,
+        id: &ObjectId,
+        metadata: &Metadata,
+    ) -> Result<NativeUpload, BackendError> {
+        let target = fresh_target(id);
+        self.long_term_native()?.create(&target, metadata).await
+    }
+
+    async fn upload_part(
+        &self,
+        upload: &NativeUpload,
+        number: u32,
+        length: u64,
+        content_md5: Option<[u8; 16]>,
+        body: PayloadStream,
+    ) -> Result<String, BackendError> {
+        self.long_term_native()?
+            .upload_part(upload, number, length, content_md5, body)
+            .await
+    }
+
+    async fn complete(
+        &self,
+        id: &ObjectId,
+        metadata: &Metadata,
+        upload: &NativeUpload,
+        parts: Vec<(u32, String)>,
+        size: u64,
+    ) -> Result<(), BackendError> {
+        let native = self.long_term_native()?;
+        let target = upload.target.clone();
+        let write = async {
+            native
+                .complete(&target, metadata, upload, parts, size)
+                .await
+                .map(|()| size)
+        };
+        self.publish_large(id, metadata, upload.target.clone(), write)
+            .await
+            .map(|_| ())
+    }
+
+    async fn abort(&self, upload: &NativeUpload) -> Result<(), BackendError> {
+        self.long_term_native()?.abort(upload).await
     }
 }
 

@@ -187,7 +187,9 @@ fn service_error(err: &ServiceError) -> Response {
             MultipartError::BadDigest
             | MultipartError::Payload(_)
             | MultipartError::InvalidPart(_)
-            | MultipartError::InvalidPartOrder,
+            | MultipartError::InvalidPartOrder
+            | MultipartError::Plan(_)
+            | MultipartError::Backend(BackendError::Rejected { .. }),
         ) => (StatusCode::BAD_REQUEST, "client error"),
         ServiceError::Multipart(_) => (StatusCode::INTERNAL_SERVER_ERROR, "service error"),
         ServiceError::Resumable(err) => match err {

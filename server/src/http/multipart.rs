@@ -182,9 +182,10 @@ pub async fn upload_part(
         charge,
     } = upload_target(&state, &auth, path, q, &headers)?;
     let part_number = parse_part_number(query.part_number.as_deref())?;
-    if !headers.contains_key(header::CONTENT_LENGTH) {
-        return Err(ApiError::Client("Content-Length header is required".into()));
-    }
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+        .ok_or_else(|| ApiError::Client("Content-Length header is required".into()))?;
     let content_md5 = match headers.get("content-md5") {
         None => None,
         Some(value) => {
@@ -209,7 +210,7 @@ pub async fn upload_part(
         .boxed();
     let etag = state
         .service
-        .multipart_upload_part(id, upload_id, part_number, payload, content_md5)
+        .multipart_upload_part(id, upload_id, part_number, length, payload, content_md5)
         .await?;
     Ok((StatusCode::OK, Json(serde_json::json!({ "etag": etag }))).into_response())
 }
@@ -291,9 +292,9 @@ fn completion_document(result: Result<u64, ServiceError>, key: &str) -> Bytes {
         Err(ServiceError::Multipart(err)) => {
             let code = err.code();
             let message = match &err {
-                MultipartError::InvalidPart(_) | MultipartError::InvalidPartOrder => {
-                    err.to_string()
-                }
+                MultipartError::InvalidPart(_)
+                | MultipartError::InvalidPartOrder
+                | MultipartError::Plan(_) => err.to_string(),
                 _ => format!("service error: {err}"),
             };
             serde_json::json!({ "error": { "code": code, "message": message } })

@@ -49,6 +49,7 @@ impl StorageService {
         id: ObjectId,
         upload_id: String,
         part_number: u32,
+        length: u64,
         payload: PayloadStream,
         content_md5: Option<[u8; 16]>,
     ) -> Result<String, ServiceError> {
@@ -59,9 +60,11 @@ impl StorageService {
                 let staging = inner.staging()?;
                 Ok(multipart::put_part(
                     &staging,
+                    inner.backend.as_ref(),
                     &upload_id,
                     &id,
                     part_number,
+                    length,
                     payload,
                     content_md5,
                 )
@@ -108,7 +111,8 @@ impl StorageService {
         upload_id: String,
     ) -> Result<(), ServiceError> {
         self.run(Operation::MultipartAbort, ok, move |inner| async move {
-            Ok(multipart::abort(&inner.staging()?, &upload_id, &id).await?)
+            let staging = inner.staging()?;
+            Ok(multipart::abort(&staging, inner.backend.as_ref(), &upload_id, &id).await?)
         })
         .await
     }
@@ -191,15 +195,17 @@ impl StorageService {
             loop {
                 ticker.tick().await;
                 let staging = staging.clone();
+                let backend = service.inner.backend.clone();
                 service.submit_background(
                     BackgroundJob::UploadCleanup,
                     work(move || {
-                        let staging = staging.clone();
+                        let (staging, backend) = (staging.clone(), backend.clone());
                         async move {
                             let now = SystemTime::now();
-                            let multipart = multipart::collect_garbage(&staging, max_age, now)
-                                .await
-                                .map_err(|err| format!("multipart cleanup: {err}"))?;
+                            let multipart =
+                                multipart::collect_garbage(&staging, backend, max_age, now)
+                                    .await
+                                    .map_err(|err| format!("multipart cleanup: {err}"))?;
                             let resumable = resumable::collect_garbage(&staging, max_age, now)
                                 .await
                                 .map_err(|err| format!("resumable cleanup: {err}"))?;

@@ -37,6 +37,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
@@ -547,14 +548,15 @@ impl BucketStaging {
     }
 
     /// Removes each directory directly below `root` whose newest object anywhere below
-    /// it is older than `max_age` at `now`, except names `keep` accepts; returns how many.
+    /// it is older than `max_age` at `now` and which `release` lets go (as
+    /// [`super::Staging::remove_untouched`]); returns how many.
     /// One listing of `root` covers every upload, segments included.
     pub async fn remove_untouched(
         &self,
         root: &str,
         max_age: Duration,
         now: SystemTime,
-        keep: impl Fn(&str) -> bool,
+        release: impl Fn(String) -> BoxFuture<'static, bool>,
     ) -> io::Result<u64> {
         let prefix = self.path(root);
         let listed = self.list_below(root).await?;
@@ -577,7 +579,7 @@ impl BucketStaging {
         }
         let mut removed = 0;
         for (name, (modified, paths)) in newest {
-            if keep(&name) || now.duration_since(modified).unwrap_or_default() <= max_age {
+            if now.duration_since(modified).unwrap_or_default() <= max_age || !release(name).await {
                 continue;
             }
             self.remove_paths(futures::stream::iter(paths.into_iter().map(Ok)))

@@ -5,6 +5,7 @@
 //! `Backend::put_staged`, which lets the filesystem backend adopt the staged file
 //! instead of copying it.
 
+pub mod assembly;
 pub mod bucket;
 pub mod multipart;
 pub mod resumable;

@@ -397,7 +397,9 @@ pub async fn collect_garbage(
 ) -> Result<u64, ResumableError> {
     // The token-signing secret lives beside the sessions and is never swept.
     let sessions = staging
-        .remove_untouched(ROOT, max_age, now, |name| name == "secret")
+        .remove_untouched(ROOT, max_age, now, |name| {
+            Box::pin(futures::future::ready(name != "secret"))
+        })
         .await?;
     // Chunk bodies of open sessions that lost a claim race or were never claimed.
     staging.remove_unclaimed(ROOT, max_age, now).await?;

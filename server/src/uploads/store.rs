@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
@@ -413,7 +414,15 @@ impl Staging {
                 let mut out = Vec::new();
                 let mut entries = match tokio::fs::read_dir(self.path(dir)).await {
                     Ok(entries) => entries,
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(out),
+                    // A missing name, or a blob rather than a directory, has no entries.
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                        ) =>
+                    {
+                        return Ok(out)
+                    }
                     Err(err) => return Err(err),
                 };
                 while let Some(entry) = entries.next_entry().await? {
@@ -499,23 +508,21 @@ impl Staging {
     }
 
     /// Removes each directory directly below `root` whose newest entry is older than
-    /// `max_age` at `now` (or which is empty), except names `keep` accepts; returns how
-    /// many it removed.
+    /// `max_age` at `now` (or which is empty), once `release` agrees to it (it is asked
+    /// with the directory's name, may let go of what the directory refers to, and
+    /// answers `false` to keep it); returns how many it removed.
     pub async fn remove_untouched(
         &self,
         root: &str,
         max_age: Duration,
         now: SystemTime,
-        keep: impl Fn(&str) -> bool,
+        release: impl Fn(String) -> BoxFuture<'static, bool>,
     ) -> io::Result<u64> {
         if let Staging::Bucket(bucket) = self {
-            return bucket.remove_untouched(root, max_age, now, keep).await;
+            return bucket.remove_untouched(root, max_age, now, release).await;
         }
         let mut removed = 0;
         for name in self.list(root).await? {
-            if keep(&name) {
-                continue;
-            }
             let dir = format!("{root}/{name}");
             // A directory's own time changes when an entry is removed: a finished
             // session whose data was adopted counts from its completion.
@@ -528,7 +535,8 @@ impl Staging {
                     newest = Some(newest.map_or(t, |n: SystemTime| n.max(t)));
                 }
             }
-            if newest.is_none_or(|t| now.duration_since(t).unwrap_or_default() > max_age) {
+            let stale = newest.is_none_or(|t| now.duration_since(t).unwrap_or_default() > max_age);
+            if stale && release(name).await {
                 self.remove_all(&dir).await?;
                 removed += 1;
             }
