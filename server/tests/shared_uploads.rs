@@ -452,6 +452,64 @@ async fn native_assembly(tiered: bool) {
     server.shutdown().await;
 }
 
+/// Two servers taking the first large parts of one upload at once end up in one S3
+/// upload; a client hanging up inside a large part leaves nothing that a later upload
+/// of the part or the completion would pick up.
+async fn native_races_and_hang_ups(tiered: bool) {
+    let shared = shared(tiered).await;
+    let dir = tempfile::tempdir().unwrap();
+    let one = start(&shared, &dir, |_| {}).await;
+    let two = start(&shared, &dir, |_| {}).await;
+    let http = reqwest::Client::new();
+    let key = "raced";
+    let upload = initiate(&http, &one, key).await;
+    let (b1, b2, b3) = (noise(5 << 20, 1), noise(5 << 20, 2), noise(5 << 20, 3));
+    let (e1, e2) = tokio::join!(
+        part(&http, &one, key, &upload, 1, b1.clone()),
+        part(&http, &two, key, &upload, 2, b2.clone()),
+    );
+
+    // Headers for a whole part, a fifth of its body, then gone.
+    let mut socket = tokio::net::TcpStream::connect(two.addr()).await.unwrap();
+    let head = format!(
+        "PUT /v1/objects:multipart:parts/up/org=1/{key}?upload_id={upload}&part_number=3 \
+         HTTP/1.1\r\nhost: strata\r\ncontent-length: {}\r\n\r\n",
+        b3.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut socket, head.as_bytes())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut socket, &b3[..1 << 20])
+        .await
+        .unwrap();
+    drop(socket);
+    let (_, page) = list(&http, &one, key, &format!("?upload_id={upload}")).await;
+    assert_eq!(page["parts"].as_array().unwrap().len(), 2, "{page}");
+
+    let e3 = part(&http, &one, key, &upload, 3, b3.clone()).await;
+    let done = complete(&http, &two, key, &upload, &[(1, &e1), (2, &e2), (3, &e3)]).await;
+    assert_eq!(done, serde_json::json!({ "key": key }));
+    let whole = [b1, b2, b3].concat();
+    let got = get(&http, &one, key).await.bytes().await.unwrap();
+    assert!(got == whole, "both racing parts are in the one S3 upload");
+    assert_eq!(
+        s3_parts_of(&shared, whole.len()).await.as_deref(),
+        Some("3")
+    );
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
+#[tokio::test]
+async fn s3compatible_native_parts_race_and_hang_ups() {
+    native_races_and_hang_ups(false).await;
+}
+
+#[tokio::test]
+async fn tiered_native_parts_race_and_hang_ups() {
+    native_races_and_hang_ups(true).await;
+}
+
 #[tokio::test]
 async fn s3compatible_native_assembly_joins_staged_runs_and_refuses_what_s3_cannot_hold() {
     native_assembly(false).await;

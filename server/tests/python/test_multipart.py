@@ -73,6 +73,34 @@ def test_multipart_without_key_md5_and_reupload(session: Session):
     assert got.metadata.content_type == "text/plain"
 
 
+def test_multipart_large_parts_replacement_and_md5(session: Session):
+    # Parts of S3's minimum part size (5 MiB) and more go straight into S3's own
+    # multipart upload on shared storage (pair mode); the small last part is staged.
+    mib = 1024 * 1024
+    first, second, tail = os.urandom(5 * mib + 1), os.urandom(6 * mib), b"tail"
+    upload = session.initiate_multipart_upload(key="mp/large", compression="none")
+    upload.put_part(os.urandom(5 * mib), part_number=1, content_length=5 * mib)
+    one = upload.put_part(
+        first,
+        part_number=1,
+        content_length=len(first),
+        content_md5=hashlib.md5(first).digest(),
+    )
+    two = upload.put_part(second, part_number=2, content_length=len(second))
+    with pytest.raises(Exception):
+        upload.put_part(
+            os.urandom(6 * mib),
+            part_number=2,
+            content_length=6 * mib,
+            content_md5=hashlib.md5(b"x").digest(),
+        )
+    three = upload.put_part(tail, part_number=3, content_length=len(tail))
+    assert [p.size for p in upload.list_parts()] == [len(first), len(second), len(tail)]
+    assert upload.complete([one, two, three]) == "mp/large"
+    got = session.get("mp/large")
+    assert got is not None and got.payload.read() == first + second + tail
+
+
 def test_resume_multipart_upload_and_abort(session: Session):
     upload = session.initiate_multipart_upload(key="mp/resume", compression="none")
     upload.put_part(b"a" * 10, part_number=1, content_length=10)
