@@ -57,6 +57,8 @@ pub struct S3Backend {
     pub(super) s3: Arc<AmazonS3>,
     /// Streams native multipart parts to signed URLs (object_store buffers part bodies).
     pub(super) http: reqwest::Client,
+    /// Upload staging in the bucket; one instance, so what it keeps is shared.
+    staging: crate::uploads::bucket::BucketStaging,
     shown: String,
 }
 
@@ -171,6 +173,7 @@ impl S3Backend {
         let s3 = Arc::new(store);
         let backend = Self {
             store: s3.clone(),
+            staging: crate::uploads::bucket::BucketStaging::new(s3.clone(), STAGING_PREFIX),
             s3,
             http,
             shown,
@@ -465,9 +468,7 @@ impl Backend for S3Backend {
     }
 
     fn upload_staging(&self) -> Option<crate::uploads::Staging> {
-        Some(crate::uploads::Staging::Bucket(
-            crate::uploads::bucket::BucketStaging::new(self.store.clone(), STAGING_PREFIX),
-        ))
+        Some(crate::uploads::Staging::Bucket(self.staging.clone()))
     }
 
     async fn probe(&self) -> Result<(), BackendError> {

@@ -34,7 +34,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
@@ -59,6 +59,8 @@ const DELETE_CONCURRENCY: usize = 16;
 pub struct BucketStaging {
     store: Arc<dyn ObjectStore>,
     root: Path,
+    /// Values of [`BucketStaging::put_once`], shared by the clones of one instance.
+    kept: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
 }
 
 fn io_error(err: object_store::Error) -> io::Error {
@@ -127,6 +129,7 @@ impl BucketStaging {
         Self {
             store,
             root: Path::from(root),
+            kept: Arc::default(),
         }
     }
 
@@ -198,6 +201,18 @@ impl BucketStaging {
             }
             Err(err) => Err(io_error(err)),
         }
+    }
+
+    /// [`Self::put_if_absent`] for a value that is never replaced or removed (the token
+    /// secret): the bucket is asked once per instance, not on every request.
+    pub async fn put_once(&self, name: &str, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
+        let kept = || self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(value) = kept().get(name) {
+            return Ok(value.clone());
+        }
+        let stored = self.put_if_absent(name, bytes).await?;
+        kept().insert(name.to_owned(), stored.clone());
+        Ok(stored)
     }
 
     /// Reads a whole (small) blob; `None` when missing.
@@ -598,6 +613,37 @@ mod tests {
 
     fn once(bytes: &'static [u8]) -> PayloadStream {
         futures::stream::once(async move { Ok(Bytes::from_static(bytes)) }).boxed()
+    }
+
+    #[tokio::test]
+    async fn a_value_put_once_is_read_from_the_bucket_once_per_instance() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let staging = BucketStaging::new(store.clone(), ".staging");
+        let other = BucketStaging::new(store.clone(), ".staging");
+        assert_eq!(
+            staging.put_once("s", b"first".to_vec()).await.unwrap(),
+            b"first"
+        );
+        assert_eq!(
+            other.put_once("s", b"second".to_vec()).await.unwrap(),
+            b"first"
+        );
+        // Gone from the bucket, the value is still known to both (and their clones).
+        store.delete(&Path::from(".staging/s")).await.unwrap();
+        let clone = staging.clone();
+        assert_eq!(
+            clone.put_once("s", b"third".to_vec()).await.unwrap(),
+            b"first"
+        );
+        assert_eq!(
+            other.put_once("s", b"third".to_vec()).await.unwrap(),
+            b"first"
+        );
+        let fresh = BucketStaging::new(store, ".staging");
+        assert_eq!(
+            fresh.put_once("s", b"third".to_vec()).await.unwrap(),
+            b"third"
+        );
     }
 
     #[tokio::test]

@@ -130,7 +130,7 @@ async fn secret(staging: &Staging) -> Result<Vec<u8>, ResumableError> {
         .iter()
         .flat_map(|u| *u.as_bytes())
         .collect();
-    Ok(staging.put_if_absent(SECRET, fresh).await?)
+    Ok(staging.put_once(SECRET, fresh).await?)
 }
 
 fn mac(secret: &[u8], sid: &[u8], id: &ObjectId) -> [u8; MAC_LEN] {

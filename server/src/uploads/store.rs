@@ -185,6 +185,15 @@ impl Staging {
         }
     }
 
+    /// [`Staging::put_if_absent`] for a value that is never replaced or removed: on a
+    /// bucket it is read once per opened backend, not on every request.
+    pub async fn put_once(&self, name: &str, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
+        match self {
+            Staging::Bucket(bucket) => bucket.put_once(name, bytes).await,
+            _ => self.put_if_absent(name, bytes).await,
+        }
+    }
+
     /// Creates the new directory `dir` holding the appended blob `data` (starting with
     /// `header`, if any) and the record `record`, durably: when this returns both names
     /// and the record's bytes survive a crash. The header's bytes are written but not
