@@ -1010,9 +1010,9 @@ fn peak_rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
-/// Benchmark, not a CI test: a 1 GiB resumable session (4 × 256 MiB chunks) and a 1 GiB
-/// multipart upload (8 × 128 MiB parts) staged in the `s3compatible` bucket (moto) by a
-/// separate `strata-server` process (`STRATA_SERVER_BIN`, default: this build's), bodies
+/// Benchmark, not a CI test: a 1 GiB multipart upload (8 × 128 MiB parts, native S3
+/// parts) and then a 1 GiB resumable session (4 × 256 MiB chunks, staged) in the
+/// `s3compatible` bucket (moto) through a separate `strata-server` process (`STRATA_SERVER_BIN`, default: this build's), bodies
 /// generated as they are sent; prints the server's peak RSS after each step, checks it
 /// stays below one chunk's size, and checks both objects byte for byte. Figures: BENCHMARKS.md. Run with
 /// `cargo nextest run -p strata-server --test shared_uploads --run-ignored only --no-capture`.
@@ -1075,6 +1075,54 @@ async fn s3compatible_1gib_staged_uploads_peak_memory() {
     let started_at = Instant::now();
     let mut report = vec![format!("at start: {:.1} MiB", peak_rss_mib(pid))];
 
+    // Multipart first (its peak is not hidden by the session's): eight 128 MiB parts,
+    // each streamed into S3's own multipart upload of the object.
+    let mp = |route: &str, query: &str| format!("{base_url}/v1/{route}/up/org=1/multipart{query}");
+    let r = http.put(mp("objects:multipart", "")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let initiated: serde_json::Value = r.json().await.unwrap();
+    let upload = initiated["upload_id"].as_str().unwrap().to_owned();
+    let mut parts = Vec::new();
+    for n in 0..8u64 {
+        let (body, len) = generated(&base, n * 128, (n + 1) * 128);
+        let r = http
+            .put(mp(
+                "objects:multipart:parts",
+                &format!("?upload_id={upload}&part_number={}", n + 1),
+            ))
+            .header("content-length", len)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let part: serde_json::Value = r.json().await.unwrap();
+        parts.push(serde_json::json!({"part_number": n + 1, "etag": part["etag"]}));
+        if n == 7 {
+            report.push(format!(
+                "after all 8 parts (native, not staged): {:.1} MiB",
+                peak_rss_mib(pid)
+            ));
+        }
+    }
+    let r = http
+        .post(mp(
+            "objects:multipart:complete",
+            &format!("?upload_id={upload}"),
+        ))
+        .json(&serde_json::json!({ "parts": parts }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let done = r.text().await.unwrap();
+    assert!(done.contains("\"key\""), "{done}");
+    report.push(format!(
+        "after 1 GiB multipart (8 x 128 MiB parts): {:.1} MiB ({:.0} s)",
+        peak_rss_mib(pid),
+        started_at.elapsed().as_secs_f64()
+    ));
+
     // Resumable: one session, four 256 MiB chunks.
     let r = http
         .put(format!(
@@ -1109,53 +1157,6 @@ async fn s3compatible_1gib_staged_uploads_peak_memory() {
     }
     report.push(format!(
         "after 1 GiB resumable (4 x 256 MiB chunks): {:.1} MiB ({:.0} s)",
-        peak_rss_mib(pid),
-        started_at.elapsed().as_secs_f64()
-    ));
-
-    // Multipart: eight 128 MiB parts.
-    let mp = |route: &str, query: &str| format!("{base_url}/v1/{route}/up/org=1/multipart{query}");
-    let r = http.put(mp("objects:multipart", "")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let initiated: serde_json::Value = r.json().await.unwrap();
-    let upload = initiated["upload_id"].as_str().unwrap().to_owned();
-    let mut parts = Vec::new();
-    for n in 0..8u64 {
-        let (body, len) = generated(&base, n * 128, (n + 1) * 128);
-        let r = http
-            .put(mp(
-                "objects:multipart:parts",
-                &format!("?upload_id={upload}&part_number={}", n + 1),
-            ))
-            .header("content-length", len)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let part: serde_json::Value = r.json().await.unwrap();
-        parts.push(serde_json::json!({"part_number": n + 1, "etag": part["etag"]}));
-        if n == 7 {
-            report.push(format!(
-                "after staging all 8 parts: {:.1} MiB",
-                peak_rss_mib(pid)
-            ));
-        }
-    }
-    let r = http
-        .post(mp(
-            "objects:multipart:complete",
-            &format!("?upload_id={upload}"),
-        ))
-        .json(&serde_json::json!({ "parts": parts }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let done = r.text().await.unwrap();
-    assert!(done.contains("\"key\""), "{done}");
-    report.push(format!(
-        "after 1 GiB multipart (8 x 128 MiB parts): {:.1} MiB ({:.0} s)",
         peak_rss_mib(pid),
         started_at.elapsed().as_secs_f64()
     ));
