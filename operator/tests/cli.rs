@@ -53,7 +53,10 @@ fn run_without_a_cluster_fails_with_a_json_log_line() {
 }
 
 fn example_path(name: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/examples/{name}.yaml"))
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join(format!("tests/examples/{name}.yaml"))
 }
 
 #[test]

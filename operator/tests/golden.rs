@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use strata_operator::render::{render, Capabilities, Workload};
 
 fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/golden")
 }
 
 /// All children of an example as one multi-document YAML stream.

@@ -7,7 +7,7 @@ use strata_operator::api::crd_yaml;
 use strata_operator::rbac::cluster_role_rules_yaml;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()))
         .parent()
         .unwrap()
         .to_owned()

@@ -395,6 +395,8 @@ async fn native_assembly(tiered: bool) {
         noise(5 * mib, 3),
         b"end".to_vec(),
     ];
+    // Part 4 goes up natively first, then is replaced by a small, staged one.
+    part(&http, &server, key, &upload, 4, noise(5 * mib, 9)).await;
     let mut listed = Vec::new();
     for (n, body) in (1..).zip(&bodies) {
         listed.push((n, part(&http, &server, key, &upload, n, body.clone()).await));

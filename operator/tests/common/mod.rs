@@ -26,7 +26,10 @@ use strata_operator::api::StorageService;
 
 /// Directory of the example StorageServices used by golden and controller tests.
 pub fn examples_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/examples")
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/examples")
 }
 
 /// Loads `tests/examples/<name>.yaml` as a stored object (uid, generation set).

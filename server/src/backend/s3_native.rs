@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use http::Method;
 use object_store::multipart::MultipartStore;
 use object_store::signer::{SignedUrlOptions, Signer};
@@ -75,6 +75,34 @@ fn refusal(status: reqwest::StatusCode, body: &[u8]) -> Option<BackendError> {
             "S3 answered {status}: {}",
             text.chars().take(200).collect::<String>()
         ))),
+    }
+}
+
+/// A failed request to a signed URL, without the URL: its query holds the access key
+/// id and a signature that is valid for an hour.
+fn http_error(err: reqwest::Error) -> BackendError {
+    unavailable(err.without_url())
+}
+
+/// An `UploadPart` request streaming `body` with `Content-Length` framing: S3 refuses
+/// chunked part uploads, so the declared length must reach the wire.
+fn part_request(
+    http: &reqwest::Client,
+    url: reqwest::Url,
+    length: u64,
+    content_md5: Option<[u8; 16]>,
+    body: PayloadStream,
+) -> reqwest::RequestBuilder {
+    let request = http
+        .put(url)
+        .header(http::header::CONTENT_LENGTH, length)
+        .body(reqwest::Body::wrap_stream(body));
+    match content_md5 {
+        Some(md5) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(md5);
+            request.header("content-md5", encoded)
+        }
+        None => request,
     }
 }
 
@@ -142,27 +170,20 @@ impl NativeMultipart for S3Backend {
                 shown
             }
         });
-        let mut request = self
-            .http
-            .put(url)
-            .header(http::header::CONTENT_LENGTH, length)
-            .body(reqwest::Body::wrap_stream(body));
-        if let Some(md5) = content_md5 {
-            let encoded = base64::engine::general_purpose::STANDARD.encode(md5);
-            request = request.header("content-md5", encoded);
-        }
-        let sent = request.send().await;
+        let sent = part_request(&self.http, url, length, content_md5, body.boxed())
+            .send()
+            .await;
         if let Some(err) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(BackendError::Payload(err));
         }
-        let response = sent.map_err(unavailable)?;
+        let response = sent.map_err(http_error)?;
         let status = response.status();
         let etag = response
             .headers()
             .get(http::header::ETAG)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let body: Bytes = response.bytes().await.map_err(unavailable)?;
+        let body: Bytes = response.bytes().await.map_err(http_error)?;
         if let Some(err) = refusal(status, &body) {
             return Err(err);
         }
@@ -199,9 +220,9 @@ impl NativeMultipart for S3Backend {
             .body(xml)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(http_error)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(unavailable)?;
+        let body = response.bytes().await.map_err(http_error)?;
         match refusal(status, &body) {
             Some(err) => Err(err),
             None => Ok(()),
@@ -251,6 +272,47 @@ mod tests {
             refusal(reqwest::StatusCode::NOT_FOUND, b"gone"),
             Some(BackendError::Rejected { code, .. }) if code == "404"
         ));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_part_goes_out_with_its_length_not_chunked() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = reqwest::Url::parse(&format!(
+            "http://{}/b/k?partNumber=1",
+            listener.local_addr().unwrap()
+        ))
+        .unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The end of a length-framed body, or of a chunked one.
+            while !(seen.ends_with(b"helloworld") || seen.ends_with(b"\r\n0\r\n\r\n")) {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the request ended early");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\netag: \"e\"\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(seen).unwrap().to_ascii_lowercase()
+        });
+        let chunks = ["hello", "world"].map(|c| Ok(Bytes::from_static(c.as_bytes())));
+        let body = futures::stream::iter(chunks).boxed();
+        let response = part_request(&reqwest::Client::new(), url, 10, Some([0; 16]), body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let request = server.await.unwrap();
+        assert!(request.contains("\r\ncontent-length: 10\r\n"), "{request}");
+        assert!(
+            request.contains("\r\ncontent-md5: aaaaaaaaaaaaaaaaaaaaaa==\r\n"),
+            "{request}"
+        );
+        assert!(!request.contains("transfer-encoding"), "{request}");
     }
 
     #[test]

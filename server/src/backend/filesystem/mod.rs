@@ -454,7 +454,10 @@ mod tests {
     /// v1 (small, large, TTI, overwritten and deleted objects).
     #[tokio::test]
     async fn a_root_from_before_format_v1_is_refused_untouched_with_what_to_do() {
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-v1-datadir");
+        let fixture = Path::new(
+            &std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("tests/fixtures/pre-v1-datadir");
         let dir = tempfile::tempdir().unwrap();
         copy_tree(&fixture, dir.path());
         let segment = dir.path().join("log/0000000000000001.seg");
