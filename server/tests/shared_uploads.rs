@@ -231,6 +231,17 @@ async fn complete(
     serde_json::from_str(text.trim_start_matches(' ')).unwrap()
 }
 
+async fn abort(
+    http: &reqwest::Client,
+    server: &RunningServer,
+    key: &str,
+    upload: &str,
+) -> reqwest::StatusCode {
+    let query = format!("?upload_id={upload}");
+    let r = http.delete(url(server, "objects:multipart", key, &query));
+    r.send().await.unwrap().status()
+}
+
 async fn get(http: &reqwest::Client, server: &RunningServer, key: &str) -> reqwest::Response {
     http.get(url(server, "objects", key, ""))
         .send()
@@ -347,17 +358,7 @@ async fn multipart_across_two_servers(tiered: bool) {
     // M6 on the other server than the one that started it.
     let aborted = initiate(&http, &two, "gone").await;
     part(&http, &two, "gone", &aborted, 1, b"x".to_vec()).await;
-    let r = http
-        .delete(url(
-            &one,
-            "objects:multipart",
-            "gone",
-            &format!("?upload_id={aborted}"),
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(abort(&http, &one, "gone", &aborted).await, 204);
     let (status, _) = list(&http, &two, "gone", &format!("?upload_id={aborted}")).await;
     assert!(!status.is_success(), "an aborted upload is unknown");
     assert!(staged_uploads(&shared).await.is_empty());
@@ -435,17 +436,7 @@ async fn native_assembly(tiered: bool) {
     part(&http, &server, key, &upload, 1, noise(5 * mib, 6)).await;
     let native = native_of(&shared, &upload).await;
     assert!(native_alive(&shared, &native).await);
-    let r = http
-        .delete(url(
-            &server,
-            "objects:multipart",
-            key,
-            &format!("?upload_id={upload}"),
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(abort(&http, &server, key, &upload).await, 204);
     assert!(
         !native_alive(&shared, &native).await,
         "abort drops the S3 upload"

@@ -346,23 +346,26 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Part records read at once (each is one small request on a bucket).
+const RECORD_READS: usize = 16;
+
+/// Every part's record, by ascending part number.
 async fn records(staging: &Staging, dir: &str) -> Result<Vec<(u32, PartRecord)>, MultipartError> {
-    let mut out = Vec::new();
-    for name in staging.list(dir).await? {
-        let Some(number) = name
-            .strip_suffix(".json")
+    let numbers = staging.list(dir).await?.into_iter().filter_map(|name| {
+        name.strip_suffix(".json")
             .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Some(bytes) = staging.read(&format!("{dir}/{name}")).await? else {
-            continue;
-        };
-        let Ok(record) = serde_json::from_slice::<PartRecord>(&bytes) else {
-            continue;
-        };
-        out.push((number, record));
-    }
+    });
+    let read = futures::stream::iter(numbers)
+        .map(|number| async move {
+            let bytes = staging.read(&format!("{dir}/{number}.json")).await?;
+            let record = bytes.and_then(|b| serde_json::from_slice::<PartRecord>(&b).ok());
+            Ok::<_, std::io::Error>(record.map(|record| (number, record)))
+        })
+        .buffer_unordered(RECORD_READS);
+    let mut out: Vec<(u32, PartRecord)> = read
+        .try_filter_map(|r| async move { Ok(r) })
+        .try_collect()
+        .await?;
     out.sort_by_key(|(number, _)| *number);
     Ok(out)
 }
