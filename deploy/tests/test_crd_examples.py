@@ -117,6 +117,8 @@ BROKEN = {
     "negative replicas": lambda s: s.update(replicas=-1),
     "bad duration": lambda s: s.update(limits={"queueDepth": 1, "queueTimeout": "soon"}),
     "bulkPercent over 100": lambda s: s.update(limits={"bulkPercent": 150}),
+    "bad upload age": lambda s: s.update(limits={"uploadMaxAge": "a day"}),
+    "header limit below 8192": lambda s: s.update(limits={"maxHeaderBytes": 1024}),
     # CEL rules
     "queue without timeout": lambda s: s.update(limits={"queueDepth": 5}),
     "delay prefix without delay": lambda s: s.update(faults={"delayKeyPrefix": "slow/"}),

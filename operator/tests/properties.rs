@@ -18,14 +18,33 @@ fn limits() -> impl Strategy<Value = Option<LimitsSpec>> {
             prop::option::of(0u32..100),
             1u64..5000,
             prop::option::of(1u8..=100),
+            prop::option::of(1u64..1_000_000),
+            prop::option::of(1u64..3600),
+            prop::option::of(8192u32..1_000_000),
         )
             .prop_map(
-                |(max_requests, max_concurrency, queue_depth, timeout_ms, bulk)| LimitsSpec {
+                |(
                     max_requests,
                     max_concurrency,
                     queue_depth,
-                    queue_timeout: queue_depth.map(|_| format!("{timeout_ms}ms")),
-                    bulk_percent: bulk,
+                    timeout_ms,
+                    bulk,
+                    age,
+                    secs,
+                    head,
+                )| {
+                    LimitsSpec {
+                        max_requests,
+                        max_concurrency,
+                        queue_depth,
+                        queue_timeout: queue_depth.map(|_| format!("{timeout_ms}ms")),
+                        bulk_percent: bulk,
+                        upload_max_age: age.map(|s| format!("{s}s")),
+                        header_read_timeout: secs.map(|s| format!("{s}s")),
+                        body_idle_timeout: secs.map(|s| format!("{}s", s * 2)),
+                        request_timeout: secs.map(|s| format!("{}m", s)),
+                        max_header_bytes: head,
+                    }
                 },
             ),
     )

@@ -56,6 +56,33 @@ pub fn server_config(spec: &StorageServiceSpec) -> Result<Config, RenderError> {
         if let Some(v) = limits.bulk_percent {
             service.bulk_percent = v;
         }
+        if let Some(v) = &limits.upload_max_age {
+            service.upload_max_age = positive_duration("limits.uploadMaxAge", v)?;
+        }
+        for (field, value, target) in [
+            (
+                "limits.headerReadTimeout",
+                &limits.header_read_timeout,
+                &mut http.header_read_timeout,
+            ),
+            (
+                "limits.bodyIdleTimeout",
+                &limits.body_idle_timeout,
+                &mut http.body_idle_timeout,
+            ),
+            (
+                "limits.requestTimeout",
+                &limits.request_timeout,
+                &mut http.request_timeout,
+            ),
+        ] {
+            if let Some(v) = value {
+                *target = positive_duration(field, v)?;
+            }
+        }
+        if let Some(v) = limits.max_header_bytes {
+            http.max_header_bytes = v as usize;
+        }
     }
     if let Some(v) = spec
         .lifecycle
@@ -108,6 +135,18 @@ pub fn server_config(spec: &StorageServiceSpec) -> Result<Config, RenderError> {
         .validate()
         .map_err(|e| RenderError::ServerConfig(e.to_string()))?;
     Ok(config)
+}
+
+/// A duration the server needs above zero (0 would time out or discard everything).
+fn positive_duration(field: &str, text: &str) -> Result<Duration, RenderError> {
+    match parse_duration(field, text)? {
+        d if d.is_zero() => Err(crate::api::ValidationError {
+            field: field.to_owned(),
+            message: format!("`{text}` must be longer than zero"),
+        }
+        .into()),
+        d => Ok(d),
+    }
 }
 
 /// The server's `storage` section. Credentials are never part of it: the pod gets
@@ -172,5 +211,64 @@ pub fn drain_delay(spec: &StorageServiceSpec) -> Result<Duration, RenderError> {
     match spec.lifecycle.as_ref().and_then(|l| l.drain_delay.as_ref()) {
         Some(v) => Ok(parse_duration("lifecycle.drainDelay", v)?),
         None => Ok(DEFAULT_DRAIN_DELAY),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::LimitsSpec;
+
+    fn with_limits(limits: LimitsSpec) -> Result<Config, RenderError> {
+        let mut spec = StorageServiceSpec::minimal();
+        spec.limits = Some(limits);
+        server_config(&spec)
+    }
+
+    #[test]
+    fn upload_age_and_slow_client_limits_reach_the_server_config() {
+        let config = with_limits(LimitsSpec {
+            upload_max_age: Some("6h".into()),
+            header_read_timeout: Some("30s".into()),
+            body_idle_timeout: Some("1m".into()),
+            request_timeout: Some("30m".into()),
+            max_header_bytes: Some(131_072),
+            ..LimitsSpec::default()
+        })
+        .unwrap();
+        assert_eq!(config.service.upload_max_age, Duration::from_secs(6 * 3600));
+        assert_eq!(config.http.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(config.http.body_idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.http.request_timeout, Duration::from_secs(1800));
+        assert_eq!(config.http.max_header_bytes, 131_072);
+        let defaults = with_limits(LimitsSpec::default()).unwrap();
+        assert_eq!(
+            defaults.http.header_read_timeout,
+            HttpConfig::default().header_read_timeout
+        );
+        assert_eq!(
+            defaults.service.upload_max_age,
+            ServiceConfig::default().upload_max_age
+        );
+    }
+
+    #[test]
+    fn zero_durations_are_refused_naming_the_field() {
+        let zero = |limits: LimitsSpec| with_limits(limits).unwrap_err().to_string();
+        let age = zero(LimitsSpec {
+            upload_max_age: Some("0s".into()),
+            ..LimitsSpec::default()
+        });
+        assert!(age.contains("limits.uploadMaxAge"), "{age}");
+        let idle = zero(LimitsSpec {
+            body_idle_timeout: Some("0ms".into()),
+            ..LimitsSpec::default()
+        });
+        assert!(idle.contains("limits.bodyIdleTimeout"), "{idle}");
+        let bad = zero(LimitsSpec {
+            request_timeout: Some("soon".into()),
+            ..LimitsSpec::default()
+        });
+        assert!(bad.contains("limits.requestTimeout"), "{bad}");
     }
 }

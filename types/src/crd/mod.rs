@@ -254,6 +254,29 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub bulk_percent: Option<u8>,
+    /// How long an unfinished multipart upload or resumable session may sit untouched
+    /// before it is collected, e.g. `24h` (the default: one day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub upload_max_age: Option<String>,
+    /// How long a client may take to send a request head; idle keep-alive connections
+    /// close after it too, e.g. `10s` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub header_read_timeout: Option<String>,
+    /// How long a request body may deliver no bytes before the request fails with 408,
+    /// e.g. `30s` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub body_idle_timeout: Option<String>,
+    /// Overall deadline for reading a request body, e.g. `10m` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub request_timeout: Option<String>,
+    /// Largest request head in bytes (larger ones get 431); at least 8192, default 65536.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 8192))]
+    pub max_header_bytes: Option<u32>,
 }
 
 /// Humantime durations as the server parses them (`1s`, `250ms`, `1m 30s`).
