@@ -648,9 +648,8 @@ async fn tiered_resumable_session_continues_across_servers_and_a_restart() {
 /// response it lost while the first request is still being written. Exactly one is
 /// acknowledged, the other is 409 with the acknowledged end, the bucket still holds every
 /// acknowledged offset, and the object is the acknowledged bytes.
-#[tokio::test]
-async fn s3compatible_racing_writes_of_one_chunk_keep_every_acknowledged_offset() {
-    let shared = shared(false).await;
+async fn racing_writes_of_one_chunk(tiered: bool) {
+    let shared = shared(tiered).await;
     let dir = tempfile::tempdir().unwrap();
     let one = start(&shared, &dir, |_| {}).await;
     let two = start(&shared, &dir, |_| {}).await;
@@ -748,6 +747,16 @@ async fn s3compatible_racing_writes_of_one_chunk_keep_every_acknowledged_offset(
     );
     one.shutdown().await;
     two.shutdown().await;
+}
+
+#[tokio::test]
+async fn s3compatible_racing_writes_of_one_chunk_keep_every_acknowledged_offset() {
+    racing_writes_of_one_chunk(false).await;
+}
+
+#[tokio::test]
+async fn tiered_racing_writes_of_one_chunk_keep_every_acknowledged_offset() {
+    racing_writes_of_one_chunk(true).await;
 }
 
 fn client_session(server: &RunningServer) -> objectstore_client::Session {
