@@ -27,6 +27,13 @@ use crate::object::{Metadata, ObjectId};
 const NAME: &str = "s3compatible";
 /// How long a signed URL stays valid; S3 checks it when a request starts.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
+/// Error codes that mean S3 failed, not the request.
+const RETRYABLE_CODES: [&str; 3] = ["InternalError", "ServiceUnavailable", "SlowDown"];
+/// Attempts of `CompleteMultipartUpload` (its small body can be sent again, unlike a
+/// part's).
+const COMPLETE_ATTEMPTS: u32 = 3;
+/// Pause before the second attempt; it doubles before each further one.
+const COMPLETE_BACKOFF: Duration = Duration::from_millis(250);
 
 /// An S3 error document.
 #[derive(Debug, serde::Deserialize)]
@@ -60,6 +67,11 @@ fn refusal(status: reqwest::StatusCode, body: &[u8]) -> Option<BackendError> {
     let text = String::from_utf8_lossy(body);
     let document = quick_xml::de::from_str::<ErrorDocument>(&text).ok();
     match document {
+        // S3's own trouble, even inside a 200: worth another try.
+        Some(doc) if RETRYABLE_CODES.contains(&doc.code.as_str()) => Some(unavailable(format!(
+            "S3 answered {status} with {}: {}",
+            doc.code, doc.message
+        ))),
         Some(doc) if !status.is_server_error() => Some(BackendError::Rejected {
             backend: NAME,
             code: doc.code,
@@ -104,6 +116,27 @@ fn part_request(
         }
         None => request,
     }
+}
+
+/// Runs `attempt` up to `attempts` times while it fails with [`BackendError::Unavailable`],
+/// pausing `backoff` before the second try and twice as long before each further one.
+async fn retried<F, Fut>(attempts: u32, backoff: Duration, attempt: F) -> Result<(), BackendError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), BackendError>>,
+{
+    let mut pause = backoff;
+    for tried in 1.. {
+        match attempt().await {
+            Err(err @ BackendError::Unavailable { .. }) if tried < attempts => {
+                tracing::warn!(%err, tried, "S3 request failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 impl S3Backend {
@@ -213,20 +246,21 @@ impl NativeMultipart for S3Backend {
                 vec![("uploadId", upload.upload_id.clone())],
             )
             .await?;
-        let response = self
-            .http
-            .post(url)
-            .header(http::header::CONTENT_TYPE, "application/xml")
-            .body(xml)
-            .send()
-            .await
-            .map_err(http_error)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(http_error)?;
-        match refusal(status, &body) {
-            Some(err) => Err(err),
-            None => Ok(()),
-        }
+        // S3 may fail a completion, even inside a 200, and asks for it to be sent again.
+        retried(COMPLETE_ATTEMPTS, COMPLETE_BACKOFF, || async {
+            let response = self
+                .http
+                .post(url.clone())
+                .header(http::header::CONTENT_TYPE, "application/xml")
+                .body(xml.clone())
+                .send()
+                .await
+                .map_err(http_error)?;
+            let status = response.status();
+            let body = response.bytes().await.map_err(http_error)?;
+            refusal(status, &body).map_or(Ok(()), Err)
+        })
+        .await
     }
 
     async fn abort(&self, upload: &NativeUpload) -> Result<(), BackendError> {
@@ -260,6 +294,14 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+        let busy = b"<Error><Code>InternalError</Code><Message>try again</Message></Error>";
+        assert!(
+            matches!(
+                refusal(reqwest::StatusCode::OK, busy),
+                Some(BackendError::Unavailable { .. })
+            ),
+            "S3's own failure inside a 200 is retried, not reported as the client's"
+        );
         let done =
             b"<CompleteMultipartUploadResult><ETag>\"x-2\"</ETag></CompleteMultipartUploadResult>";
         assert!(refusal(reqwest::StatusCode::OK, done).is_none());
@@ -313,6 +355,41 @@ mod tests {
             "{request}"
         );
         assert!(!request.contains("transfer-encoding"), "{request}");
+    }
+
+    #[tokio::test]
+    async fn only_unavailability_is_retried_and_only_so_often() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let count = || calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let pause = Duration::from_millis(1);
+        let flaky = retried(3, pause, || async {
+            match count() {
+                1 => Err(unavailable("busy")),
+                _ => Ok(()),
+            }
+        });
+        assert!(flaky.await.is_ok());
+        assert_eq!(calls.swap(0, std::sync::atomic::Ordering::Relaxed), 2);
+        let down = retried(3, pause, || async {
+            count();
+            Err(unavailable("down"))
+        });
+        assert!(matches!(down.await, Err(BackendError::Unavailable { .. })));
+        assert_eq!(calls.swap(0, std::sync::atomic::Ordering::Relaxed), 3);
+        let refused = retried(3, pause, || async {
+            count();
+            Err(BackendError::Rejected {
+                backend: NAME,
+                code: "InvalidPart".into(),
+                message: String::new(),
+            })
+        });
+        assert!(matches!(refused.await, Err(BackendError::Rejected { .. })));
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "refusals are final"
+        );
     }
 
     #[test]
