@@ -583,7 +583,7 @@ async fn resumable_across_servers_and_a_restart(tiered: bool) {
         staged_uploads(&shared)
             .await
             .iter()
-            .all(|name| name.ends_with("/done")),
+            .all(|name| name.ends_with("/done") || name.ends_with("/publishing")),
         "publishing drops the staged bytes"
     );
     let r = chunk(
@@ -641,6 +641,90 @@ async fn s3compatible_resumable_session_continues_across_servers_and_a_restart()
 #[tokio::test]
 async fn tiered_resumable_session_continues_across_servers_and_a_restart() {
     resumable_across_servers_and_a_restart(true).await;
+}
+
+/// A client that lost the answer to its last chunk asks another pod for the offset while
+/// the first pod is still publishing (slowed by fault injection). The second pod waits
+/// for that publication instead of publishing the session again, so a write of the key
+/// acknowledged in between is not undone by a late second copy.
+async fn one_publication_per_session(tiered: bool) {
+    let shared = shared(tiered).await;
+    let dir = tempfile::tempdir().unwrap();
+    let slow = |c: &mut Config| {
+        c.faults.delay_key_prefix = Some("slow/".into());
+        c.faults.delay = Duration::from_secs(3);
+    };
+    let one = start(&shared, &dir, slow).await;
+    let two = start(&shared, &dir, slow).await;
+    let three = start(&shared, &dir, |_| {}).await;
+    let http = reqwest::Client::new();
+    let key = "slow/once";
+    let data = noise(200 * 1024, 7);
+    let r = http
+        .put(url(&one, "objects", key, "?upload_type=resumable"))
+        .header("upload-length", data.len())
+        .send()
+        .await
+        .unwrap();
+    let created: serde_json::Value = r.json().await.unwrap();
+    let token = created["session"].as_str().unwrap().to_owned();
+    let half = data.len() / 2;
+    let r = chunk(&http, &one, key, &token, "0", data[..half].to_vec()).await;
+    assert_eq!(r.status(), 204);
+
+    // The last chunk publishes on server one, 3 s late.
+    let last = {
+        let (http, token, tail) = (http.clone(), token.clone(), data[half..].to_vec());
+        let at = url(&one, "objects", key, &format!("?session={token}"));
+        tokio::spawn(async move {
+            let r = http.put(at).header("upload-offset", half).body(tail);
+            r.send().await.unwrap().status()
+        })
+    };
+    // A second later, server two finds the session fully received.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = {
+        let (http, token) = (http.clone(), token.clone());
+        let at = url(&two, "objects", key, &format!("?session={token}"));
+        tokio::spawn(async move {
+            let r = http
+                .put(at)
+                .header("upload-offset", "*")
+                .header("content-length", 0);
+            r.send().await.unwrap().status()
+        })
+    };
+    assert_eq!(last.await.unwrap(), 201);
+    // Right after the publication, a newer write of the key (server three has no delay).
+    let r = http
+        .put(url(&three, "objects", key, ""))
+        .body(b"newer".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        asked.await.unwrap(),
+        201,
+        "the offset query reports completion"
+    );
+    // Had server two published too, its copy (3 s after it asked) would have landed now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = get(&http, &three, key).await.bytes().await.unwrap();
+    assert_eq!(&got[..], b"newer", "the newer write stands");
+    one.shutdown().await;
+    two.shutdown().await;
+    three.shutdown().await;
+}
+
+#[tokio::test]
+async fn s3compatible_a_session_is_published_once() {
+    one_publication_per_session(false).await;
+}
+
+#[tokio::test]
+async fn tiered_a_session_is_published_once() {
+    one_publication_per_session(true).await;
 }
 
 /// Two servers (two pods behind a round-robin Service) receive a chunk at the same offset
@@ -742,7 +826,7 @@ async fn racing_writes_of_one_chunk(tiered: bool) {
         staged_uploads(&shared)
             .await
             .iter()
-            .all(|name| name.ends_with("/done")),
+            .all(|name| name.ends_with("/done") || name.ends_with("/publishing")),
         "no chunk body is left behind"
     );
     one.shutdown().await;

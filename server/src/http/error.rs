@@ -213,6 +213,7 @@ fn service_error(err: &ServiceError) -> Response {
             ResumableError::Io(_) | ResumableError::Backend(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "service error")
             }
+            ResumableError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "service error"),
         },
         ServiceError::Panic(_) | ServiceError::TaskDropped | ServiceError::Backend(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "service error")

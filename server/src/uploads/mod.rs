@@ -8,6 +8,7 @@
 pub mod assembly;
 pub mod bucket;
 pub mod multipart;
+pub mod publication;
 pub mod resumable;
 pub mod staged;
 pub mod store;

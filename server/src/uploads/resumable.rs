@@ -30,6 +30,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::publication::{self, Turn};
 use super::store::{AppendError, Staging};
 use super::StagedUpload;
 use crate::backend::{Backend, BackendError, PayloadStream};
@@ -73,6 +74,9 @@ pub enum ResumableError {
     /// The backend failed to publish the object.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// Another server is still publishing the fully received session (503; ask again).
+    #[error("another server is still publishing this session; ask for the offset again")]
+    Busy,
 }
 
 /// What `session.json` holds.
@@ -244,6 +248,18 @@ async fn publish(
     dir: &str,
     record: &SessionRecord,
 ) -> Result<Progress, ResumableError> {
+    // Servers sharing the staging publish a session once (see `publication`).
+    let turn = if staging.is_shared() {
+        Some(publication::take_turn(staging, dir, publication::WAIT).await?)
+    } else {
+        None
+    };
+    let release = match turn {
+        None => None,
+        Some(Turn::Publish(release)) => Some(release),
+        Some(Turn::Published) => return Ok(Progress::Complete),
+        Some(Turn::Busy) => return Err(ResumableError::Busy),
+    };
     let data = StagedUpload::new(staging.clone(), format!("{dir}/data"), record.header);
     backend
         .put_staged(&record.id, &record.metadata, &data)
@@ -260,6 +276,9 @@ async fn publish(
     staging
         .put_bytes(&format!("{dir}/done"), Vec::new())
         .await?;
+    if let Some(release) = release {
+        release.published();
+    }
     staging.remove_appended(&format!("{dir}/data")).await?;
     staging.remove(&format!("{dir}/session.json")).await?;
     Ok(Progress::Complete)

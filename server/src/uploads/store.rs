@@ -458,6 +458,12 @@ impl Staging {
         }
     }
 
+    /// Whether other servers write this staging too (a shared bucket), so that this
+    /// server's session locks do not keep them apart.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Staging::Bucket(_))
+    }
+
     /// Removes one blob; a missing blob is fine.
     pub async fn remove(&self, name: &str) -> io::Result<()> {
         match self {
