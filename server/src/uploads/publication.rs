@@ -53,9 +53,13 @@ impl Release {
 
 impl Drop for Release {
     fn drop(&mut self) {
-        if self.armed {
-            let (staging, marker) = (self.staging.clone(), std::mem::take(&mut self.marker));
-            tokio::spawn(async move {
+        if !self.armed {
+            return;
+        }
+        let (staging, marker) = (self.staging.clone(), std::mem::take(&mut self.marker));
+        // Outside a runtime (never in the server) the marker is left to the takeover.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
                 if let Err(err) = staging.remove(&marker).await {
                     tracing::warn!(%err, marker, "cannot release a publication marker");
                 }
