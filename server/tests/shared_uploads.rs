@@ -22,6 +22,21 @@ use tempfile::TempDir;
 
 const BUCKET: &str = "uploads";
 
+/// Declares the tests that run `scenario(tiered)` on `s3compatible` and on `tiered`.
+macro_rules! on_both {
+    ($s3compatible:ident, $tiered:ident, $scenario:ident) => {
+        #[tokio::test]
+        async fn $s3compatible() {
+            $scenario(false).await;
+        }
+
+        #[tokio::test]
+        async fn $tiered() {
+            $scenario(true).await;
+        }
+    };
+}
+
 /// The shared services and the storage section every server instance uses.
 struct Shared {
     s3: Service,
@@ -368,15 +383,11 @@ async fn multipart_across_two_servers(tiered: bool) {
     two.shutdown().await;
 }
 
-#[tokio::test]
-async fn s3compatible_multipart_started_on_one_server_completes_on_another() {
-    multipart_across_two_servers(false).await;
-}
-
-#[tokio::test]
-async fn tiered_multipart_started_on_one_server_completes_on_another() {
-    multipart_across_two_servers(true).await;
-}
+on_both!(
+    s3compatible_multipart_started_on_one_server_completes_on_another,
+    tiered_multipart_started_on_one_server_completes_on_another,
+    multipart_across_two_servers
+);
 
 /// Staged parts between native ones join into one S3 part each; a listing S3 cannot
 /// assemble (a small part before a native one) is refused with S3's code and leaves
@@ -493,25 +504,17 @@ async fn native_races_and_hang_ups(tiered: bool) {
     two.shutdown().await;
 }
 
-#[tokio::test]
-async fn s3compatible_native_parts_race_and_hang_ups() {
-    native_races_and_hang_ups(false).await;
-}
+on_both!(
+    s3compatible_native_parts_race_and_hang_ups,
+    tiered_native_parts_race_and_hang_ups,
+    native_races_and_hang_ups
+);
 
-#[tokio::test]
-async fn tiered_native_parts_race_and_hang_ups() {
-    native_races_and_hang_ups(true).await;
-}
-
-#[tokio::test]
-async fn s3compatible_native_assembly_joins_staged_runs_and_refuses_what_s3_cannot_hold() {
-    native_assembly(false).await;
-}
-
-#[tokio::test]
-async fn tiered_native_assembly_joins_staged_runs_and_refuses_what_s3_cannot_hold() {
-    native_assembly(true).await;
-}
+on_both!(
+    s3compatible_native_assembly_joins_staged_runs_and_refuses_what_s3_cannot_hold,
+    tiered_native_assembly_joins_staged_runs_and_refuses_what_s3_cannot_hold,
+    native_assembly
+);
 
 async fn chunk(
     http: &reqwest::Client,
@@ -633,15 +636,11 @@ async fn resumable_across_servers_and_a_restart(tiered: bool) {
     two.shutdown().await;
 }
 
-#[tokio::test]
-async fn s3compatible_resumable_session_continues_across_servers_and_a_restart() {
-    resumable_across_servers_and_a_restart(false).await;
-}
-
-#[tokio::test]
-async fn tiered_resumable_session_continues_across_servers_and_a_restart() {
-    resumable_across_servers_and_a_restart(true).await;
-}
+on_both!(
+    s3compatible_resumable_session_continues_across_servers_and_a_restart,
+    tiered_resumable_session_continues_across_servers_and_a_restart,
+    resumable_across_servers_and_a_restart
+);
 
 /// A client that lost the answer to its last chunk asks another pod for the offset while
 /// the first pod is still publishing (slowed by fault injection). The second pod waits
@@ -717,15 +716,11 @@ async fn one_publication_per_session(tiered: bool) {
     three.shutdown().await;
 }
 
-#[tokio::test]
-async fn s3compatible_a_session_is_published_once() {
-    one_publication_per_session(false).await;
-}
-
-#[tokio::test]
-async fn tiered_a_session_is_published_once() {
-    one_publication_per_session(true).await;
-}
+on_both!(
+    s3compatible_a_session_is_published_once,
+    tiered_a_session_is_published_once,
+    one_publication_per_session
+);
 
 /// Two servers (two pods behind a round-robin Service) receive a chunk at the same offset
 /// at once, with different lengths, round after round: a client retrying a chunk whose
@@ -833,15 +828,11 @@ async fn racing_writes_of_one_chunk(tiered: bool) {
     two.shutdown().await;
 }
 
-#[tokio::test]
-async fn s3compatible_racing_writes_of_one_chunk_keep_every_acknowledged_offset() {
-    racing_writes_of_one_chunk(false).await;
-}
-
-#[tokio::test]
-async fn tiered_racing_writes_of_one_chunk_keep_every_acknowledged_offset() {
-    racing_writes_of_one_chunk(true).await;
-}
+on_both!(
+    s3compatible_racing_writes_of_one_chunk_keep_every_acknowledged_offset,
+    tiered_racing_writes_of_one_chunk_keep_every_acknowledged_offset,
+    racing_writes_of_one_chunk
+);
 
 fn client_session(server: &RunningServer) -> objectstore_client::Session {
     let client = objectstore_client::Client::builder(format!("http://{}", server.addr()))
@@ -980,15 +971,11 @@ async fn abandoned_uploads_are_collected(tiered: bool) {
     two.shutdown().await;
 }
 
-#[tokio::test]
-async fn s3compatible_abandoned_uploads_are_collected_from_the_bucket() {
-    abandoned_uploads_are_collected(false).await;
-}
-
-#[tokio::test]
-async fn tiered_abandoned_uploads_are_collected_from_the_bucket() {
-    abandoned_uploads_are_collected(true).await;
-}
+on_both!(
+    s3compatible_abandoned_uploads_are_collected_from_the_bucket,
+    tiered_abandoned_uploads_are_collected_from_the_bucket,
+    abandoned_uploads_are_collected
+);
 
 /// Staged objects are not objects: a sweep and the orphan reconciliation skip them.
 #[tokio::test]
