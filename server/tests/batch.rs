@@ -569,6 +569,75 @@ async fn parts_after_the_1000th_get_413_each() {
     h.server.shutdown().await;
 }
 
+/// A request body past the 1 GiB cap (api §7): the operations before it complete, the
+/// part the cap cuts off gets 413 (an insert body over 1 MiB), and the stream error is
+/// one more part with 400; nothing of the oversized insert is stored. The body is
+/// generated as it is sent, so the test never holds it.
+#[tokio::test]
+async fn a_body_past_the_1_gib_cap_ends_in_a_400_part() {
+    let h = Harness::start().await;
+    let b = "capped";
+    let mut head = part(
+        b,
+        &[
+            ("x-sn-batch-operation-kind", "insert"),
+            ("x-sn-batch-operation-key", "small"),
+        ],
+        b"fits",
+    );
+    let big = part(
+        b,
+        &[
+            ("x-sn-batch-operation-kind", "insert"),
+            ("x-sn-batch-operation-key", "huge"),
+        ],
+        b"",
+    );
+    // The second part's headers, without its (empty) body and closing CRLF.
+    head.extend_from_slice(&big[..big.len() - 2]);
+    // Exactly one byte past the cap, then the client waits: the server has read all
+    // that was sent when it answers and closes, so no reset can cut off the answer.
+    let cap = 1usize << 30;
+    let chunk = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+    let mut filler = cap - head.len();
+    let mut pieces = vec![bytes::Bytes::from(head)];
+    while filler > 0 {
+        let take = filler.min(chunk.len());
+        pieces.push(chunk.slice(..take));
+        filler -= take;
+    }
+    pieces.push(bytes::Bytes::from_static(b"x"));
+    let body = futures::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>))
+        .chain(futures::stream::pending());
+    let request = h
+        .http
+        .post(h.url("/v1/objects:batch/batch/org=4/"))
+        .header("content-type", format!("multipart/form-data; boundary={b}"))
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let answered = async {
+        let response = request.await.expect("batch request");
+        assert_eq!(response.status(), 200, "the failure is reported in a part");
+        response_parts(response).await
+    };
+    // Without the cap the server would wait for the rest of the body forever.
+    let parts = tokio::time::timeout(Duration::from_secs(120), answered)
+        .await
+        .expect("the cap ends the request");
+    assert_eq!(parts.len(), 3, "{:?}", parts.keys());
+    assert_eq!(parts[&0].status(), 201);
+    assert_error_part(&parts[&1], 413);
+    assert_error_part(&parts[&2], 400);
+    let get = |key: &'static str| {
+        h.http
+            .get(h.url(&format!("/v1/objects/batch/org=4/{key}")))
+            .send()
+    };
+    assert_eq!(get("small").await.unwrap().status(), 200);
+    assert_eq!(get("huge").await.unwrap().status(), 404);
+    h.server.shutdown().await;
+}
+
 fn inserts(boundary: &str, prefix: &str, n: usize) -> Vec<u8> {
     let mut body = Vec::new();
     for i in 0..n {
