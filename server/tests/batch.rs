@@ -700,6 +700,42 @@ async fn a_panic_in_one_operation_leaves_the_other_999_intact() {
     h.server.shutdown().await;
 }
 
+/// Results stream in completion order, not request order: a slow first operation's
+/// part comes after the quick second one's.
+#[tokio::test]
+async fn results_arrive_in_completion_order() {
+    let h = Harness::start_with(|c| {
+        c.faults.delay_key_prefix = Some("slow".into());
+        c.faults.delay = Duration::from_millis(500);
+    })
+    .await;
+    let b = "order";
+    let mut body = part(
+        b,
+        &[
+            ("x-sn-batch-operation-kind", "insert"),
+            ("x-sn-batch-operation-key", "slow-first"),
+        ],
+        b"1",
+    );
+    body.extend(part(
+        b,
+        &[
+            ("x-sn-batch-operation-kind", "insert"),
+            ("x-sn-batch-operation-key", "quick-second"),
+        ],
+        b"2",
+    ));
+    body.extend(end(b));
+    let text = h.batch("org=6", b, body).await.text().await.unwrap();
+    let at = |index: usize| {
+        text.find(&format!("x-sn-batch-operation-index: {index}\r\n"))
+            .unwrap_or_else(|| panic!("no part {index} in {text:?}"))
+    };
+    assert!(at(1) < at(0), "the quick operation reports first: {text:?}");
+    h.server.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_slow_batch_leaves_room_for_single_requests() {
     let h = Harness::start_with(|c| {
