@@ -253,32 +253,59 @@ impl S3Backend {
         &self,
         path: &Path,
         metadata: &Metadata,
-        mut payload: PayloadStream,
+        payload: PayloadStream,
     ) -> Result<u64, BackendError> {
-        let mut writer = BufWriter::with_capacity(self.store.clone(), path.clone(), PART_SIZE)
-            .with_max_concurrency(PARTS_IN_FLIGHT)
+        let writer = object_writer(self.store.clone(), path.clone())
             .with_attributes(attributes_for(metadata));
-        let mut size = 0u64;
-        let written: Result<(), BackendError> = async {
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(BackendError::Payload)?;
-                size += chunk.len() as u64;
-                writer.write_all(&chunk).await.map_err(unavailable)?;
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(err) = written {
-            // An unfinished multipart upload would linger (and cost) until aborted.
-            if let Err(abort) = writer.abort().await {
-                tracing::warn!(%abort, "cannot abort s3 multipart upload");
-            }
-            return Err(err);
-        }
-        // Completes the single put or the multipart upload; the writer is spent after.
-        writer.shutdown().await.map_err(unavailable)?;
-        Ok(size)
+        stream_into(writer, payload).await.map_err(|err| match err {
+            StreamError::Body(err) => BackendError::Payload(err),
+            StreamError::Store(err) => unavailable(err),
+        })
     }
+}
+
+/// A bounded writer of one object: a single request up to [`PART_SIZE`], S3 multipart
+/// beyond it with [`PARTS_IN_FLIGHT`] parts in flight, so no body sits whole in memory.
+pub(crate) fn object_writer(store: Arc<dyn ObjectStore>, path: Path) -> BufWriter {
+    BufWriter::with_capacity(store, path, PART_SIZE).with_max_concurrency(PARTS_IN_FLIGHT)
+}
+
+/// Why [`stream_into`] stored nothing.
+#[derive(Debug)]
+pub(crate) enum StreamError {
+    /// The body stream failed (the client's doing).
+    Body(std::io::Error),
+    /// The store failed.
+    Store(std::io::Error),
+}
+
+/// Streams `payload` through `writer` into its object and completes it; on any failure
+/// the writer is aborted, so no unfinished multipart upload lingers (and costs) and the
+/// previous object, if any, stays. Returns the size written.
+pub(crate) async fn stream_into(
+    mut writer: BufWriter,
+    mut payload: PayloadStream,
+) -> Result<u64, StreamError> {
+    let mut size = 0u64;
+    let written = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(StreamError::Body)?;
+            size += chunk.len() as u64;
+            let put = writer.put(chunk).await;
+            put.map_err(|err| StreamError::Store(std::io::Error::other(err)))?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(err) = written {
+        if let Err(abort) = writer.abort().await {
+            tracing::warn!(%abort, "cannot abort s3 multipart upload");
+        }
+        return Err(err);
+    }
+    // Completes the single put or the multipart upload; the writer is spent after.
+    writer.shutdown().await.map_err(StreamError::Store)?;
+    Ok(size)
 }
 
 #[async_trait]

@@ -4,9 +4,9 @@
 //!
 //! Blobs are objects under a reserved root prefix ([`crate::backend::s3::STAGING_PREFIX`])
 //! that no object path can produce, because it is not a valid usecase. Bodies stream
-//! through a bounded [`BufWriter`] (one request up to [`BUFFER`], S3 multipart beyond),
-//! so a part or chunk never sits whole in memory; every object write is atomic, so a
-//! failed write leaves the previous blob in place.
+//! through the backend's bounded object writer ([`object_writer`]: one request up to
+//! 8 MiB, S3 multipart beyond), so a part or chunk never sits whole in memory; every
+//! object write is atomic, so a failed write leaves the previous blob in place.
 //!
 //! Objects cannot be appended to, so an appendable blob `name` (a resumable session's
 //! bytes) is a series of chunks, each two objects: its body `name/<offset>.<uuid>`
@@ -24,13 +24,9 @@
 //! the session stays at its acknowledged offset, and [`BucketStaging::remove_unclaimed`]
 //! collects such leftovers once they are older than the upload age limit.
 //!
-//! Why not map M1–M6 onto native S3 multipart (UploadPart into the final object): S3
-//! rejects parts under 5 MiB except the last at completion, while the API accepts parts
-//! of any size; the object's metadata rides in `x-amz-meta-strata`, which must be given
-//! at CreateMultipartUpload and `object_store`'s `MultipartStore` cannot send; and the
-//! tiered backend must decide the tier (and swap its tombstone) only once the size is
-//! known. Staging costs one extra copy of the bytes at completion, streamed through the
-//! backend's ordinary `put` (itself S3 multipart for large bodies).
+//! Multipart parts large enough for S3 do not come here: they stream straight into S3's
+//! own multipart upload of the object (`uploads::multipart`, `backend::s3_native`), and
+//! only the upload's records and its smaller parts are staged.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -45,12 +41,9 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
 use tokio::io::AsyncWriteExt;
 
 use super::store::AppendError;
+use crate::backend::s3::{object_writer, stream_into, StreamError};
 use crate::backend::PayloadStream;
 
-/// Write buffer per staged body; larger bodies go up as S3 multipart parts of this size.
-pub const BUFFER: usize = 8 * 1024 * 1024;
-/// Parts in flight per staged body (memory per write is about this times [`BUFFER`]).
-const PARTS_IN_FLIGHT: usize = 2;
 /// Objects deleted at once when removing a directory.
 const DELETE_CONCURRENCY: usize = 16;
 
@@ -147,31 +140,15 @@ impl BucketStaging {
     }
 
     fn writer(&self, path: Path) -> BufWriter {
-        BufWriter::with_capacity(self.store.clone(), path, BUFFER)
-            .with_max_concurrency(PARTS_IN_FLIGHT)
+        object_writer(self.store.clone(), path)
     }
 
     /// Streams `stream` into one object; a failing stream stores nothing.
-    pub async fn put(&self, name: &str, mut stream: PayloadStream) -> io::Result<u64> {
-        let mut writer = self.writer(self.path(name));
-        let mut size = 0u64;
-        let written: io::Result<()> = async {
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
-                size += chunk.len() as u64;
-                writer.put(chunk).await.map_err(io_error)?;
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(err) = written {
-            if let Err(abort) = writer.abort().await {
-                tracing::warn!(%abort, "cannot abort staged s3 multipart upload");
-            }
-            return Err(err);
-        }
-        writer.shutdown().await?;
-        Ok(size)
+    pub async fn put(&self, name: &str, stream: PayloadStream) -> io::Result<u64> {
+        let writer = self.writer(self.path(name));
+        stream_into(writer, stream).await.map_err(|err| match err {
+            StreamError::Body(err) | StreamError::Store(err) => err,
+        })
     }
 
     /// Stores small bytes in one request.
