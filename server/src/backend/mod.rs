@@ -187,9 +187,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Ok(None)
     }
 
-    /// Where multipart uploads and resumable sessions stage their bytes before they are
-    /// published with [`Backend::put`]; `None` when this backend cannot hold them, which
-    /// the API answers with 501.
+    /// Where multipart uploads and resumable sessions stage their bytes (and records)
+    /// before they are published; `None` when this backend cannot hold them, which the
+    /// API answers with 501.
     fn upload_staging(&self) -> Option<crate::uploads::Staging> {
         None
     }
