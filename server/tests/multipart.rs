@@ -3,10 +3,13 @@
 //! (spaces while assembling, then one JSON document), a panic during assembly, and the
 //! wire shapes of every call.
 
+mod support;
+
 use std::time::Duration;
 
 use strata_server::app::{self, RunningServer};
 use strata_server::config::{Config, StorageConfig};
+use support::multipart::Multipart;
 
 async fn start(adjust: impl FnOnce(&mut Config)) -> (RunningServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -20,19 +23,17 @@ async fn start(adjust: impl FnOnce(&mut Config)) -> (RunningServer, tempfile::Te
 }
 
 fn url(server: &RunningServer, route: &str, key: &str, query: &str) -> String {
-    format!("http://{}/v1/{route}/mp/org=1/{key}{query}", server.addr())
+    format!("http://{}/v1/{route}/{PATH}/{key}{query}", server.addr())
 }
 
+/// Where every object of these tests lives.
+const PATH: &str = "mp/org=1";
+
 async fn initiate(http: &reqwest::Client, server: &RunningServer, key: &str) -> String {
-    let r = http
-        .put(url(server, "objects:multipart", key, ""))
-        .header("content-type", "text/plain")
-        .header("x-snme-tag", "v")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: serde_json::Value = r.json().await.unwrap();
+    let headers = [("content-type", "text/plain"), ("x-snme-tag", "v")];
+    let body = Multipart::new(http, server, PATH)
+        .initiate(key, &headers)
+        .await;
     assert_eq!(body["key"], key);
     body["upload_id"].as_str().unwrap().to_owned()
 }
@@ -45,20 +46,9 @@ async fn part(
     n: u32,
     body: &'static str,
 ) -> String {
-    let r = http
-        .put(url(
-            server,
-            "objects:multipart:parts",
-            key,
-            &format!("?upload_id={upload}&part_number={n}"),
-        ))
-        .body(body)
-        .send()
+    Multipart::new(http, server, PATH)
+        .part(key, upload, n, body)
         .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: serde_json::Value = r.json().await.unwrap();
-    body["etag"].as_str().unwrap().to_owned()
 }
 
 async fn complete(
@@ -68,21 +58,9 @@ async fn complete(
     upload: &str,
     parts: &[(u32, &str)],
 ) -> (reqwest::StatusCode, Vec<u8>) {
-    let parts: Vec<serde_json::Value> = parts
-        .iter()
-        .map(|(n, e)| serde_json::json!({"part_number": n, "etag": e}))
-        .collect();
-    let r = http
-        .post(url(
-            server,
-            "objects:multipart:complete",
-            key,
-            &format!("?upload_id={upload}"),
-        ))
-        .json(&serde_json::json!({ "parts": parts }))
-        .send()
-        .await
-        .unwrap();
+    let r = Multipart::new(http, server, PATH)
+        .complete(key, upload, parts)
+        .await;
     let status = r.status();
     assert_eq!(r.headers()["content-type"], "application/json");
     (status, r.bytes().await.unwrap().to_vec())

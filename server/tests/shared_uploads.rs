@@ -17,6 +17,7 @@ use strata_server::app::{self, RunningServer};
 use strata_server::backend::s3::STAGING_PREFIX;
 use strata_server::backend::NativeUpload;
 use strata_server::config::{Config, StorageConfig};
+use support::multipart::Multipart;
 use support::Service;
 use tempfile::TempDir;
 
@@ -157,8 +158,11 @@ async fn staged_uploads(shared: &Shared) -> Vec<String> {
         .collect()
 }
 
+/// Where every object of these tests lives.
+const PATH: &str = "up/org=1";
+
 fn url(server: &RunningServer, route: &str, key: &str, query: &str) -> String {
-    format!("http://{}/v1/{route}/up/org=1/{key}{query}", server.addr())
+    format!("http://{}/v1/{route}/{PATH}/{key}{query}", server.addr())
 }
 
 fn noise(len: usize, seed: u8) -> Vec<u8> {
@@ -168,15 +172,13 @@ fn noise(len: usize, seed: u8) -> Vec<u8> {
 }
 
 async fn initiate(http: &reqwest::Client, server: &RunningServer, key: &str) -> String {
-    let r = http
-        .put(url(server, "objects:multipart", key, ""))
-        .header("content-type", "application/x-test")
-        .header("x-snme-tag", "shared")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: serde_json::Value = r.json().await.unwrap();
+    let headers = [
+        ("content-type", "application/x-test"),
+        ("x-snme-tag", "shared"),
+    ];
+    let body = Multipart::new(http, server, PATH)
+        .initiate(key, &headers)
+        .await;
     body["upload_id"].as_str().unwrap().to_owned()
 }
 
@@ -188,20 +190,9 @@ async fn part(
     n: u32,
     body: Vec<u8>,
 ) -> String {
-    let r = http
-        .put(url(
-            server,
-            "objects:multipart:parts",
-            key,
-            &format!("?upload_id={upload}&part_number={n}"),
-        ))
-        .body(body)
-        .send()
+    Multipart::new(http, server, PATH)
+        .part(key, upload, n, body)
         .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: serde_json::Value = r.json().await.unwrap();
-    body["etag"].as_str().unwrap().to_owned()
 }
 
 async fn list(
@@ -226,21 +217,9 @@ async fn complete(
     upload: &str,
     parts: &[(u32, &str)],
 ) -> serde_json::Value {
-    let parts: Vec<serde_json::Value> = parts
-        .iter()
-        .map(|(n, e)| serde_json::json!({"part_number": n, "etag": e}))
-        .collect();
-    let r = http
-        .post(url(
-            server,
-            "objects:multipart:complete",
-            key,
-            &format!("?upload_id={upload}"),
-        ))
-        .json(&serde_json::json!({ "parts": parts }))
-        .send()
-        .await
-        .unwrap();
+    let r = Multipart::new(http, server, PATH)
+        .complete(key, upload, parts)
+        .await;
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     serde_json::from_str(text.trim_start_matches(' ')).unwrap()
