@@ -331,8 +331,16 @@ async fn response_parts(response: reqwest::Response) -> BTreeMap<usize, ResultPa
     parse_response(&ct, &body)
 }
 
-/// Error parts carry only the index and status (and the part disposition).
+/// Error parts carry only the index and status (and the part disposition), and the
+/// JSON error body.
 fn assert_error_part(part: &ResultPart, status: u16) {
+    assert_error_headers(part, status);
+    let json: serde_json::Value = serde_json::from_slice(&part.body).expect("JSON error body");
+    assert!(json["detail"].is_string(), "{json}");
+}
+
+/// An error part's status and headers: only the index and status.
+fn assert_error_headers(part: &ResultPart, status: u16) {
     assert_eq!(part.status(), status, "{part:?}");
     let names: Vec<&str> = part.headers.keys().map(String::as_str).collect();
     assert_eq!(
@@ -344,8 +352,6 @@ fn assert_error_part(part: &ResultPart, status: u16) {
         ],
         "{part:?}"
     );
-    let json: serde_json::Value = serde_json::from_slice(&part.body).expect("JSON error body");
-    assert!(json["detail"].is_string(), "{json}");
 }
 
 #[tokio::test]
@@ -697,6 +703,63 @@ async fn a_panic_in_one_operation_leaves_the_other_999_intact() {
         .await
         .unwrap();
     assert_eq!(r.bytes().await.unwrap(), "ok998");
+    h.server.shutdown().await;
+}
+
+/// Each operation takes a throughput token of its own after the request's (api §7 step
+/// 2): with a one-request-per-second rule the request is admitted and its operations
+/// get 429 parts, counted like any rate-limited request.
+#[tokio::test]
+async fn batch_operations_take_throughput_tokens_of_their_own() {
+    let h = Harness::start_with(|c| {
+        c.rate_limits.throughput.rules = vec![strata_server::limits::ThroughputRule {
+            scopes: vec![("org".into(), "8".into())],
+            rps: Some(1),
+            ..Default::default()
+        }];
+    })
+    .await;
+    let b = "rate";
+    let mut body = Vec::new();
+    for key in ["a", "b", "c"] {
+        body.extend(part(
+            b,
+            &[
+                ("x-sn-batch-operation-kind", "get"),
+                ("x-sn-batch-operation-key", key),
+            ],
+            b"",
+        ));
+    }
+    body.extend(end(b));
+    let response = h.batch("org=8", b, body).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "the request itself took the one token"
+    );
+    let parts = response_parts(response).await;
+    let limited = parts.values().filter(|p| p.status() == 429).count();
+    // A token refills after a second: at most one operation of a stalled run gets it.
+    assert!(
+        limited >= 2,
+        "{:?}",
+        parts.values().map(|p| p.status()).collect::<Vec<_>>()
+    );
+    for part in parts.values().filter(|p| p.status() == 429) {
+        // The same plain-text body as a rate-limited request.
+        assert_error_headers(part, 429);
+        let text = String::from_utf8_lossy(&part.body);
+        assert!(text.contains("rate limit"), "{text}");
+    }
+    let counted = h
+        .server
+        .metrics()
+        .access
+        .rate_limited
+        .with_label_values(&["throughput_rule"])
+        .get();
+    assert_eq!(counted, limited as u64);
     h.server.shutdown().await;
 }
 

@@ -55,23 +55,35 @@ impl Access {
             self.metrics.access.killswitch_hits.inc();
             return Err(AdmissionError::Killswitched.into());
         }
-        let count = |kind: crate::limits::Limited| {
-            self.metrics
-                .access
-                .rate_limited
-                .with_label_values(&[kind.as_str()])
-                .inc();
-        };
         match self.admission.admit_reporting(usecase, scopes) {
             Ok((charge, reported)) => {
-                reported.into_iter().for_each(count);
+                reported
+                    .into_iter()
+                    .for_each(|kind| self.count_limited(kind));
                 Ok(charge)
             }
-            Err(kind) => {
-                count(kind);
-                Err(AdmissionError::RateLimited(kind).into())
-            }
+            Err(kind) => Err(self.limited(kind)),
         }
+    }
+
+    /// The throughput token of one batch operation (429 for that operation), counted.
+    pub fn admit_operation(&self, usecase: &str, scopes: &Scopes) -> Result<(), ApiError> {
+        self.admission
+            .admit_operation(usecase, scopes)
+            .map_err(|kind| self.limited(kind))
+    }
+
+    fn count_limited(&self, kind: crate::limits::Limited) {
+        self.metrics
+            .access
+            .rate_limited
+            .with_label_values(&[kind.as_str()])
+            .inc();
+    }
+
+    fn limited(&self, kind: crate::limits::Limited) -> ApiError {
+        self.count_limited(kind);
+        AdmissionError::RateLimited(kind).into()
     }
 }
 

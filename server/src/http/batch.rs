@@ -24,7 +24,6 @@ use super::extract::RawObjectPath;
 use super::AppState;
 use crate::auth::{AuthContext, Permission};
 use crate::limits::bandwidth::Charge;
-use crate::limits::Admission;
 use crate::metrics::Operation;
 use crate::object::id::{percent_decode_param, validate_usecase};
 use crate::object::{Metadata, ObjectId, Scopes};
@@ -219,8 +218,8 @@ struct Batch {
     boundary: String,
     /// Who sent the request; authenticated once, consulted per operation.
     auth: AuthContext,
-    /// The use-case expiration policy for inserts.
-    admission: std::sync::Arc<Admission>,
+    /// Per-operation throughput tokens and the use-case expiration policy for inserts.
+    access: super::auth::Access,
     /// The bandwidth buckets the request was admitted against.
     charge: Charge,
 }
@@ -233,15 +232,20 @@ struct Parsed {
 }
 
 /// Per-operation access control, after parsing and before the bulk permit, in api §7
-/// step order: permission (403), use-case policy for inserts (400), then the insert
-/// payload is charged to the request's bandwidth buckets. The request itself was
-/// authenticated and admitted (killswitch, rate limits) once, before any part was read.
+/// step order: a throughput token (429), permission (403), use-case policy for inserts
+/// (400), then the insert payload is charged to the request's bandwidth buckets. The
+/// request itself was authenticated and admitted (killswitch, rate limits, its own
+/// throughput token) once, before any part was read.
 fn authorize(batch: &Batch, op: &Parsed) -> Result<(), ApiError> {
+    batch
+        .access
+        .admit_operation(&batch.usecase, &batch.scopes)?;
     batch
         .auth
         .authorize(&batch.usecase, &batch.scopes, op.kind.permission())?;
     if let Some((metadata, body)) = &op.insert {
         batch
+            .access
             .admission
             .check_policy(&batch.usecase, &metadata.expiration)?;
         batch.charge.add(body.len() as u64);
@@ -361,7 +365,7 @@ pub async fn post_batch(
         scopes,
         boundary: new_boundary(),
         auth,
-        admission: state.access.admission.clone(),
+        access: state.access.clone(),
         charge,
     };
     let content_type = format!("multipart/form-data; boundary=\"{}\"", batch.boundary);

@@ -387,6 +387,12 @@ impl Admission {
         Ok((charge, refused))
     }
 
+    /// Takes the throughput token each operation of a batch needs beyond its request's
+    /// own (api §7, step 2); bandwidth is charged per insert instead.
+    pub fn admit_operation(&self, usecase: &str, scopes: &Scopes) -> Result<(), Limited> {
+        self.throughput.admit(usecase, scopes)
+    }
+
     /// Checks an insert's expiration policy against `usecases.<usecase>` (api §8).
     pub fn check_policy(
         &self,
