@@ -512,6 +512,27 @@ async fn chunk(
         .unwrap()
 }
 
+/// R1: a session of `length` bytes at object URL `object` (with `content_type` when
+/// given); asserts 200 and returns its token.
+async fn create_session(
+    http: &reqwest::Client,
+    object: String,
+    length: u64,
+    content_type: Option<&str>,
+) -> String {
+    let request = http
+        .put(format!("{object}?upload_type=resumable"))
+        .header("upload-length", length);
+    let request = match content_type {
+        Some(value) => request.header("content-type", value),
+        None => request,
+    };
+    let r = request.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let created: serde_json::Value = r.json().await.unwrap();
+    created["session"].as_str().unwrap().to_owned()
+}
+
 async fn resumable_across_servers_and_a_restart(tiered: bool) {
     let shared = shared(tiered).await;
     let dir = tempfile::tempdir().unwrap();
@@ -521,16 +542,14 @@ async fn resumable_across_servers_and_a_restart(tiered: bool) {
     let key = "resumed";
     let data = noise(2 * 1024 * 1024 + 5, 7);
 
-    let r = http
-        .put(url(&one, "objects", key, "?upload_type=resumable"))
-        .header("upload-length", data.len())
-        .header("content-type", "application/x-resumed")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let created: serde_json::Value = r.json().await.unwrap();
-    let token = created["session"].as_str().unwrap().to_owned();
+    let object = url(&one, "objects", key, "");
+    let token = create_session(
+        &http,
+        object,
+        data.len() as u64,
+        Some("application/x-resumed"),
+    )
+    .await;
 
     // First chunk on the other server; a wrong offset there is 409 with the real one.
     let split = 1024 * 1024 + 3;
@@ -580,14 +599,8 @@ async fn resumable_across_servers_and_a_restart(tiered: bool) {
     assert_eq!(r.status(), 410, "a completed session is gone");
 
     // Cancel on one server; the session is unknown to both and its bytes are gone.
-    let r = http
-        .put(url(&two, "objects", "cancelled", "?upload_type=resumable"))
-        .header("upload-length", "10")
-        .send()
-        .await
-        .unwrap();
-    let created: serde_json::Value = r.json().await.unwrap();
-    let token = created["session"].as_str().unwrap().to_owned();
+    let object = url(&two, "objects", "cancelled", "");
+    let token = create_session(&http, object, 10, None).await;
     let r = chunk(&http, &two, "cancelled", &token, "0", b"01234".to_vec()).await;
     assert_eq!(r.status(), 204);
     let r = http
@@ -638,14 +651,8 @@ async fn one_publication_per_session(tiered: bool) {
     let http = reqwest::Client::new();
     let key = "slow/once";
     let data = noise(200 * 1024, 7);
-    let r = http
-        .put(url(&one, "objects", key, "?upload_type=resumable"))
-        .header("upload-length", data.len())
-        .send()
-        .await
-        .unwrap();
-    let created: serde_json::Value = r.json().await.unwrap();
-    let token = created["session"].as_str().unwrap().to_owned();
+    let object = url(&one, "objects", key, "");
+    let token = create_session(&http, object, data.len() as u64, None).await;
     let half = data.len() / 2;
     let r = chunk(&http, &one, key, &token, "0", data[..half].to_vec()).await;
     assert_eq!(r.status(), 204);
@@ -715,15 +722,8 @@ async fn racing_writes_of_one_chunk(tiered: bool) {
     let key = "raced";
     let rounds = 24;
     let data = noise(rounds * 90 * 1024, 5);
-    let r = http
-        .put(url(&one, "objects", key, "?upload_type=resumable"))
-        .header("upload-length", data.len())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let created: serde_json::Value = r.json().await.unwrap();
-    let token = created["session"].as_str().unwrap().to_owned();
+    let object = url(&one, "objects", key, "");
+    let token = create_session(&http, object, data.len() as u64, None).await;
     let offset_of = |r: &reqwest::Response| -> usize {
         r.headers()["upload-offset"]
             .to_str()
@@ -904,14 +904,8 @@ async fn abandoned_uploads_are_collected(tiered: bool) {
     )
     .await;
     let native = native_of(&shared, &upload).await;
-    let r = http
-        .put(url(&one, "objects", "left", "?upload_type=resumable"))
-        .header("upload-length", "10")
-        .send()
-        .await
-        .unwrap();
-    let created: serde_json::Value = r.json().await.unwrap();
-    let token = created["session"].as_str().unwrap().to_owned();
+    let object = url(&one, "objects", "left", "");
+    let token = create_session(&http, object, 10, None).await;
     let r = chunk(&http, &one, "left", &token, "0", b"0123".to_vec()).await;
     assert_eq!(r.status(), 204);
     one.shutdown().await;
@@ -1176,17 +1170,8 @@ async fn s3compatible_1gib_staged_uploads_peak_memory() {
     ));
 
     // Resumable: one session, four 256 MiB chunks.
-    let r = http
-        .put(format!(
-            "{base_url}/v1/objects/up/org=1/resumable?upload_type=resumable"
-        ))
-        .header("upload-length", gib * PIECE as u64)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let created: serde_json::Value = r.json().await.unwrap();
-    let token = created["session"].as_str().unwrap().to_owned();
+    let object = format!("{base_url}/v1/objects/up/org=1/resumable");
+    let token = create_session(&http, object, gib * PIECE as u64, None).await;
     for n in 0..4u64 {
         let (body, len) = generated(&base, n * 256, (n + 1) * 256);
         let r = http
